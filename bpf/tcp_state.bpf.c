@@ -1,0 +1,108 @@
+/* TCP connection lifecycle from tracepoints (no kprobes: they do not exist on
+ * every kernel we run on). inet_sock_set_state tells us when a connection is
+ * opened (and by which side) and when it is gone; tcp_retransmit_skb keeps the
+ * retransmit snapshot fresh between syscalls. */
+#include "netflow_maps.bpf.h"
+#include "sock_common.bpf.h"
+
+#define DKE_TCP_ESTABLISHED 1
+#define DKE_TCP_SYN_SENT 2
+#define DKE_TCP_SYN_RECV 3
+#define DKE_TCP_CLOSE 7
+
+/* Ring-buffer wake-ups cost more than the event itself; wake the poller only
+ * once this much is queued (it also drains on its own timeout). */
+#define DKE_WAKEUP_BYTES (64 * 1024)
+
+static __always_inline void dke_emit_closed(const struct sock *sk, struct dke_tcp_conn *c)
+{
+	struct dke_tcp_conn *ev;
+	__u64 flags;
+
+	dke_read_tcp_metrics(sk, c);
+	ev = bpf_ringbuf_reserve(&tcp_closed_events, sizeof(*ev), 0);
+	if (!ev) {
+		dke_count(DKE_TEL_RINGBUF_FULL);
+		return;
+	}
+	__builtin_memcpy(ev, c, sizeof(*ev));
+	flags = bpf_ringbuf_query(&tcp_closed_events, BPF_RB_AVAIL_DATA) >= DKE_WAKEUP_BYTES ?
+			BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(ev, flags);
+	dke_count(DKE_TEL_TCP_CLOSED);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(dke_tcp_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	struct dke_tcp_conn *c, fresh = {};
+	__u64 cookie;
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	cookie = bpf_get_socket_cookie((struct sock *)sk);
+
+	if (newstate == DKE_TCP_SYN_SENT) {
+		/* connect() runs in the caller's context: the only reliable moment
+		 * to learn the client process. */
+		if (!dke_read_tuple(sk, &fresh.tuple, dke_ipv6_disabled))
+			return 0;
+		fresh.tuple.proto = IPPROTO_TCP;
+		fresh.tuple.direction = DKE_DIR_OUTGOING;
+		fresh.cookie = cookie;
+		dke_set_owner(&fresh);
+		if (bpf_map_update_elem(&tcp_conns, &cookie, &fresh, BPF_ANY))
+			dke_count(DKE_TEL_TCP_MAP_FULL);
+		return 0;
+	}
+
+	if (newstate == DKE_TCP_ESTABLISHED) {
+		c = bpf_map_lookup_elem(&tcp_conns, &cookie);
+		if (c) {
+			/* The local port and address are final only now. */
+			__u8 dir = c->tuple.direction;
+			dke_read_tuple(sk, &c->tuple, dke_ipv6_disabled);
+			c->tuple.proto = IPPROTO_TCP;
+			c->tuple.direction = dir;
+			c->established = 1;
+			dke_read_tcp_metrics(sk, c);
+			return 0;
+		}
+		if (!dke_read_tuple(sk, &fresh.tuple, dke_ipv6_disabled))
+			return 0;
+		fresh.tuple.proto = IPPROTO_TCP;
+		/* Passive open: the child socket leaves SYN_RECV in softirq context,
+		 * so the owner is learned later, at the first send or recv. */
+		fresh.tuple.direction = oldstate == DKE_TCP_SYN_RECV ? DKE_DIR_INCOMING : DKE_DIR_OUTGOING;
+		fresh.cookie = cookie;
+		fresh.established = 1;
+		dke_read_tcp_metrics(sk, &fresh);
+		if (bpf_map_update_elem(&tcp_conns, &cookie, &fresh, BPF_ANY))
+			dke_count(DKE_TEL_TCP_MAP_FULL);
+		return 0;
+	}
+
+	if (newstate == DKE_TCP_CLOSE) {
+		c = bpf_map_lookup_elem(&tcp_conns, &cookie);
+		if (!c)
+			return 0;
+		/* A connect that never completed is not a connection. */
+		if (c->established || c->bytes_sent || c->bytes_received)
+			dke_emit_closed(sk, c);
+		bpf_map_delete_elem(&tcp_conns, &cookie);
+	}
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(dke_tcp_retransmit, const struct sock *sk, const struct sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie((struct sock *)sk);
+	struct dke_tcp_conn *c = bpf_map_lookup_elem(&tcp_conns, &cookie);
+
+	if (c)
+		dke_read_tcp_metrics(sk, c);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
