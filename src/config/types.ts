@@ -9,6 +9,11 @@ export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 export interface CollectorConfig {
   /** Base URL of the DataKit API server, normalised: `http://host:port` (or https). */
   datakitApiServer: string;
+  /**
+   * What to actually connect to: datakitApiServer with a wildcard listen host
+   * (0.0.0.0, [::]) replaced by loopback (127.0.0.1, [::1]).
+   */
+  datakitConnectUrl: string;
   /** `host` tag value: --hostname > ENV_HOSTNAME > os.hostname(). */
   hostname: string;
   /** Flush interval in milliseconds (>= 1000). */

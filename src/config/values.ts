@@ -1,0 +1,238 @@
+// Parsers for the individual setting values. Flags and ebpf.conf keys share
+// them so a value means the same thing wherever it is written; the caller
+// passes a `subject` (`--interval "0.5s"` or `ebpf.conf:7: key "interval"
+// value "0.5s"`) so every error stays one line naming where the value came
+// from, the value and what was expected.
+
+import { CollectorError } from '../errors';
+import { LogLevel, PLUGINS, Plugin } from './types';
+
+export function invalid(subject: string, tail: string): CollectorError {
+  return new CollectorError('CONFIG_INVALID', `${subject}: ${tail}`);
+}
+
+/** `"value"` with the quotes JSON would add, so blanks and odd characters show up. */
+export function quote(value: string): string {
+  return JSON.stringify(value);
+}
+
+// ---------------------------------------------------------------- duration
+
+export const MIN_INTERVAL_MS = 1000;
+// Timers in Node overflow past 2^31-1 ms (~24.8 days); a day is already far
+// beyond any sensible flush interval, so it is the ceiling.
+export const MAX_INTERVAL_MS = 24 * 3600 * 1000;
+
+const UNIT_NS: Record<string, number> = {
+  ns: 1,
+  us: 1e3,
+  'µs': 1e3, // U+00B5 micro sign, as Go accepts
+  'μs': 1e3, // U+03BC greek mu, as Go accepts
+  ms: 1e6,
+  s: 1e9,
+  m: 60e9,
+  h: 3600e9,
+};
+
+/**
+ * Go's time.ParseDuration grammar (`1m30s`, `1.5h`, `500ms`), because DataKit
+ * passes the ebpf.conf `interval` string through untouched and upstream
+ * parsed it with Go. Returns nanoseconds, or undefined if it is not a duration.
+ */
+export function goDurationNs(text: string): number | undefined {
+  let s = text.trim();
+  let sign = 1;
+  if (s.startsWith('-') || s.startsWith('+')) {
+    if (s[0] === '-') sign = -1;
+    s = s.slice(1);
+  }
+  if (s === '0') return 0;
+  if (s === '') return undefined;
+  const part = /(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)/y;
+  let total = 0;
+  let pos = 0;
+  while (pos < s.length) {
+    part.lastIndex = pos;
+    const m = part.exec(s);
+    if (!m) return undefined;
+    const [whole, int, frac] = m;
+    if (int === '' && (frac === undefined || frac === '')) return undefined;
+    const unit = UNIT_NS[m[3] as string] as number;
+    total += Number(`${int || '0'}.${frac || '0'}`) * unit;
+    pos += whole.length;
+  }
+  return sign * total;
+}
+
+export function parseInterval(raw: string, subject: string): number {
+  const ns = goDurationNs(raw);
+  if (ns === undefined || ns < MIN_INTERVAL_MS * 1e6) {
+    throw invalid(subject, 'expected a duration of at least 1s such as 10s or 1m');
+  }
+  const ms = Math.round(ns / 1e6);
+  if (ms > MAX_INTERVAL_MS) {
+    throw invalid(subject, 'expected a duration of at most 24h such as 10s or 1m');
+  }
+  return ms;
+}
+
+// ------------------------------------------------------------- API server
+
+export interface ApiServer {
+  /** Normalised base URL, host kept as written (`http://0.0.0.0:9529`). */
+  url: string;
+  /** The URL to dial: a wildcard host replaced by loopback. */
+  connectUrl: string;
+}
+
+const API_EXPECTED = 'expected host:port, [ipv6]:port or an http(s):// URL such as 0.0.0.0:9529';
+
+/**
+ * DataKit hands us its *listen* address (`0.0.0.0:9529` by default). A
+ * wildcard is not a destination: connecting to 0.0.0.0 only works by a Linux
+ * quirk and `::` not at all on some stacks, so the dial address swaps it for
+ * loopback, which is where a listener on every address is always reachable.
+ */
+export function parseApiServer(raw: string, subject: string): ApiServer {
+  const s = raw.trim();
+  let text: string;
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s);
+  if (scheme) {
+    const proto = (scheme[1] as string).toLowerCase();
+    if (proto !== 'http' && proto !== 'https') throw invalid(subject, API_EXPECTED);
+    text = s;
+  } else {
+    // Without a scheme the port is mandatory: upstream would silently have
+    // used port 80, which is never where DataKit listens.
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^:/\[\]\s]+):\d+$/.test(s)) throw invalid(subject, API_EXPECTED);
+    text = `http://${s}`;
+  }
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw invalid(subject, API_EXPECTED);
+  }
+  if (u.hostname === '' || u.port === '0' || u.username || u.password || u.search || u.hash) {
+    throw invalid(subject, API_EXPECTED);
+  }
+  const path = u.pathname.replace(/\/+$/, '');
+  const url = `${u.protocol}//${u.host}${path}`;
+  if (u.hostname === '0.0.0.0') u.hostname = '127.0.0.1';
+  else if (u.hostname === '[::]') u.hostname = '[::1]';
+  const connectUrl = `${u.protocol}//${u.host}${path}`;
+  return { url, connectUrl };
+}
+
+// ------------------------------------------------------------- small types
+
+const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+export function parseLogLevel(raw: string, subject: string): LogLevel {
+  let v = raw.trim().toLowerCase();
+  if (v === 'warning') v = 'warn';
+  if ((LOG_LEVELS as readonly string[]).includes(v)) return v as LogLevel;
+  throw invalid(subject, `expected one of ${LOG_LEVELS.join(', ')}`);
+}
+
+/** `stdout` (any case) or a file path. */
+export function parseLogTarget(raw: string, subject: string): string {
+  const v = raw.trim();
+  if (v === '') throw invalid(subject, 'expected a file path or stdout');
+  return v.toLowerCase() === 'stdout' ? 'stdout' : v;
+}
+
+export function parseNonEmpty(raw: string, subject: string, what: string): string {
+  const v = raw.trim();
+  if (v === '') throw invalid(subject, `expected a non-empty ${what}`);
+  return v;
+}
+
+/** Integer port 0..65535; 0 is meaningful for --ephemeral-port. */
+export function parsePort(raw: string, subject: string): number {
+  const v = raw.trim();
+  const n = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 0 && n <= 65535)) throw invalid(subject, 'expected an integer port from 0 to 65535');
+  return n;
+}
+
+const TRUE = new Set(['true', '1', 't', 'yes', 'y', 'on']);
+const FALSE = new Set(['false', '0', 'f', 'no', 'n', 'off']);
+
+/** `true` stands for a bare flag (`--ipv6-disabled` with no value). */
+export function parseBool(raw: string | true, subject: string): boolean {
+  if (raw === true) return true;
+  const v = raw.trim().toLowerCase();
+  if (TRUE.has(v)) return true;
+  if (FALSE.has(v)) return false;
+  throw invalid(subject, 'expected true or false');
+}
+
+// ------------------------------------------------------------------- lists
+
+/** Items of a comma-separated list, blanks dropped (`a, b,,c`). */
+export function splitList(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+// DataKit's ebpf input forwards these too; upstream implements them, we do
+// not yet. Refusing them would stop collection on a config DataKit accepts.
+export const DATAKIT_ONLY_PLUGINS = ['ebpf-conntrack', 'ebpf-trace', 'bpf-netlog'] as const;
+
+export function pluginNotImplementedWarning(name: string): string {
+  return `plugin ${name} is accepted for DataKit compatibility but not implemented; ignored`;
+}
+
+/**
+ * Plugin names from one flag value or conf entry. DataKit-only plugins are
+ * dropped with a warning; anything else unknown is an error.
+ */
+export function parsePlugins(items: string[], subject: string, warnings: string[]): Plugin[] {
+  const out: Plugin[] = [];
+  for (const item of items) {
+    const name = item.trim().toLowerCase();
+    if ((PLUGINS as readonly string[]).includes(name)) {
+      if (!out.includes(name as Plugin)) out.push(name as Plugin);
+    } else if ((DATAKIT_ONLY_PLUGINS as readonly string[]).includes(name)) {
+      warnings.push(pluginNotImplementedWarning(name));
+    } else {
+      throw invalid(subject, `unknown plugin ${quote(item)}; expected a comma-separated list of ${PLUGINS.join(', ')}`);
+    }
+  }
+  return out;
+}
+
+// -------------------------------------------------------------------- tags
+
+/**
+ * `k=v` pairs split on both `;` and `,`: DataKit joins tags with `;` while
+ * upstream split on `,` (and so lost every tag after the first). A value
+ * therefore cannot contain either separator. Empty values are dropped with a
+ * warning rather than refused, because DataKit may forward a global tag that
+ * happens to be blank and a blank tag cannot be sent in line protocol anyway.
+ */
+export function parseTags(raw: string, subject: string, warnings: string[]): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const piece of raw.split(/[;,]/)) {
+    const pair = piece.trim();
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    if (eq < 0) {
+      throw invalid(subject, `pair ${quote(pair)} has no "="; expected k=v pairs separated by ";" or ","`);
+    }
+    const key = pair.slice(0, eq).trim();
+    const value = pair.slice(eq + 1).trim();
+    if (key === '') {
+      throw invalid(subject, `pair ${quote(pair)} has an empty key; expected k=v pairs separated by ";" or ","`);
+    }
+    if (value === '') {
+      warnings.push(`tag ${quote(key)} has an empty value; ignored`);
+      continue;
+    }
+    tags[key] = value;
+  }
+  return tags;
+}

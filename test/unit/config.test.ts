@@ -1,0 +1,529 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { flagNotImplementedWarning, packageVersion, parseCommandLine, ParsedCommand } from '../../src/config/cli';
+import { readEbpfConf } from '../../src/config/ebpfconf';
+import { CollectorConfig } from '../../src/config/types';
+import { goDurationNs } from '../../src/config/values';
+import { CollectorError } from '../../src/errors';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dk-ebpf-config-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+let fileNo = 0;
+function confFile(text: string): string {
+  const p = path.join(tmp, `ebpf-${++fileNo}.conf`);
+  fs.writeFileSync(p, text);
+  return p;
+}
+
+const NO_ENV: NodeJS.ProcessEnv = {};
+
+function run(argv: string[], env: NodeJS.ProcessEnv = NO_ENV): CollectorConfig {
+  const r = parseCommandLine(argv, env);
+  if (r.kind !== 'run') throw new Error(`expected run, got exit: ${r.output}`);
+  return r.config;
+}
+
+function failure(fn: () => unknown): CollectorError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(CollectorError);
+    return err as CollectorError;
+  }
+  throw new Error('expected a CollectorError');
+}
+
+function invalid(argv: string[], env: NodeJS.ProcessEnv = NO_ENV): string {
+  const e = failure(() => parseCommandLine(argv, env));
+  expect(e.code).toBe('CONFIG_INVALID');
+  expect(e.message).not.toContain('\n');
+  return e.message;
+}
+
+describe('defaults', () => {
+  it('match upstream datakit-ebpf', () => {
+    const c = run([]);
+    expect(c).toEqual({
+      datakitApiServer: 'http://0.0.0.0:9529',
+      datakitConnectUrl: 'http://127.0.0.1:9529',
+      hostname: os.hostname(),
+      intervalMs: 60_000,
+      log: '/usr/local/datakit/externals/datakit-ebpf.log',
+      logLevel: 'info',
+      service: 'ebpf',
+      tags: {},
+      enabled: ['ebpf-net'],
+      ephemeralPort: 0,
+      ipv6Disabled: false,
+      includeLoopback: false,
+      l7netEnabled: [],
+      warnings: [],
+    });
+  });
+
+  it('are the same with the run subcommand', () => {
+    expect(run(['run'])).toEqual(run([]));
+  });
+});
+
+describe('command forms', () => {
+  it('accepts `run [flags]` and the flat older form alike', () => {
+    const flags = ['--hostname', 'h1', '--interval', '10s', '--enabled', 'ebpf-net,ebpf-bash'];
+    const a = run(['run', ...flags]);
+    const b = run(flags);
+    expect(a).toEqual(b);
+    expect(a.hostname).toBe('h1');
+    expect(a.intervalMs).toBe(10_000);
+    expect(a.enabled).toEqual(['ebpf-net', 'ebpf-bash']);
+  });
+
+  it('accepts --flag=value', () => {
+    const c = run(['--hostname=h2', '--interval=2m', '--log-level=DEBUG', '--tags=a=1']);
+    expect(c.hostname).toBe('h2');
+    expect(c.intervalMs).toBe(120_000);
+    expect(c.logLevel).toBe('debug');
+    expect(c.tags).toEqual({ a: '1' });
+  });
+});
+
+describe('DataKit quirks', () => {
+  const UNIMPLEMENTED = ['--l7net-enabled', '--pprof-host', '--pprof-port', '--netlog-metric', '--res-net', '--trace-allprocess'];
+
+  it('accepts the full command line DataKit builds', () => {
+    const c = run([
+      'run',
+      '--datakit-apiserver', '0.0.0.0:9529',
+      '--hostname', 'H',
+      '--enabled', 'ebpf-net',
+      '--l7net-enabled', 'httpflow',
+      '--pprof-host', '127.0.0.1',
+      '--pprof-port', '6061',
+      '--netlog-metric',
+      '--res-net',
+      '--trace-allprocess',
+      '--tags', 'a=1;b=2',
+    ]);
+    expect(c.tags).toEqual({ a: '1', b: '2' });
+    expect(c.hostname).toBe('H');
+    expect(c.enabled).toEqual(['ebpf-net']);
+    expect(c.datakitApiServer).toBe('http://0.0.0.0:9529');
+    expect(c.l7netEnabled).toEqual(['httpflow']);
+    expect(c.pprofHost).toBe('127.0.0.1');
+    expect(c.pprofPort).toBe(6061);
+    expect(c.warnings).toEqual(UNIMPLEMENTED.map(flagNotImplementedWarning));
+    expect(c.warnings[0]).toBe('flag --l7net-enabled is accepted for DataKit compatibility but not implemented; ignored');
+  });
+
+  it('accepts boolean compat flags with or without a value', () => {
+    const c = run(['--trace-allprocess', 'true', '--res-net', '--hostname', 'x', '--netlog-metric=false', '--res-net', '10Mi']);
+    expect(c.hostname).toBe('x');
+    expect(c.warnings).toEqual([
+      flagNotImplementedWarning('--trace-allprocess'),
+      flagNotImplementedWarning('--res-net'),
+      flagNotImplementedWarning('--netlog-metric'),
+    ]);
+  });
+
+  it('accepts every listed DataKit flag with one warning each and never throws', () => {
+    const flags = [
+      '--l7net-enabled', '--pprof-host', '--pprof-port', '--netlog-metric', '--netlog-blacklist', '--trace-server',
+      '--trace-allprocess', '--trace-name-blacklist', '--trace-name-whitelist', '--trace-env-blacklist',
+      '--trace-env-whitelist', '--trace-port-blacklist', '--trace-port-whitelist', '--res-net', '--res-cpu', '--res-mem',
+      '--res-bandwidth', '--res-pid', '--res-net-host', '--sampling-rate', '--sampling-rate-pts-per-min',
+      '--workload-labels', '--workload-label-prefix', '--apm-trace', '--k8s-info', '--ebpf-trace', '--bpf-net-l4log',
+      '--bpf-net-l7log',
+    ];
+    const bare = run(flags);
+    expect(bare.warnings).toEqual(flags.map(flagNotImplementedWarning));
+    const valued = run(flags.flatMap((f) => [f, 'x']));
+    expect(valued.warnings).toEqual(flags.map(flagNotImplementedWarning));
+    const repeated = run([...flags, ...flags]);
+    expect(repeated.warnings).toHaveLength(flags.length);
+  });
+
+  it('treats flags it has never heard of as warnings and keeps parsing after them', () => {
+    const c = run(['--brand-new', 'v', '--hostname', 'h', '--other-new', '--interval', '5s', '--x=y', '-q']);
+    expect(c.hostname).toBe('h');
+    expect(c.intervalMs).toBe(5000);
+    expect(c.warnings).toHaveLength(4);
+    expect(c.warnings[0]).toMatch(/^unknown flag --brand-new ignored/);
+    expect(c.warnings[2]).toMatch(/^unknown flag --x ignored/);
+    expect(c.warnings[3]).toMatch(/^unknown flag -q ignored/);
+  });
+
+  it('reads --ephemeral_port (DataKit spelling) and --ephemeral-port, last one winning', () => {
+    expect(run(['--ephemeral_port', '10001']).ephemeralPort).toBe(10001);
+    expect(run(['--ephemeral-port', '10001']).ephemeralPort).toBe(10001);
+    expect(run(['--ephemeral-port', '1', '--ephemeral_port', '2']).ephemeralPort).toBe(2);
+    expect(run(['--ephemeral_port', '2', '--ephemeral-port=3']).ephemeralPort).toBe(3);
+    expect(run(['--ephemeral_port=0']).ephemeralPort).toBe(0);
+  });
+
+  it('takes --ipv6-disabled bare or with a value', () => {
+    expect(run(['--ipv6-disabled']).ipv6Disabled).toBe(true);
+    expect(run(['--ipv6-disabled', '--hostname', 'h']).ipv6Disabled).toBe(true);
+    expect(run(['--ipv6-disabled=true']).ipv6Disabled).toBe(true);
+    expect(run(['--ipv6-disabled=false']).ipv6Disabled).toBe(false);
+    expect(run(['--ipv6-disabled', 'false']).ipv6Disabled).toBe(false);
+    expect(run(['--include-loopback']).includeLoopback).toBe(true);
+  });
+
+  it('accepts ebpf-bash, and drops DataKit-only plugins with a warning', () => {
+    expect(run(['--enabled', 'ebpf-bash']).enabled).toEqual(['ebpf-bash']);
+    const c = run(['--enabled', 'ebpf-net,ebpf-conntrack']);
+    expect(c.enabled).toEqual(['ebpf-net']);
+    expect(c.warnings).toEqual(['plugin ebpf-conntrack is accepted for DataKit compatibility but not implemented; ignored']);
+  });
+
+  it('repeats --enabled and splits on commas, without duplicates', () => {
+    expect(run(['--enabled', 'ebpf-bash', '--enabled', 'ebpf-net, ebpf-bash']).enabled).toEqual(['ebpf-bash', 'ebpf-net']);
+  });
+});
+
+describe('tags', () => {
+  it('splits on ";" (DataKit) and "," (upstream), trimming spaces', () => {
+    expect(run(['--tags', 'a=1;b=2']).tags).toEqual({ a: '1', b: '2' });
+    expect(run(['--tags', 'a=1,b=2']).tags).toEqual({ a: '1', b: '2' });
+    expect(run(['--tags', ' a = 1 ; b=2 , c=3;']).tags).toEqual({ a: '1', b: '2', c: '3' });
+    expect(run(['--tags', 'url=http://x/?q=1']).tags).toEqual({ url: 'http://x/?q=1' });
+    expect(run(['--tags', '']).tags).toEqual({});
+  });
+
+  it('merges repeated --tags, the later winning per key', () => {
+    expect(run(['--tags', 'a=1;b=2', '--tags', 'b=3']).tags).toEqual({ a: '1', b: '3' });
+  });
+
+  it('names a pair without "="', () => {
+    expect(invalid(['--tags', 'a=1;oops'])).toBe(
+      '--tags "a=1;oops": pair "oops" has no "="; expected k=v pairs separated by ";" or ","',
+    );
+  });
+
+  it('drops an empty value with a warning', () => {
+    const c = run(['--tags', 'a=;b=2']);
+    expect(c.tags).toEqual({ b: '2' });
+    expect(c.warnings).toEqual(['tag "a" has an empty value; ignored']);
+  });
+});
+
+describe('interval', () => {
+  it.each([
+    ['1s', 1000],
+    ['60s', 60_000],
+    ['1m', 60_000],
+    ['1m30s', 90_000],
+    ['2h', 7_200_000],
+    ['1.5s', 1500],
+    ['1500ms', 1500],
+    ['1000000us', 1000],
+    ['1000000000ns', 1000],
+    ['24h', 86_400_000],
+  ])('%s = %i ms', (text, ms) => {
+    expect(run(['--interval', text]).intervalMs).toBe(ms);
+  });
+
+  it.each(['0.5s', '999ms', '0', '-1m', '60', 'abc', '1x', '', '.s', '1m s'])('rejects %j', (text) => {
+    expect(invalid(['--interval', text])).toBe(
+      `--interval ${JSON.stringify(text)}: expected a duration of at least 1s such as 10s or 1m`,
+    );
+  });
+
+  it('rejects more than a day', () => {
+    expect(invalid(['--interval', '25h'])).toBe('--interval "25h": expected a duration of at most 24h such as 10s or 1m');
+  });
+
+  it('follows Go for odd spellings', () => {
+    expect(goDurationNs('1h2m3s4ms')).toBe(3_723_004_000_000);
+    expect(goDurationNs('.5s')).toBe(5e8);
+    expect(goDurationNs('1.s')).toBe(1e9);
+    expect(goDurationNs('2µs')).toBe(2000);
+  });
+});
+
+describe('API server address', () => {
+  it.each([
+    ['0.0.0.0:9529', 'http://0.0.0.0:9529', 'http://127.0.0.1:9529'],
+    ['10.0.0.5:9529', 'http://10.0.0.5:9529', 'http://10.0.0.5:9529'],
+    ['localhost:9529', 'http://localhost:9529', 'http://localhost:9529'],
+    ['[::]:9529', 'http://[::]:9529', 'http://[::1]:9529'],
+    ['[fe80::1]:9529', 'http://[fe80::1]:9529', 'http://[fe80::1]:9529'],
+    ['http://dk.local:9529/', 'http://dk.local:9529', 'http://dk.local:9529'],
+    ['https://0.0.0.0:9530', 'https://0.0.0.0:9530', 'https://127.0.0.1:9530'],
+    ['HTTP://DK:9529', 'http://dk:9529', 'http://dk:9529'],
+  ])('%s', (raw, url, connect) => {
+    const c = run(['--datakit-apiserver', raw]);
+    expect(c.datakitApiServer).toBe(url);
+    expect(c.datakitConnectUrl).toBe(connect);
+  });
+
+  it.each(['9529', 'dk', '::1:9529', 'ftp://dk:21', 'dk:0', 'dk:70000', 'http://dk:9529/?a=1', 'a b:1'])('rejects %j', (raw) => {
+    expect(invalid(['--datakit-apiserver', raw])).toBe(
+      `--datakit-apiserver ${JSON.stringify(raw)}: expected host:port, [ipv6]:port or an http(s):// URL such as 0.0.0.0:9529`,
+    );
+  });
+});
+
+describe('bad values give one-line messages', () => {
+  it.each([
+    [['--log-level', 'loud'], '--log-level "loud": expected one of trace, debug, info, warn, error, fatal'],
+    [['--enabled', 'ebpf-net,ebpf-foo'], '--enabled "ebpf-net,ebpf-foo": unknown plugin "ebpf-foo"; expected a comma-separated list of ebpf-net, ebpf-bash'],
+    [['--ephemeral-port', '70000'], '--ephemeral-port "70000": expected an integer port from 0 to 65535'],
+    [['--ephemeral_port', '-1'], '--ephemeral_port "-1": expected an integer port from 0 to 65535'],
+    [['--ipv6-disabled', 'maybe'], '--ipv6-disabled "maybe": expected true or false'],
+    [['--service', ''], '--service "": expected a non-empty service name'],
+    [['--log', ' '], '--log " ": expected a file path or stdout'],
+    [['--interval'], '--interval: missing value; expected <duration> after it'],
+  ])('%j', (argv, message) => {
+    expect(invalid(argv)).toBe(message);
+  });
+
+  it('accepts every log level in any case', () => {
+    for (const l of ['TRACE', 'debug', 'Info', 'warn', 'warning', 'error', 'fatal']) {
+      expect(run(['--log-level', l]).logLevel).toBe(l.toLowerCase() === 'warning' ? 'warn' : l.toLowerCase());
+    }
+    expect(run(['--log', 'STDOUT']).log).toBe('stdout');
+  });
+
+  it('does not fail on a bad value of an unimplemented flag', () => {
+    const c = run(['--pprof-port', 'nope']);
+    expect(c.pprofPort).toBeUndefined();
+    expect(c.warnings).toEqual([flagNotImplementedWarning('--pprof-port')]);
+  });
+});
+
+describe('precedence: flag > ebpf.conf > ENV_HOSTNAME > default', () => {
+  const conf = confFile(`
+[[inputs.ebpf]]
+  daemon = true
+  name = 'ebpf'
+  cmd = "/usr/local/datakit/externals/datakit-ebpf"
+  args = ["--datakit-apiserver", "10.1.1.1:9529", "--hostname", "from-args", "--tags", "a=args;z=args", "--log-level", "debug"]
+  envs = ["ENV_HOSTNAME=from-conf-env"]
+  enabled_plugins = ["ebpf-bash"]
+  ipv6_disabled = true
+  interval = "30s"
+  ephemeral_port = 10001
+  [inputs.ebpf.tags]
+    a = "conf"
+    b = "conf"
+`);
+  const confNoHost = confFile(`
+[[inputs.ebpf]]
+  envs = ["ENV_HOSTNAME=from-conf-env"]
+`);
+
+  it('uses the conf (keys and args) over defaults', () => {
+    const c = run(['--config', conf]);
+    expect(c.configFile).toBe(conf);
+    expect(c.hostname).toBe('from-args');
+    expect(c.intervalMs).toBe(30_000);
+    expect(c.enabled).toEqual(['ebpf-bash']);
+    expect(c.ipv6Disabled).toBe(true);
+    expect(c.ephemeralPort).toBe(10001);
+    expect(c.logLevel).toBe('debug');
+    expect(c.datakitApiServer).toBe('http://10.1.1.1:9529');
+    expect(c.tags).toEqual({ a: 'conf', b: 'conf', z: 'args' });
+  });
+
+  it('lets command-line flags win over the conf', () => {
+    const c = run(['run', '--config', conf, '--hostname', 'flag', '--interval', '5s', '--enabled', 'ebpf-net',
+      '--ipv6-disabled=false', '--tags', 'b=flag;c=flag', '--ephemeral_port', '0']);
+    expect(c.hostname).toBe('flag');
+    expect(c.intervalMs).toBe(5000);
+    expect(c.enabled).toEqual(['ebpf-net']);
+    expect(c.ipv6Disabled).toBe(false);
+    expect(c.ephemeralPort).toBe(0);
+    expect(c.tags).toEqual({ a: 'conf', b: 'flag', c: 'flag', z: 'args' });
+  });
+
+  it('ranks conf keys over the flags in its args', () => {
+    const p = confFile(`
+[[inputs.ebpf]]
+  args = ["--interval", "10s", "--enabled", "ebpf-net", "--ipv6-disabled"]
+  interval = "20s"
+  enabled_plugins = ["ebpf-bash"]
+  ipv6_disabled = false
+`);
+    const c = run(['--config', p]);
+    expect(c.intervalMs).toBe(20_000);
+    expect(c.enabled).toEqual(['ebpf-bash']);
+    expect(c.ipv6Disabled).toBe(false);
+  });
+
+  it('hostname: flag > conf args > conf envs ENV_HOSTNAME > process ENV_HOSTNAME > OS', () => {
+    const env = { ENV_HOSTNAME: 'from-env' };
+    expect(run(['--hostname', 'flag', '--config', conf], env).hostname).toBe('flag');
+    expect(run(['--config', conf], env).hostname).toBe('from-args');
+    expect(run(['--config', confNoHost], env).hostname).toBe('from-conf-env');
+    expect(run([], env).hostname).toBe('from-env');
+    expect(run([], { ENV_HOSTNAME: '  ' }).hostname).toBe(os.hostname());
+    expect(run([], NO_ENV).hostname).toBe(os.hostname());
+    expect(run(['--hostname', ''], env).hostname).toBe('from-env');
+  });
+
+  it('enabled falls back to ebpf-net when the conf list is empty', () => {
+    const p = confFile('[[inputs.ebpf]]\n  enabled_plugins = []\n');
+    expect(run(['--config', p]).enabled).toEqual(['ebpf-net']);
+  });
+
+  it('prefixes errors from the conf args with where they are', () => {
+    const p = confFile('[[inputs.ebpf]]\n  daemon = true\n  args = ["--interval", "0.1s"]\n');
+    expect(invalid(['--config', p])).toBe(
+      `${p}:3: args: --interval "0.1s": expected a duration of at least 1s such as 10s or 1m`,
+    );
+  });
+
+  it('ignores --config, --help and unknown flags inside conf args, with a warning', () => {
+    const p = confFile('[[inputs.ebpf]]\n  args = ["--config", "/x", "--help", "--future-flag", "v", "--res-net"]\n');
+    const c = run(['--config', p]);
+    expect(c.warnings).toEqual([
+      `flag --config in ${p}:2: args ignored`,
+      `flag --help in ${p}:2: args ignored`,
+      expect.stringMatching(/^unknown flag --future-flag ignored/),
+      flagNotImplementedWarning('--res-net'),
+    ]);
+  });
+});
+
+describe('ebpf.conf', () => {
+  it('parses the shipped sample', () => {
+    const sample = path.join(__dirname, '../../conf.d/host/ebpf.conf');
+    const conf = readEbpfConf(sample);
+    expect(conf).toMatchObject({
+      daemon: true,
+      name: 'ebpf',
+      cmd: '/usr/local/datakit/externals/datakit-ebpf',
+      args: ['--datakit-apiserver', '0.0.0.0:9529'],
+      envs: {},
+      enabled: ['ebpf-net'],
+      tags: {},
+      warnings: [],
+    });
+    const c = run(['run', '--config', sample]);
+    expect(c.datakitApiServer).toBe('http://0.0.0.0:9529');
+    expect(c.warnings).toEqual([]);
+  });
+
+  it('reports a TOML syntax error as file:line:col', () => {
+    const p = confFile('[[inputs.ebpf]]\n  daemon = true\n  name = = "x"\n');
+    const e = failure(() => readEbpfConf(p));
+    expect(e.code).toBe('CONFIG_FILE');
+    expect(e.message).toMatch(new RegExp(`^${escape(p)}:3:10: Unexpected character`));
+    expect(e.message).not.toContain('\n');
+    expect(failure(() => run(['--config', p])).code).toBe('CONFIG_FILE');
+  });
+
+  it.each([
+    ['interval = 5', 'interval', 'expected a duration string such as "60s"'],
+    ['enabled_plugins = "ebpf-net"', 'enabled_plugins', 'expected an array of strings such as ["ebpf-net"]'],
+    ['ipv6_disabled = "yes"', 'ipv6_disabled', 'expected true or false (without quotes)'],
+    ['ephemeral_port = "10001"', 'ephemeral_port', 'expected an integer port from 0 to 65535'],
+    ['args = "--hostname h"', 'args', 'expected an array of strings such as ["--datakit-apiserver", "0.0.0.0:9529"]'],
+    ['envs = ["NOEQUALS"]', 'envs', null],
+  ])('reports a wrong type with file:line and key: %s', (line, key, expected) => {
+    const p = confFile(`# header\n[[inputs.ebpf]]\n  daemon = true\n  ${line}\n`);
+    const e = failure(() => readEbpfConf(p));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toMatch(new RegExp(`^${escape(p)}:4: key "${key}"`));
+    if (expected) expect(e.message).toBe(`${p}:4: key "${key}": ${expected}`);
+  });
+
+  it('reports a bad value with file:line, key and value', () => {
+    const p = confFile('[[inputs.ebpf]]\n  interval = "0.5s"\n  enabled_plugins = ["ebpf-foo"]\n');
+    expect(failure(() => readEbpfConf(p)).message).toBe(
+      `${p}:2: key "interval" value "0.5s": expected a duration of at least 1s such as 10s or 1m`,
+    );
+    const q = confFile('[[inputs.ebpf]]\n  enabled_plugins = ["ebpf-foo"]\n');
+    expect(failure(() => readEbpfConf(q)).message).toBe(
+      `${q}:2: key "enabled_plugins" value "ebpf-foo": unknown plugin "ebpf-foo"; expected a comma-separated list of ebpf-net, ebpf-bash`,
+    );
+  });
+
+  it('reports a non-string tag value at its line', () => {
+    const p = confFile('[[inputs.ebpf]]\n  daemon = true\n  [inputs.ebpf.tags]\n    a = "1"\n    b = 2\n');
+    expect(failure(() => readEbpfConf(p)).message).toBe(`${p}:5: key "b": expected a string value such as "some_value"`);
+  });
+
+  it('refuses more than one [[inputs.ebpf]] and a file without one', () => {
+    const p = confFile('[[inputs.ebpf]]\n  daemon = true\n\n[[inputs.ebpf]]\n  daemon = true\n');
+    const e = failure(() => readEbpfConf(p));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toBe(`${p}:4: more than one [[inputs.ebpf]] table; expected exactly one`);
+    const q = confFile('[[inputs.cpu]]\n');
+    expect(failure(() => readEbpfConf(q)).message).toMatch(/no \[\[inputs\.ebpf\]\] table/);
+  });
+
+  it('names the path and the OS error when the file cannot be read', () => {
+    const p = path.join(tmp, 'missing.conf');
+    const e = failure(() => run(['--config', p]));
+    expect(e.code).toBe('CONFIG_FILE');
+    expect(e.message).toContain(p);
+    expect(e.message).toContain('ENOENT');
+  });
+
+  it('warns about unknown keys and DataKit keys it does not implement', () => {
+    const p = confFile(`[[inputs.ebpf]]
+  daemon = true
+  colour = "blue"
+  trace_server = ""
+  trace_all_process = true
+  l7net_enabled = ["httpflow"]
+  pprof_port = "6061"
+  ephemeral_port = -1
+`);
+    const conf = readEbpfConf(p);
+    expect(conf.ephemeralPort).toBeUndefined();
+    expect(conf.pprofPort).toBe(6061);
+    expect(conf.l7netEnabled).toEqual(['httpflow']);
+    expect(conf.warnings).toEqual([
+      `${p}:3: unknown key "colour" in [[inputs.ebpf]]; ignored`,
+      'ebpf.conf key trace_all_process is accepted for DataKit compatibility but not implemented; ignored',
+      'ebpf.conf key l7net_enabled is accepted for DataKit compatibility but not implemented; ignored',
+      'ebpf.conf key pprof_port is accepted for DataKit compatibility but not implemented; ignored',
+    ]);
+  });
+
+  it('accepts a single [inputs.ebpf] table and a BOM', () => {
+    const p = confFile('\uFEFF[inputs.ebpf]\n  interval = "1m30s"\n  [inputs.ebpf.tags]\n    k = "v"\n');
+    expect(readEbpfConf(p)).toMatchObject({ intervalMs: 90_000, tags: { k: 'v' } });
+  });
+});
+
+describe('--help and --version', () => {
+  function exit(argv: string[]): Extract<ParsedCommand, { kind: 'exit' }> {
+    const r = parseCommandLine(argv, NO_ENV);
+    if (r.kind !== 'exit') throw new Error('expected exit');
+    return r;
+  }
+
+  it('prints the package version', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '../../package.json'), 'utf8')) as { version: string };
+    expect(packageVersion()).toBe(pkg.version);
+    expect(exit(['--version'])).toEqual({ kind: 'exit', code: 0, output: `datakit-ebpf ${pkg.version}\n` });
+    expect(exit(['run', '--version']).output).toBe(`datakit-ebpf ${pkg.version}\n`);
+  });
+
+  it('prints grouped help', () => {
+    for (const argv of [['--help'], ['-h'], ['run', '--help'], ['help'], ['--hostname', 'x', '--help']]) {
+      const r = exit(argv);
+      expect(r.code).toBe(0);
+      expect(r.output).toContain('Usage: datakit-ebpf [run] [options]');
+    }
+    const out = exit(['--help']).output;
+    const order = ['DataKit connection:', 'Collection:', 'Logging and process:', 'Accepted for DataKit compatibility'];
+    const at = order.map((h) => out.indexOf(h));
+    expect(at.every((i) => i >= 0)).toBe(true);
+    expect([...at].sort((x, y) => x - y)).toEqual(at);
+    for (const f of ['--datakit-apiserver', '--hostname', '--interval', '--log-level', '--tags', '--enabled', '--ephemeral-port', '--trace-allprocess', '--include-loopback']) {
+      expect(out).toContain(f);
+    }
+    expect(out).not.toContain('--ephemeral_port <port>');
+  });
+});
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
