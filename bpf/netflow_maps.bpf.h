@@ -17,7 +17,8 @@
 #endif
 
 /* socket cookie -> struct dke_tcp_conn; one entry per live TCP connection,
- * deleted at TCP_CLOSE after its final counters went out as a close event. */
+ * deleted when the socket is destroyed, after its final counters went out
+ * as a close event. */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 131072);

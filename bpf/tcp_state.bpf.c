@@ -1,6 +1,6 @@
 /* TCP connection lifecycle from tracepoints (no kprobes: they do not exist on
  * every kernel we run on). inet_sock_set_state tells us when a connection is
- * opened (and by which side) and when it is gone; tcp_retransmit_skb keeps the
+ * opened and by which side, tcp_destroy_sock when it is gone; tcp_retransmit_skb keeps the
  * retransmit snapshot fresh between syscalls. */
 #include "netflow_maps.bpf.h"
 #include "sock_common.bpf.h"
@@ -8,7 +8,6 @@
 #define DKE_TCP_ESTABLISHED 1
 #define DKE_TCP_SYN_SENT 2
 #define DKE_TCP_SYN_RECV 3
-#define DKE_TCP_CLOSE 7
 
 /* Ring-buffer wake-ups cost more than the event itself; wake the poller only
  * once this much is queued (it also drains on its own timeout). */
@@ -82,15 +81,24 @@ int BPF_PROG(dke_tcp_set_state, const struct sock *sk, const int oldstate, const
 		return 0;
 	}
 
-	if (newstate == DKE_TCP_CLOSE) {
-		c = bpf_map_lookup_elem(&tcp_conns, &cookie);
-		if (!c)
-			return 0;
-		/* A connect that never completed is not a connection. */
-		if (c->established || c->bytes_sent || c->bytes_received)
-			dke_emit_closed(sk, c);
-		bpf_map_delete_elem(&tcp_conns, &cookie);
-	}
+	return 0;
+}
+
+/* The end of a connection is when its socket is destroyed, not when it
+ * enters TCP_CLOSE: an active closer reaches CLOSE (via TIME_WAIT) in softirq
+ * while the application may still have the peer's last bytes to read. */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(dke_tcp_destroy, struct sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct dke_tcp_conn *c = bpf_map_lookup_elem(&tcp_conns, &cookie);
+
+	if (!c)
+		return 0;
+	/* A connect that never completed is not a connection. */
+	if (c->established || c->bytes_sent || c->bytes_received)
+		dke_emit_closed(sk, c);
+	bpf_map_delete_elem(&tcp_conns, &cookie);
 	return 0;
 }
 

@@ -82,7 +82,7 @@ Napi::Value ProbeKernel(const Napi::CallbackInfo& info) {
   struct btf* btf = btf__load_vmlinux_btf();
   out.Set("btf", btf != nullptr);
   if (!btf) out.Set("btfError", LibbpfLogTail(2));
-  static const char* kTracepoints[] = {"inet_sock_set_state", "sock_send_length", "sock_recv_length",
+  static const char* kTracepoints[] = {"inet_sock_set_state", "sock_send_length", "sock_recv_length", "tcp_destroy_sock",
                                        "tcp_retransmit_skb"};
   for (const char* tp : kTracepoints) {
     bool found = false;

@@ -1,0 +1,291 @@
+// netflow aggregation: cumulative per-socket kernel counters in, one point per
+// flow key per interval out. The kernel keeps totals per connection; we keep
+// the last totals we reported ("marks") and emit the difference, so a missed
+// read costs nothing and a close event carries the remainder.
+import type { Point } from '../lineproto/point';
+import { Direction, IPPROTO_TCP, type SockOwnerRecord, type TcpConnRecord, type Tuple, type UdpFlowRecord } from '../loader/layout';
+import type { Snapshot } from '../loader/supervisor';
+import { collapsePort, endpoints, ipType, isZeroIp, resolveDirection } from './classify';
+
+export interface NetflowOptions {
+  ephemeralPort: number;
+  includeLoopback: boolean;
+  /** UDP flows unchanged for this many reads are removed from the kernel map. */
+  udpIdleReads?: number;
+}
+
+interface TcpMark {
+  bytesSent: number;
+  bytesReceived: number;
+  totalRetrans: number;
+  establishedCounted: boolean;
+  seenAt: number;
+}
+
+interface UdpMark {
+  bytesSent: number;
+  bytesReceived: number;
+  idleReads: number;
+  seenAt: number;
+}
+
+interface FlowGroup {
+  tags: Record<string, string>;
+  tcp: boolean;
+  bytesRead: number;
+  bytesWritten: number;
+  retransmits: number;
+  established: number;
+  closed: number;
+  rttSum: number;
+  rttVarSum: number;
+  rttCount: number;
+}
+
+interface Owner {
+  pid: number;
+  comm: string;
+  netns: number;
+}
+
+/** Marks, owners and tombstones not refreshed for this many reads are dropped. */
+const FORGET_AFTER_READS = 3;
+
+export class NetflowAggregator {
+  private tcpMarks = new Map<bigint, TcpMark>();
+  /** Cookies of closed connections: a snapshot taken before the close must not resurrect them. */
+  private tombstones = new Map<bigint, number>();
+  private udpMarks = new Map<string, UdpMark>();
+  private owners = new Map<bigint, Owner & { seenAt: number }>();
+  private groups = new Map<string, FlowGroup>();
+  private listening = new Set<number>();
+  private generation = 0;
+  private reads = 0;
+  private readonly udpIdleReads: number;
+
+  constructor(private readonly opts: NetflowOptions) {
+    this.udpIdleReads = opts.udpIdleReads ?? 2;
+  }
+
+  setListeningPorts(ports: Iterable<number>): void {
+    this.listening = new Set(ports);
+  }
+
+  /**
+   * A new loader generation has fresh kernel maps: counters restart from 0
+   * for every socket, so the marks of the old maps no longer apply.
+   */
+  private syncGeneration(generation: number): void {
+    if (generation === this.generation) return;
+    this.generation = generation;
+    this.tcpMarks.clear();
+    this.udpMarks.clear();
+  }
+
+  ingestClosed(records: TcpConnRecord[], generation: number): void {
+    this.syncGeneration(generation);
+    for (const r of records) {
+      if (this.tombstones.has(r.cookie)) continue;
+      this.addTcp(r, true);
+      this.tcpMarks.delete(r.cookie);
+      this.tombstones.set(r.cookie, this.reads);
+    }
+  }
+
+  /** Returns the keys of UDP flows that went idle; pass their final counters to ingestUdpFinal. */
+  ingestSnapshot(s: Snapshot): Buffer[] {
+    this.syncGeneration(s.generation);
+    this.reads += 1;
+    for (const o of s.owners) this.owners.set(o.cookie, { pid: o.pid, comm: o.comm, netns: o.netns, seenAt: this.reads });
+    for (const r of s.tcp) {
+      if (!this.tombstones.has(r.cookie)) this.addTcp(r, false);
+    }
+    const idle: Buffer[] = [];
+    for (const r of s.udp) {
+      if (this.addUdp(r)) idle.push(r.key);
+    }
+    this.forgetStale();
+    return idle;
+  }
+
+  /** Final counters of UDP flows removed from the kernel map. */
+  ingestUdpFinal(records: UdpFlowRecord[]): void {
+    for (const r of records) {
+      this.addUdp(r);
+      this.udpMarks.delete(r.key.toString('latin1'));
+    }
+  }
+
+  private forgetStale(): void {
+    const limit = this.reads - FORGET_AFTER_READS;
+    for (const [k, m] of this.tcpMarks) if (m.seenAt < limit) this.tcpMarks.delete(k);
+    for (const [k, m] of this.udpMarks) if (m.seenAt < limit) this.udpMarks.delete(k);
+    for (const [k, o] of this.owners) if (o.seenAt < limit) this.owners.delete(k);
+    for (const [k, at] of this.tombstones) if (at < limit) this.tombstones.delete(k);
+  }
+
+  private addTcp(r: TcpConnRecord, closing: boolean): void {
+    let mark = this.tcpMarks.get(r.cookie);
+    if (!mark) {
+      // A connection adopted mid-life (not established after attach) brings
+      // retransmits from before we watched; count only what follows.
+      mark = {
+        bytesSent: 0,
+        bytesReceived: 0,
+        totalRetrans: r.established ? 0 : r.totalRetrans,
+        establishedCounted: false,
+        seenAt: this.reads,
+      };
+      this.tcpMarks.set(r.cookie, mark);
+    }
+    const dSent = delta(r.bytesSent, mark.bytesSent);
+    const dRecv = delta(r.bytesReceived, mark.bytesReceived);
+    const dRetrans = delta(r.totalRetrans, mark.totalRetrans);
+    const dEst = r.established && !mark.establishedCounted ? 1 : 0;
+    mark.bytesSent = r.bytesSent;
+    mark.bytesReceived = r.bytesReceived;
+    mark.totalRetrans = r.totalRetrans;
+    mark.establishedCounted ||= r.established;
+    mark.seenAt = this.reads;
+    if (!dSent && !dRecv && !dRetrans && !dEst && !closing) return;
+
+    const g = this.group(r.tuple, { pid: r.pid, comm: r.comm, netns: r.tuple.netns });
+    if (!g) return;
+    g.bytesWritten += dSent;
+    g.bytesRead += dRecv;
+    g.retransmits += dRetrans;
+    g.established += dEst;
+    if (closing) g.closed += 1;
+    if (r.srttUs > 0) {
+      g.rttSum += r.srttUs;
+      g.rttVarSum += r.rttvarUs;
+      g.rttCount += 1;
+    }
+  }
+
+  /** Returns true when the flow has been idle long enough to be removed. */
+  private addUdp(r: UdpFlowRecord): boolean {
+    const id = r.key.toString('latin1');
+    let mark = this.udpMarks.get(id);
+    if (!mark) {
+      mark = { bytesSent: 0, bytesReceived: 0, idleReads: 0, seenAt: this.reads };
+      this.udpMarks.set(id, mark);
+    }
+    const dSent = delta(r.bytesSent, mark.bytesSent);
+    const dRecv = delta(r.bytesReceived, mark.bytesReceived);
+    mark.bytesSent = r.bytesSent;
+    mark.bytesReceived = r.bytesReceived;
+    mark.seenAt = this.reads;
+    if (!dSent && !dRecv) {
+      mark.idleReads += 1;
+      return mark.idleReads >= this.udpIdleReads;
+    }
+    mark.idleReads = 0;
+    const owner = this.owners.get(r.cookie) ?? { pid: 0, comm: '', netns: 0 };
+    const g = this.group(r.tuple, owner);
+    if (g) {
+      g.bytesWritten += dSent;
+      g.bytesRead += dRecv;
+    }
+    return false;
+  }
+
+  private group(t: Tuple, owner: Owner): FlowGroup | undefined {
+    const ep = endpoints(t);
+    if (isZeroIp(ep.localIp) || isZeroIp(ep.remoteIp) || t.localPort === 0 || t.remotePort === 0) return undefined;
+    const srcType = ipType(ep.localIp);
+    const dstType = ipType(ep.remoteIp);
+    if (!this.opts.includeLoopback && srcType === 'loopback' && dstType === 'loopback') return undefined;
+
+    const tcp = t.proto === IPPROTO_TCP;
+    const incoming = resolveDirection(t, this.listening) === Direction.incoming;
+    const srcPort = incoming ? String(t.localPort) : collapsePort(t.localPort, this.opts.ephemeralPort);
+    const dstPort = incoming ? collapsePort(t.remotePort, this.opts.ephemeralPort) : String(t.remotePort);
+    const pid = String(owner.pid);
+    const netns = String(owner.netns || t.netns);
+    const key = [ep.family, incoming ? 'i' : 'o', tcp ? 't' : 'u', ep.localIp, ep.remoteIp, srcPort, dstPort, pid, owner.comm, netns].join('|');
+    let g = this.groups.get(key);
+    if (g) return g;
+
+    const server = incoming
+      ? { ip: ep.localIp, port: srcPort, type: srcType }
+      : { ip: ep.remoteIp, port: dstPort, type: dstType };
+    const client = incoming
+      ? { ip: ep.remoteIp, port: dstPort, type: dstType }
+      : { ip: ep.localIp, port: srcPort, type: srcType };
+    g = {
+      tags: {
+        source: 'netflow',
+        family: ep.family,
+        direction: incoming ? 'incoming' : 'outgoing',
+        transport: tcp ? 'tcp' : 'udp',
+        src_ip: ep.localIp,
+        dst_ip: ep.remoteIp,
+        src_port: srcPort,
+        dst_port: dstPort,
+        src_ip_type: srcType,
+        dst_ip_type: dstType,
+        pid,
+        process_name: owner.comm,
+        netns,
+        dst_domain: '',
+        dst_nat_ip: 'N/A',
+        dst_nat_port: 'N/A',
+        conn_side: incoming ? 'server' : 'client',
+        client_ip: client.ip,
+        client_port: client.port,
+        client_ip_type: client.type,
+        server_ip: server.ip,
+        server_port: server.port,
+        // Upstream took this from the wrong side for incoming flows; ours is the server's.
+        server_ip_type: server.type,
+        server_domain: '',
+      },
+      tcp,
+      bytesRead: 0,
+      bytesWritten: 0,
+      retransmits: 0,
+      established: 0,
+      closed: 0,
+      rttSum: 0,
+      rttVarSum: 0,
+      rttCount: 0,
+    };
+    this.groups.set(key, g);
+    return g;
+  }
+
+  /** The interval's points; starts a new interval. `commonTags` never override flow tags. */
+  flush(timestampNs: bigint, commonTags: Record<string, string>): Point[] {
+    const points: Point[] = [];
+    for (const g of this.groups.values()) {
+      const incoming = g.tags.direction === 'incoming';
+      const fields: Point['fields'] = {
+        bytes_read: g.bytesRead,
+        bytes_written: g.bytesWritten,
+        client_sent: incoming ? g.bytesRead : g.bytesWritten,
+        server_sent: incoming ? g.bytesWritten : g.bytesRead,
+      };
+      if (g.tcp) {
+        fields.retransmits = g.retransmits;
+        fields.rtt = g.rttCount ? Math.round(g.rttSum / g.rttCount) : 0;
+        fields.rtt_var = g.rttCount ? Math.round(g.rttVarSum / g.rttCount) : 0;
+        fields.tcp_established = g.established;
+        fields.tcp_closed = g.closed;
+      }
+      points.push({ measurement: 'netflow', tags: { ...commonTags, ...g.tags }, fields, timestampNs });
+    }
+    this.groups.clear();
+    return points;
+  }
+
+  /** Flow keys waiting for the next flush (for self-metrics). */
+  get pendingFlows(): number {
+    return this.groups.size;
+  }
+}
+
+/** Counters only grow; a smaller value means the socket's counters restarted. */
+function delta(now: number, before: number): number {
+  return now >= before ? now - before : now;
+}

@@ -1,0 +1,24 @@
+// Where the project's files are, whether we run compiled (dist/src/...) or
+// from TypeScript sources under vitest (src/...).
+import fs from 'node:fs';
+import path from 'node:path';
+
+function findRoot(start: string): string {
+  let dir = start;
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'CMakeLists.txt'))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`cannot find the project root above ${start}`);
+    dir = up;
+  }
+}
+
+export const PROJECT_ROOT = findRoot(__dirname);
+export const ADDON_PATH = path.join(PROJECT_ROOT, 'build', 'Release', 'dke_native.node');
+/** The compiled loader child; the daemon always runs the compiled JS. */
+export const LOADER_CHILD_JS = path.join(PROJECT_ROOT, 'dist', 'src', 'loader', 'child.js');
+
+export function packageVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}

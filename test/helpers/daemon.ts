@@ -1,0 +1,73 @@
+// Runs the real collector (compiled CLI, real eBPF) the way DataKit would,
+// and collects its JSON log lines.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
+
+const CLI = path.resolve(__dirname, '../../dist/src/cli/main.js');
+
+export interface RunningDaemon {
+  proc: ChildProcess;
+  logs: Record<string, unknown>[];
+  stderr: string[];
+  /** SIGTERM and wait for exit; returns the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export function spawnCli(args: string[]): { proc: ChildProcess; logs: Record<string, unknown>[]; stderr: string[] } {
+  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Record<string, unknown>[] = [];
+  const stderr: string[] = [];
+  readline.createInterface({ input: proc.stdout! }).on('line', (l) => {
+    try {
+      logs.push(JSON.parse(l) as Record<string, unknown>);
+    } catch {
+      logs.push({ msg: l });
+    }
+  });
+  readline.createInterface({ input: proc.stderr! }).on('line', (l) => stderr.push(l));
+  return { proc, logs, stderr };
+}
+
+export async function startDaemon(apiServer: string, extra: string[] = []): Promise<RunningDaemon> {
+  const { proc, logs, stderr } = spawnCli([
+    'run',
+    '--datakit-apiserver',
+    apiServer,
+    '--interval',
+    '1s',
+    '--log',
+    'stdout',
+    '--log-level',
+    'debug',
+    ...extra,
+  ]);
+  const started = await waitFor(() => logs.find((l) => String(l.msg).startsWith('datakit-ebpf started')), 30_000, () =>
+    proc.exitCode !== null ? `daemon exited ${proc.exitCode}: ${stderr.join(' | ')}` : undefined,
+  );
+  if (!started) throw new Error(`daemon did not start: ${stderr.join(' | ')}`);
+  return {
+    proc,
+    logs,
+    stderr,
+    stop: () =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve(proc.exitCode);
+        proc.once('exit', (code) => resolve(code));
+        proc.kill('SIGTERM');
+      }),
+  };
+}
+
+/** Polls `probe` until it returns a value (not undefined/false) or the time is up. */
+export async function waitFor<T>(probe: () => T | undefined | false, timeoutMs: number, fail?: () => string | undefined): Promise<T | undefined> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    const f = fail?.();
+    if (f) throw new Error(f);
+    if (Date.now() > end) return undefined;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
