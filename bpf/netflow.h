@@ -70,6 +70,13 @@ struct dke_sock_owner {
 	char comm[DKE_COMM_LEN];
 };
 
+/* Key of the listeners map: a listening TCP port in a network namespace. */
+struct dke_listen_key {
+	__u32 netns;
+	__u16 port;
+	__u16 _pad;
+};
+
 /* Indexes of the telemetry array: every place the kernel side loses data. */
 enum dke_telemetry {
 	DKE_TEL_TCP_MAP_FULL = 0,

@@ -44,6 +44,16 @@ DKE_MAP struct {
 	__type(value, struct dke_sock_owner);
 } sock_owners SEC(".maps");
 
+/* struct dke_listen_key -> struct dke_sock_owner: who called listen() on a
+ * port, so an accepted connection (established in softirq) gets its server
+ * process before the server's first read. */
+DKE_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dke_listen_key);
+	__type(value, struct dke_sock_owner);
+} listeners SEC(".maps");
+
 /* struct dke_tcp_conn of every tracked connection that closed. */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -8,6 +8,7 @@
 #define DKE_TCP_ESTABLISHED 1
 #define DKE_TCP_SYN_SENT 2
 #define DKE_TCP_SYN_RECV 3
+#define DKE_TCP_LISTEN 10
 
 /* Ring-buffer wake-ups cost more than the event itself; wake the poller only
  * once this much is queued (it also drains on its own timeout). */
@@ -41,6 +42,23 @@ int BPF_PROG(dke_tcp_set_state, const struct sock *sk, const int oldstate, const
 		return 0;
 	cookie = bpf_get_socket_cookie((struct sock *)sk);
 
+	if (newstate == DKE_TCP_LISTEN || oldstate == DKE_TCP_LISTEN) {
+		struct dke_listen_key lk = {
+			.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum),
+			.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+		};
+		if (newstate == DKE_TCP_LISTEN) {
+			/* listen() runs in the server's context. */
+			struct dke_sock_owner owner = { .netns = lk.netns };
+			owner.pid = bpf_get_current_pid_tgid() >> 32;
+			bpf_get_current_comm(owner.comm, sizeof(owner.comm));
+			bpf_map_update_elem(&listeners, &lk, &owner, BPF_ANY);
+		} else {
+			bpf_map_delete_elem(&listeners, &lk);
+		}
+		return 0;
+	}
+
 	if (newstate == DKE_TCP_SYN_SENT) {
 		/* connect() runs in the caller's context: the only reliable moment
 		 * to learn the client process. */
@@ -70,11 +88,20 @@ int BPF_PROG(dke_tcp_set_state, const struct sock *sk, const int oldstate, const
 		if (!dke_read_tuple(sk, &fresh.tuple, dke_ipv6_disabled))
 			return 0;
 		fresh.tuple.proto = IPPROTO_TCP;
-		/* Passive open: the child socket leaves SYN_RECV in softirq context,
-		 * so the owner is learned later, at the first send or recv. */
+		/* Passive open: the child socket leaves SYN_RECV in softirq context;
+		 * the owner is whoever listens on the port (refined at the first
+		 * send or recv, e.g. when a worker process took the connection). */
 		fresh.tuple.direction = oldstate == DKE_TCP_SYN_RECV ? DKE_DIR_INCOMING : DKE_DIR_OUTGOING;
 		fresh.cookie = cookie;
 		fresh.established = 1;
+		if (fresh.tuple.direction == DKE_DIR_INCOMING) {
+			struct dke_listen_key lk = { .netns = fresh.tuple.netns, .port = fresh.tuple.local_port };
+			struct dke_sock_owner *owner = bpf_map_lookup_elem(&listeners, &lk);
+			if (owner) {
+				fresh.pid = owner->pid;
+				__builtin_memcpy(fresh.comm, owner->comm, sizeof(fresh.comm));
+			}
+		}
 		dke_read_tcp_metrics(sk, &fresh);
 		if (bpf_map_update_elem(&tcp_conns, &cookie, &fresh, BPF_ANY))
 			dke_count(DKE_TEL_TCP_MAP_FULL);

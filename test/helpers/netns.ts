@@ -29,8 +29,8 @@ export function createHostPair(octet: number): HostPair {
   const b = `${tag}b`;
   const ipA = `10.201.${octet}.1`;
   const ipB = `10.201.${octet}.2`;
-  const ip6A = `fd00:dke:${octet}::1`;
-  const ip6B = `fd00:dke:${octet}::2`;
+  const ip6A = `fd00:dea:${octet}::1`;
+  const ip6B = `fd00:dea:${octet}::2`;
   const destroy = (): void => {
     for (const ns of [a, b]) {
       try {

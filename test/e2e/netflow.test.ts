@@ -1,0 +1,252 @@
+// netflow end to end: real sockets between two network namespaces (and on
+// loopback), the real daemon with the real eBPF programs, a real HTTP
+// receiver. Every number is checked against what the test itself moved or
+// what the kernel says (/proc/net/snmp, ss -tin).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startReceiver, type Receiver } from '../../src/receiver/receiver';
+import { createHostPair, inNs, runPeer, snmp, startServer, type HostPair } from '../helpers/netns';
+import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon';
+
+type Fields = Record<string, unknown>;
+interface NetPoint {
+  tags: Record<string, string>;
+  fields: Fields;
+}
+
+let receiver: Receiver;
+let daemon: RunningDaemon;
+let hosts: HostPair;
+
+const num = (v: unknown): number => (typeof v === 'bigint' ? Number(v) : (v as number) ?? 0);
+
+function netflow(filter: (t: Record<string, string>) => boolean): NetPoint[] {
+  return (receiver.points('netflow') as NetPoint[]).filter((p) => filter(p.tags));
+}
+
+function sum(points: NetPoint[], field: string): number {
+  return points.reduce((acc, p) => acc + num(p.fields[field]), 0);
+}
+
+interface Totals {
+  bytes_written: number;
+  bytes_read: number;
+  tcp_established: number;
+  tcp_closed: number;
+  retransmits: number;
+}
+
+function totals(points: NetPoint[]): Totals {
+  return {
+    bytes_written: sum(points, 'bytes_written'),
+    bytes_read: sum(points, 'bytes_read'),
+    tcp_established: sum(points, 'tcp_established'),
+    tcp_closed: sum(points, 'tcp_closed'),
+    retransmits: sum(points, 'retransmits'),
+  };
+}
+
+/** Waits until the points matching `filter` add up to `want` (they arrive over several intervals). */
+async function waitForTotals(filter: (t: Record<string, string>) => boolean, want: Partial<Totals>, timeoutMs = 20_000): Promise<Totals> {
+  let last: Totals | undefined;
+  await waitFor(() => {
+    last = totals(netflow(filter));
+    return Object.entries(want).every(([k, v]) => last![k as keyof Totals] >= (v as number)) || undefined;
+  }, timeoutMs);
+  // One more interval: nothing may arrive beyond the expected totals.
+  await new Promise((r) => setTimeout(r, 2500));
+  return totals(netflow(filter));
+}
+
+beforeAll(async () => {
+  hosts = createHostPair(1);
+  receiver = await startReceiver({ host: '127.0.0.1', port: 0 });
+  daemon = await startDaemon(`127.0.0.1:${receiver.port}`, ['--include-loopback', '--tags', 'suite=netflow;team=e2e']);
+});
+
+afterAll(async () => {
+  const code = daemon ? await daemon.stop() : 0;
+  await receiver?.close();
+  hosts?.destroy();
+  // A clean SIGTERM stop flushes and exits 0.
+  expect(code).toBe(0);
+});
+
+describe('netflow over TCP', () => {
+  const K = 5;
+  const N = 12_345;
+  const M = 54_321;
+
+  async function tcpRound(serverIp: string, port: number, family: 'IPv4' | 'IPv6') {
+    const server = await startServer(hosts.b, ['tcp-server', serverIp, String(port), String(M)]);
+    const client = await runPeer(hosts.a, ['tcp-client', serverIp, String(port), String(K), String(N)]);
+    expect(client.sent).toBe(K * N);
+    expect(client.received).toBe(K * M);
+
+    const isClient = (t: Record<string, string>) => t.direction === 'outgoing' && t.dst_ip === serverIp && t.dst_port === String(port);
+    const isServer = (t: Record<string, string>) => t.direction === 'incoming' && t.src_ip === serverIp && t.src_port === String(port);
+    const out = await waitForTotals(isClient, { bytes_written: K * N, bytes_read: K * M, tcp_established: K, tcp_closed: K });
+    const inc = await waitForTotals(isServer, { bytes_read: K * N, bytes_written: K * M, tcp_established: K, tcp_closed: K });
+    await server.stop();
+
+    expect(out).toMatchObject({ bytes_written: K * N, bytes_read: K * M, tcp_established: K, tcp_closed: K });
+    expect(inc).toMatchObject({ bytes_read: K * N, bytes_written: K * M, tcp_established: K, tcp_closed: K });
+
+    console.info(`${family} TCP K=${K} N=${N} M=${M}: client ${JSON.stringify(out)}, server ${JSON.stringify(inc)}`);
+    // Every point of the flow, not just one, names the real processes.
+    for (const p of netflow(isClient)) expect(p.tags).toMatchObject({ pid: String(client.pid), process_name: 'dke-tcp-client' });
+    for (const p of netflow(isServer)) expect(p.tags).toMatchObject({ pid: String(server.pid), process_name: 'dke-tcp-server' });
+    const cp = netflow(isClient)[0]!;
+    expect(cp.tags).toMatchObject({
+      family,
+      transport: 'tcp',
+      src_port: '*',
+      conn_side: 'client',
+      client_port: '*',
+      server_ip: serverIp,
+      server_port: String(port),
+      src_ip_type: 'private',
+      dst_ip_type: 'private',
+      dst_nat_ip: 'N/A',
+      dst_nat_port: 'N/A',
+      pid: String(client.pid),
+      process_name: 'dke-tcp-client',
+      service: 'ebpf',
+      suite: 'netflow',
+      team: 'e2e',
+    });
+    expect(Number(cp.tags.netns)).toBeGreaterThan(0);
+    expect(num(cp.fields.client_sent)).toBe(num(cp.fields.bytes_written));
+    const sp = netflow(isServer)[0]!;
+    expect(sp.tags).toMatchObject({ conn_side: 'server', dst_port: '*', server_ip: serverIp, server_ip_type: 'private', pid: String(server.pid), process_name: 'dke-tcp-server' });
+    expect(sp.tags.netns).not.toBe(cp.tags.netns);
+    return { out, inc };
+  }
+
+  it('counts bytes, opens and closes between two namespaces over IPv4', async () => {
+    await tcpRound(hosts.ipB, 18080, 'IPv4');
+  });
+
+  it('counts bytes, opens and closes over IPv6', async () => {
+    await tcpRound(hosts.ip6B, 18081, 'IPv6');
+  });
+
+  it('sees loopback flows with --include-loopback', async () => {
+    const port = 18082;
+    const server = await startServer(undefined, ['tcp-server', '127.0.0.1', String(port), String(M)]);
+    const client = await runPeer(undefined, ['tcp-client', '127.0.0.1', String(port), String(K), String(N)]);
+    const isClient = (t: Record<string, string>) => t.direction === 'outgoing' && t.dst_port === String(port) && t.pid === String(client.pid);
+    const isServer = (t: Record<string, string>) => t.direction === 'incoming' && t.src_port === String(port);
+    const out = await waitForTotals(isClient, { bytes_written: K * N, tcp_closed: K });
+    const inc = await waitForTotals(isServer, { bytes_read: K * N, tcp_closed: K });
+    await server.stop();
+    expect(out).toMatchObject({ bytes_written: K * N, bytes_read: K * M, tcp_established: K, tcp_closed: K });
+    expect(inc).toMatchObject({ bytes_read: K * N, bytes_written: K * M, tcp_established: K, tcp_closed: K });
+    expect(netflow(isClient)[0]!.tags).toMatchObject({ src_ip: '127.0.0.1', dst_ip: '127.0.0.1', src_ip_type: 'loopback' });
+  });
+
+  it('reports retransmits close to the kernel count when segments are dropped', async () => {
+    const port = 18083;
+    const ipt = (args: string[]) => inNs(hosts.b, 'iptables', args);
+    const rule = ['INPUT', '-p', 'tcp', '--dport', String(port), '-m', 'statistic', '--mode', 'random', '--probability', '0.2', '-j', 'DROP'];
+    const server = await startServer(hosts.b, ['tcp-server', hosts.ipB, String(port), '1000']);
+    const before = snmp(hosts.a, 'Tcp', 'RetransSegs');
+    ipt(['-A', ...rule]);
+    try {
+      await runPeer(hosts.a, ['tcp-client', hosts.ipB, String(port), '3', String(400_000)]);
+    } finally {
+      ipt(['-D', ...rule]);
+    }
+    const kernel = snmp(hosts.a, 'Tcp', 'RetransSegs') - before;
+    const isClient = (t: Record<string, string>) => t.direction === 'outgoing' && t.dst_port === String(port);
+    const out = await waitForTotals(isClient, { tcp_closed: 3, retransmits: kernel });
+    await server.stop();
+    console.info(`retransmits: collector ${out.retransmits}, kernel RetransSegs ${kernel}`);
+    expect(kernel).toBeGreaterThan(0);
+    expect(out.retransmits).toBeGreaterThan(0);
+    expect(Math.abs(out.retransmits - kernel)).toBeLessThanOrEqual(Math.max(2, kernel * 0.1));
+  });
+
+  it('reports rtt and rtt_var in line with ss -tin for the same socket', async () => {
+    const port = 18084;
+    const server = await startServer(hosts.b, ['tcp-server', hosts.ipB, String(port), '100']);
+    // Hold the connection open for a few intervals so both we and ss see it live.
+    const clientDone = runPeer(hosts.a, ['tcp-client', hosts.ipB, String(port), '1', '200000', '4000']);
+    await new Promise((r) => setTimeout(r, 2000));
+    const ss = inNs(hosts.a, 'ss', ['-tin', 'dst', `${hosts.ipB}:${port}`]);
+    const m = /rtt:([\d.]+)\/([\d.]+)/.exec(ss);
+    expect(m, `ss -tin output: ${ss}`).not.toBeNull();
+    const ssRttUs = Number(m![1]) * 1000;
+    const ssVarUs = Number(m![2]) * 1000;
+    await clientDone;
+    const isClient = (t: Record<string, string>) => t.direction === 'outgoing' && t.dst_port === String(port);
+    await waitForTotals(isClient, { tcp_closed: 1 });
+    await server.stop();
+    const rtts = netflow(isClient).map((p) => num(p.fields.rtt)).filter((v) => v > 0);
+    const vars = netflow(isClient).map((p) => num(p.fields.rtt_var));
+    console.info(`rtt: collector ${rtts.join(',')}us / rtt_var ${vars.join(',')}us; ss -tin ${ssRttUs}/${ssVarUs}us`);
+    expect(rtts.length).toBeGreaterThan(0);
+    const within = (ours: number, theirs: number) => Math.abs(ours - theirs) <= Math.max(theirs * 4, 500);
+    expect(rtts.some((r) => within(r, ssRttUs)), `ours ${rtts} vs ss ${ssRttUs}us`).toBe(true);
+    expect(vars.some((v) => within(v, ssVarUs)), `ours ${vars} vs ss ${ssVarUs}us`).toBe(true);
+  });
+});
+
+describe('netflow over UDP', () => {
+  it('counts datagram payload bytes exactly in both directions', async () => {
+    const port = 15353;
+    const C = 20;
+    const N = 300;
+    const M = 700;
+    const server = await startServer(hosts.b, ['udp-server', hosts.ipB, String(port), String(M)]);
+    const client = await runPeer(hosts.a, ['udp-client', hosts.ipB, String(port), String(C), String(N), String(M)]);
+    const isClient = (t: Record<string, string>) => t.transport === 'udp' && t.direction === 'outgoing' && t.dst_ip === hosts.ipB && t.dst_port === String(port);
+    const isServer = (t: Record<string, string>) => t.transport === 'udp' && t.direction === 'incoming' && t.src_ip === hosts.ipB && t.src_port === String(port);
+    const out = await waitForTotals(isClient, { bytes_written: C * N, bytes_read: C * M });
+    const inc = await waitForTotals(isServer, { bytes_read: C * N, bytes_written: C * M });
+    await server.stop();
+    console.info(`UDP C=${C} N=${N} M=${M}: client ${JSON.stringify(out)}, server ${JSON.stringify(inc)}`);
+    expect(out.bytes_written).toBe(C * N);
+    expect(out.bytes_read).toBe(C * M);
+    expect(inc.bytes_read).toBe(C * N);
+    expect(inc.bytes_written).toBe(C * M);
+    const cp = netflow(isClient)[0]!;
+    expect(cp.tags).toMatchObject({ pid: String(client.pid), process_name: 'dke-udp-client', src_port: '*', family: 'IPv4' });
+    expect(cp.fields.retransmits).toBeUndefined();
+    expect(netflow(isServer)[0]!.tags).toMatchObject({ pid: String(server.pid), process_name: 'dke-udp-server', conn_side: 'server' });
+  });
+
+  it('counts UDP over IPv6', async () => {
+    const port = 15354;
+    const server = await startServer(hosts.b, ['udp-server', hosts.ip6B, String(port), '50']);
+    await runPeer(hosts.a, ['udp-client', hosts.ip6B, String(port), '10', '100', '50']);
+    const isClient = (t: Record<string, string>) => t.transport === 'udp' && t.direction === 'outgoing' && t.dst_ip === hosts.ip6B;
+    const out = await waitForTotals(isClient, { bytes_written: 1000, bytes_read: 500 });
+    await server.stop();
+    expect(out.bytes_written).toBe(1000);
+    expect(out.bytes_read).toBe(500);
+    expect(netflow(isClient)[0]!.tags.family).toBe('IPv6');
+  });
+});
+
+describe('what reaches DataKit', () => {
+  it('posts strict line protocol to /v1/write/network with input ebpf-net/netflow and precision ns', () => {
+    expect(receiver.writes.length).toBeGreaterThan(0);
+    for (const w of receiver.writes) {
+      expect(w.category).toBe('network');
+      expect(w.input).toBe('ebpf-net/netflow');
+      expect(w.precision).toBe('ns');
+      expect(w.points.length).toBeGreaterThan(0);
+    }
+    const fieldsOk = (receiver.points('netflow') as NetPoint[]).every((p) =>
+      ['bytes_read', 'bytes_written'].every((f) => typeof p.fields[f] === 'number' || typeof p.fields[f] === 'bigint'),
+    );
+    expect(fieldsOk).toBe(true);
+  });
+
+  it('logs a start-up line with kernel, hook set, plugins, interval and API server', () => {
+    const line = daemon.logs.find((l) => String(l.msg).startsWith('datakit-ebpf started'))!;
+    expect(line).toMatchObject({ plugins: ['ebpf-net'], intervalMs: 1000, apiServer: `http://127.0.0.1:${receiver.port}` });
+    expect(String(line.kernel)).toMatch(/^\d+\.\d+/);
+    expect(String(line.hookSet)).toContain('tp_btf');
+  });
+});
