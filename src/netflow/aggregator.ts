@@ -75,15 +75,19 @@ export class NetflowAggregator {
    * A new loader generation has fresh kernel maps: counters restart from 0
    * for every socket, so the marks of the old maps no longer apply.
    */
-  private syncGeneration(generation: number): void {
-    if (generation === this.generation) return;
+  private syncGeneration(generation: number): boolean {
+    // Records of an older generation (late close events of a dead child)
+    // would be counted against marks they do not belong to: dropped.
+    if (generation < this.generation) return false;
+    if (generation === this.generation) return true;
     this.generation = generation;
     this.tcpMarks.clear();
     this.udpMarks.clear();
+    return true;
   }
 
   ingestClosed(records: TcpConnRecord[], generation: number): void {
-    this.syncGeneration(generation);
+    if (!this.syncGeneration(generation)) return;
     for (const r of records) {
       if (this.tombstones.has(r.cookie)) continue;
       this.addTcp(r, true);
@@ -94,7 +98,7 @@ export class NetflowAggregator {
 
   /** Returns the keys of UDP flows that went idle; pass their final counters to ingestUdpFinal. */
   ingestSnapshot(s: Snapshot): Buffer[] {
-    this.syncGeneration(s.generation);
+    if (!this.syncGeneration(s.generation)) return [];
     this.reads += 1;
     for (const o of s.owners) this.owners.set(o.cookie, { pid: o.pid, comm: o.comm, netns: o.netns, seenAt: this.reads });
     for (const r of s.tcp) {

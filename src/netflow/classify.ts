@@ -45,7 +45,7 @@ export function ipType(ip: string): IpType {
   }
   const lower = ip.toLowerCase();
   if (lower === '::1') return 'loopback';
-  if (lower.startsWith('ff')) return 'multicast';
+  if (/^ff[0-9a-f]{2}:/.test(lower)) return 'multicast';
   if (/^f[cd][0-9a-f]{2}:/.test(lower)) return 'private';
   return 'other';
 }
