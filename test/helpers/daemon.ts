@@ -14,8 +14,16 @@ export interface RunningDaemon {
   stop(): Promise<number | null>;
 }
 
-export function spawnCli(args: string[]): { proc: ChildProcess; logs: Record<string, unknown>[]; stderr: string[] } {
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Runs the CLI. `unprivileged` drops every capability (setpriv, empty
+ * bounding set) while staying uid 0, so the checkout stays readable wherever
+ * CI cloned it.
+ */
+export function spawnCli(args: string[], unprivileged = false): { proc: ChildProcess; logs: Record<string, unknown>[]; stderr: string[] } {
+  const argv = [CLI, ...args];
+  const proc = unprivileged
+    ? spawn('setpriv', ['--bounding-set', '-all', '--inh-caps', '-all', process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   readline.createInterface({ input: proc.stdout! }).on('line', (l) => {
