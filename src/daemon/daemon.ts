@@ -1,110 +1,99 @@
-// Wires one collector together: the supervised loader child, the netflow
-// aggregator and the uploader, driven by the flush interval. Owns the
-// lifecycle: close() flushes what was collected, destroy() just stops.
+// Wires one collector together: the enabled plugins (each with its supervised
+// loader child and aggregators) and the shared uploader, driven by the flush
+// interval. Owns the lifecycle: close() flushes what was collected, destroy()
+// just stops.
 import fs from 'node:fs';
-import os from 'node:os';
 import type { Logger } from 'pino';
 import type { CollectorConfig } from '../config/types';
 import { CollectorError } from '../errors';
-import { LoaderSupervisor, type LoaderReady } from '../loader/supervisor';
-import { NetflowAggregator } from '../netflow/aggregator';
+import { PLUGIN_FACTORIES } from '../plugins';
+import type { CollectorPlugin } from '../plugins/types';
 import { Uploader } from '../upload/uploader';
 
-const NETFLOW_INPUT = 'ebpf-net/netflow';
-
 export class Daemon {
-  private readonly loader: LoaderSupervisor;
-  private readonly netflow: NetflowAggregator;
   private readonly uploader: Uploader;
+  private plugins: CollectorPlugin[] = [];
   private timer?: NodeJS.Timeout;
   private ticking?: Promise<void>;
   private closed = false;
-  private readonly commonTags: Record<string, string>;
 
   constructor(
     private readonly config: CollectorConfig,
     private readonly log: Logger,
   ) {
-    this.loader = new LoaderSupervisor({ ipv6Disabled: config.ipv6Disabled, cgroupPath: '' }, log);
-    this.netflow = new NetflowAggregator({ ephemeralPort: config.ephemeralPort, includeLoopback: config.includeLoopback });
     this.uploader = new Uploader({ baseUrl: config.datakitConnectUrl, logger: log });
-    this.commonTags = { ...config.tags, host: config.hostname, service: config.service };
-    this.loader.on('closed', (records, generation) => this.netflow.ingestClosed(records, generation));
-    this.loader.on('ready', (r) => this.onLoaderReady(r));
   }
 
-  private onLoaderReady(r: LoaderReady): void {
-    this.netflow.setListeningPorts(r.listeningPorts);
-    if (r.generation > 1) this.log.info({ loaderPid: r.pid, generation: r.generation }, 'eBPF loader restarted');
-  }
-
+  /**
+   * Starts every enabled plugin. One that cannot run here is logged and left
+   * out; the daemon fails only when none can run.
+   */
   async start(): Promise<void> {
-    if (!this.config.enabled.includes('ebpf-net')) {
-      throw new CollectorError('NOT_IMPLEMENTED', 'only the ebpf-net plugin is implemented so far: add ebpf-net to --enabled / enabled_plugins');
-    }
-    if (this.config.enabled.includes('ebpf-bash')) {
-      this.log.warn('plugin ebpf-bash is not implemented yet; running ebpf-net only');
-    }
     for (const w of this.config.warnings) this.log.warn(w);
-    const ready = await this.loader.start();
-    this.netflow.setListeningPorts(ready.listeningPorts);
-    for (const d of ready.hookSet.degraded) this.log.warn(`degraded: ${d}`);
+    const ctx = {
+      config: this.config,
+      log: this.log,
+      uploader: this.uploader,
+      commonTags: { ...this.config.tags, host: this.config.hostname, service: this.config.service },
+    };
+    const candidates: CollectorPlugin[] = [];
+    for (const name of this.config.enabled) {
+      const make = PLUGIN_FACTORIES[name];
+      if (make) candidates.push(make(ctx));
+      else this.log.warn(`plugin ${name} is not implemented yet; ignored`);
+    }
+    if (candidates.length === 0) {
+      throw new CollectorError(
+        'NOT_IMPLEMENTED',
+        `none of the enabled plugins (${this.config.enabled.join(', ') || 'none'}) is implemented: enable ebpf-net with --enabled / enabled_plugins`,
+      );
+    }
+    const results = await Promise.allSettled(candidates.map((p) => p.start()));
+    const started: { plugin: CollectorPlugin; kernel: string; hookSet: string; pid: number }[] = [];
+    let firstError: unknown;
+    results.forEach((r, i) => {
+      const plugin = candidates[i]!;
+      if (r.status === 'fulfilled') {
+        for (const d of r.value.hookSet.degraded) this.log.warn({ plugin: plugin.name }, `degraded: ${d}`);
+        started.push({ plugin, kernel: r.value.kernel, hookSet: r.value.hookSet.name, pid: r.value.pid });
+      } else {
+        firstError ??= r.reason;
+        this.log.error({ plugin: plugin.name }, `plugin ${plugin.name} cannot run: ${(r.reason as Error).message}`);
+        plugin.destroy();
+      }
+    });
+    if (started.length === 0) throw firstError;
+    this.plugins = started.map((s) => s.plugin);
+
+    const kernel = started[0]!.kernel;
+    const hookSet = started.map((s) => `${s.plugin.name}: ${s.hookSet}`).join('; ');
     this.log.info(
       {
-        kernel: ready.kernel,
-        hookSet: ready.hookSet.name,
-        programs: ready.hookSet.attached.filter((a) => a.ok).map((a) => a.section),
-        plugins: this.config.enabled,
+        kernel,
+        hookSet,
+        plugins: this.plugins.map((p) => p.name),
         intervalMs: this.config.intervalMs,
         apiServer: this.config.datakitApiServer,
         host: this.config.hostname,
-        loaderPid: ready.pid,
+        loaderPid: started[0]!.pid,
+        loaderPids: Object.fromEntries(started.map((s) => [s.plugin.name, s.pid])),
       },
-      `datakit-ebpf started on kernel ${ready.kernel} with ${ready.hookSet.name}; flushing every ${this.config.intervalMs / 1000}s to ${this.config.datakitApiServer}`,
+      `datakit-ebpf started on kernel ${kernel} with ${hookSet}; flushing every ${this.config.intervalMs / 1000}s to ${this.config.datakitApiServer}`,
     );
     if (this.config.pidfile) fs.writeFileSync(this.config.pidfile, `${process.pid}\n`);
     this.timer = setInterval(() => void this.tick(), this.config.intervalMs);
   }
 
-  /** One flush cycle; cycles never overlap. */
+  /** One flush cycle for every plugin; cycles never overlap. */
   private tick(): Promise<void> {
     if (this.ticking) return this.ticking;
-    this.ticking = this.collectAndSend().finally(() => {
-      this.ticking = undefined;
-    });
+    const nowNs = BigInt(Date.now()) * 1_000_000n;
+    this.ticking = Promise.all(this.plugins.map((p) => p.tick(nowNs)))
+      .then(() => undefined)
+      .finally(() => {
+        this.ticking = undefined;
+      });
     return this.ticking;
-  }
-
-  private async collectAndSend(): Promise<void> {
-    try {
-      const snap = await this.loader.snapshot();
-      const idle = this.netflow.ingestSnapshot(snap);
-      this.netflow.ingestUdpFinal(await this.loader.deleteUdp(idle));
-      this.reportTelemetry(snap.telemetry);
-    } catch (err) {
-      // The loader may be restarting; what was aggregated is still sent.
-      this.log.warn({ err: (err as Error).message }, 'reading the eBPF maps failed this interval');
-    }
-    const points = this.netflow.flush(BigInt(Date.now()) * 1_000_000n, this.commonTags);
-    if (points.length === 0) return;
-    const res = await this.uploader.write('network', NETFLOW_INPUT, points);
-    this.log.debug({ ...res }, 'netflow interval sent');
-  }
-
-  private lastTelemetry: number[] = [];
-  private reportTelemetry(t: number[]): void {
-    const names = ['tcp_map_full', 'udp_map_full', 'owner_map_full', 'ringbuf_full'];
-    const lost: Record<string, number> = {};
-    names.forEach((n, i) => {
-      const d = (t[i] ?? 0) - (this.lastTelemetry[i] ?? 0);
-      if (d > 0) lost[n] = d;
-    });
-    this.lastTelemetry = t;
-    if (Object.keys(lost).length > 0) this.log.warn({ lost }, 'the kernel side dropped records this interval');
-  }
-
-  get loaderPid(): number | undefined {
-    return this.loader.childPid;
   }
 
   /** Flushes the current interval, then stops. Bounded by the uploader's timeout. Idempotent. */
@@ -114,7 +103,7 @@ export class Daemon {
     clearInterval(this.timer);
     await this.ticking;
     await this.tick().catch(() => undefined);
-    await this.loader.close();
+    await Promise.all(this.plugins.map((p) => p.close()));
     await this.uploader.close();
     this.removePidfile();
   }
@@ -123,7 +112,7 @@ export class Daemon {
   destroy(): void {
     this.closed = true;
     clearInterval(this.timer);
-    this.loader.destroy();
+    for (const p of this.plugins) p.destroy();
     this.uploader.destroy();
     this.removePidfile();
   }
@@ -137,5 +126,3 @@ export class Daemon {
     }
   }
 }
-
-export const hostKernel = (): string => os.release();

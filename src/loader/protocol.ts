@@ -1,13 +1,17 @@
-// Messages between the daemon and its privileged loader child (Node IPC with
-// 'advanced' serialization, so byte arrays cross without re-encoding).
+// Messages between the daemon and a privileged loader child (Node IPC with
+// 'advanced' serialization, so byte arrays cross without re-encoding). The
+// protocol is plugin-neutral: a plugin's loader module (plugins/*.ts) names
+// its own event streams and request operations.
 import type { AttachResult } from './native';
 
-export interface LoaderOptions {
-  ipv6Disabled: boolean;
-  cgroupPath: string;
+/** argv[2] of a loader child. */
+export interface LoaderSpec {
+  /** Module under src/loader/plugins/ that owns the BPF objects. */
+  plugin: string;
+  options: Record<string, unknown>;
 }
 
-/** The hook set the child settled on, for the start-up log line. */
+/** The hook set a child settled on, for the start-up log line. */
 export interface HookSetReport {
   name: string;
   attached: AttachResult[];
@@ -16,29 +20,12 @@ export interface HookSetReport {
 }
 
 export type ChildMessage =
-  | {
-      type: 'ready';
-      kernel: string;
-      hookSet: HookSetReport;
-      /** TCP ports in LISTEN in the host namespace when the loader started. */
-      listeningPorts: number[];
-    }
+  | { type: 'ready'; kernel: string; hookSet: HookSetReport; info: unknown }
   | { type: 'fatal'; code: string; message: string }
-  | { type: 'closed'; records: Uint8Array }
-  | {
-      type: 'snapshot';
-      id: number;
-      tcp: Uint8Array;
-      udp: Uint8Array;
-      owners: Uint8Array;
-      telemetry: number[];
-    }
-  | { type: 'deleted'; id: number; udp: Uint8Array }
+  | { type: 'event'; stream: string; records: Uint8Array }
+  | { type: 'reply'; id: number; data: unknown }
   | { type: 'error'; id: number; message: string };
 
-export type ParentMessage =
-  | { type: 'snapshot'; id: number }
-  | { type: 'deleteUdp'; id: number; keys: Uint8Array }
-  | { type: 'stop' };
+export type ParentMessage = { type: 'request'; id: number; op: string; args?: unknown } | { type: 'stop' };
 
 export const asBuffer = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);

@@ -1,37 +1,28 @@
-// Runs the privileged loader child and keeps it running. The daemon's state
-// lives on this side, so a child that dies (a crash, an OOM kill, someone's
-// kill -9) costs at most the counters of the interval in flight: we log why,
-// restart it with capped exponential backoff, and bump `generation` so the
-// aggregator knows the kernel maps started over.
+// Runs one privileged loader child (per plugin) and keeps it running. The
+// daemon's state lives on this side, so a child that dies (a crash, an OOM
+// kill, someone's kill -9) costs at most what the kernel counted since the
+// last read: we log why, restart it with capped exponential backoff, and bump
+// `generation` so the aggregators know the kernel maps started over.
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { CollectorError, type ErrorCode } from '../errors';
 import { LOADER_CHILD_JS } from '../paths';
-import { decodeTcpConns, decodeTcpConnMap, decodeSockOwnerMap, decodeUdpFlowMap } from './layout';
-import type { SockOwnerRecord, TcpConnRecord, UdpFlowRecord } from './layout';
-import type { ChildMessage, HookSetReport, LoaderOptions, ParentMessage } from './protocol';
+import type { ChildMessage, HookSetReport, LoaderSpec, ParentMessage } from './protocol';
 import { asBuffer } from './protocol';
 
 export interface LoaderReady {
   kernel: string;
   hookSet: HookSetReport;
-  listeningPorts: number[];
+  /** The plugin's own facts (e.g. NetLoaderInfo). */
+  info: unknown;
   generation: number;
   pid: number;
 }
 
-export interface Snapshot {
-  generation: number;
-  tcp: TcpConnRecord[];
-  udp: UdpFlowRecord[];
-  owners: SockOwnerRecord[];
-  telemetry: number[];
-}
-
 export interface SupervisorEvents {
   ready: [LoaderReady];
-  closed: [TcpConnRecord[], number];
+  event: [string, Buffer, number];
   exit: [{ code: number | null; signal: NodeJS.Signals | null; generation: number }];
 }
 
@@ -42,7 +33,7 @@ const BACKOFF_MAX_MS = 30_000;
 const STABLE_MS = 60_000;
 
 interface Pending {
-  resolve: (msg: ChildMessage) => void;
+  resolve: (data: unknown) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
 }
@@ -56,11 +47,13 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
   private backoffMs = BACKOFF_INITIAL_MS;
   private restartTimer?: NodeJS.Timeout;
   private startedAt = 0;
+  private lastFatal?: CollectorError;
+  private firstStart = true;
   generation = 0;
   restarts = 0;
 
   constructor(
-    private readonly options: LoaderOptions,
+    private readonly spec: LoaderSpec,
     private readonly log: Logger,
     private readonly childScript: string = LOADER_CHILD_JS,
   ) {
@@ -76,7 +69,7 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
       };
       const onExit = (): void => {
         this.off('ready', onReady);
-        reject(this.lastFatal ?? new CollectorError('LOADER_EXITED', 'the eBPF loader exited during start-up'));
+        reject(this.lastFatal ?? new CollectorError('LOADER_EXITED', `the ${this.spec.plugin} eBPF loader exited during start-up`));
       };
       this.once('ready', onReady);
       this.once('exit', onExit);
@@ -84,14 +77,11 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     });
   }
 
-  private lastFatal?: CollectorError;
-  private firstStart = true;
-
   private spawn(first: boolean): void {
     this.firstStart = first;
     this.generation += 1;
     const generation = this.generation;
-    const child = fork(this.childScript, [JSON.stringify(this.options)], {
+    const child = fork(this.childScript, [JSON.stringify(this.spec)], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -99,7 +89,7 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     this.startedAt = Date.now();
     child.on('message', (msg: ChildMessage) => this.onMessage(msg, generation, child));
     child.on('exit', (code, signal) => this.onExit(code, signal, generation));
-    child.on('error', (err) => this.log.error({ err }, 'eBPF loader process error'));
+    child.on('error', (err) => this.log.error({ err, plugin: this.spec.plugin }, 'eBPF loader process error'));
   }
 
   private onMessage(msg: ChildMessage, generation: number, child: ChildProcess): void {
@@ -107,34 +97,23 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
       case 'ready':
         this.ready = true;
         this.lastFatal = undefined;
-        this.emit('ready', {
-          kernel: msg.kernel,
-          hookSet: msg.hookSet,
-          listeningPorts: msg.listeningPorts,
-          generation,
-          pid: child.pid ?? 0,
-        });
+        this.emit('ready', { kernel: msg.kernel, hookSet: msg.hookSet, info: msg.info, generation, pid: child.pid ?? 0 });
         break;
       case 'fatal':
         this.lastFatal = new CollectorError(msg.code as ErrorCode, msg.message);
-        this.log.error({ code: msg.code }, msg.message);
+        this.log.error({ code: msg.code, plugin: this.spec.plugin }, msg.message);
         break;
-      case 'closed':
-        try {
-          this.emit('closed', decodeTcpConns(asBuffer(msg.records)), generation);
-        } catch (err) {
-          this.log.error({ err }, 'dropping an undecodable batch of close events');
-        }
+      case 'event':
+        this.emit('event', msg.stream, asBuffer(msg.records), generation);
         break;
-      case 'snapshot':
-      case 'deleted':
+      case 'reply':
       case 'error': {
         const p = this.pending.get(msg.id);
         if (!p) return;
         this.pending.delete(msg.id);
         clearTimeout(p.timer);
         if (msg.type === 'error') p.reject(new Error(msg.message));
-        else p.resolve(msg);
+        else p.resolve(msg.data);
       }
     }
   }
@@ -144,21 +123,21 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     this.child = undefined;
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new CollectorError('LOADER_EXITED', 'the eBPF loader exited'));
+      p.reject(new CollectorError('LOADER_EXITED', `the ${this.spec.plugin} eBPF loader exited`));
       this.pending.delete(id);
     }
     this.emit('exit', { code, signal, generation });
     if (this.closing) return;
     // A loader that cannot start at all (no root, old kernel) will not get
-    // better by retrying: start() reports it and the daemon exits.
+    // better by retrying: start() reports it and the daemon decides.
     if (this.firstStart && this.lastFatal) return;
     if (Date.now() - this.startedAt > STABLE_MS) this.backoffMs = BACKOFF_INITIAL_MS;
     const delay = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
     this.restarts += 1;
     this.log.error(
-      { code, signal, restartInMs: delay, restarts: this.restarts },
-      `eBPF loader exited (${signal ? `signal ${signal}` : `code ${code}`}); restarting in ${delay} ms, collected flows are kept`,
+      { code, signal, plugin: this.spec.plugin, restartInMs: delay, restarts: this.restarts },
+      `eBPF loader exited (${signal ? `signal ${signal}` : `code ${code}`}); restarting in ${delay} ms, collected data is kept`,
     );
     this.restartTimer = setTimeout(() => this.spawn(false), delay);
   }
@@ -167,38 +146,21 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     return this.child?.pid;
   }
 
-  private request(msg: ParentMessage & { id: number }): Promise<ChildMessage> {
+  /** Sends `op` to the child's plugin; resolves with its answer. */
+  request<T>(op: string, args?: unknown): Promise<T> {
     const child = this.child;
-    if (!child || !this.ready) return Promise.reject(new CollectorError('LOADER_EXITED', 'the eBPF loader is not running'));
-    return new Promise((resolve, reject) => {
+    if (!child || !this.ready) {
+      return Promise.reject(new CollectorError('LOADER_EXITED', `the ${this.spec.plugin} eBPF loader is not running`));
+    }
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.delete(msg.id);
-        reject(new Error(`eBPF loader did not answer ${msg.type} within ${REQUEST_TIMEOUT_MS} ms`));
+        this.pending.delete(id);
+        reject(new Error(`the ${this.spec.plugin} eBPF loader did not answer ${op} within ${REQUEST_TIMEOUT_MS} ms`));
       }, REQUEST_TIMEOUT_MS);
-      this.pending.set(msg.id, { resolve, reject, timer });
-      child.send(msg);
+      this.pending.set(id, { resolve: resolve as (d: unknown) => void, reject, timer });
+      child.send({ type: 'request', id, op, args } satisfies ParentMessage);
     });
-  }
-
-  async snapshot(): Promise<Snapshot> {
-    const generation = this.generation;
-    const msg = await this.request({ type: 'snapshot', id: this.nextId++ });
-    if (msg.type !== 'snapshot') throw new Error(`unexpected loader answer ${msg.type}`);
-    return {
-      generation,
-      tcp: decodeTcpConnMap(asBuffer(msg.tcp)),
-      udp: decodeUdpFlowMap(asBuffer(msg.udp)),
-      owners: decodeSockOwnerMap(asBuffer(msg.owners)),
-      telemetry: msg.telemetry,
-    };
-  }
-
-  /** Removes UDP flows from the kernel map; returns their final counters. */
-  async deleteUdp(keys: Buffer[]): Promise<UdpFlowRecord[]> {
-    if (keys.length === 0) return [];
-    const msg = await this.request({ type: 'deleteUdp', id: this.nextId++, keys: Buffer.concat(keys) });
-    if (msg.type !== 'deleted') throw new Error(`unexpected loader answer ${msg.type}`);
-    return decodeUdpFlowMap(asBuffer(msg.udp));
   }
 
   /** Detaches the programs and waits (bounded) for the child to exit. Idempotent. */

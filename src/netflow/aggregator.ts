@@ -4,7 +4,7 @@
 // read costs nothing and a close event carries the remainder.
 import type { Point } from '../lineproto/point';
 import { Direction, IPPROTO_TCP, type SockOwnerRecord, type TcpConnRecord, type Tuple, type UdpFlowRecord } from '../loader/layout';
-import type { Snapshot } from '../loader/supervisor';
+import type { Snapshot } from './source';
 import { collapsePort, endpoints, ipType, isZeroIp, resolveDirection } from './classify';
 
 export interface NetflowOptions {

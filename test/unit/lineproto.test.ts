@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Point as OraclePoint } from '@influxdata/influxdb-client';
-import { encodePoint, encodePoints } from '../../src/lineproto/encode';
+import { encodePoint, encodePoints, LineBuffer } from '../../src/lineproto/encode';
 import { LineProtocolError, parseLines, type ParsedPoint } from '../../src/lineproto/parse';
 import { float, Float, type FieldValue, type Point } from '../../src/lineproto/point';
 
@@ -141,6 +141,37 @@ describe('encodePoints', () => {
     const body = encodePoints([pt('a', {}, { f: 1 }, 1n), pt('b', {}, { f: 2 }, 2n)]);
     expect(body).toBe('a f=1i 1\nb f=2i 2\n');
     expect(encodePoints([])).toBe('');
+  });
+
+  it('equals the lines of encodePoint joined, for a body far beyond the initial buffer, with non-ASCII text', () => {
+    const points = Array.from({ length: 3000 }, (_, i) => pt('netflow', { process_name: i % 3 ? `进程-${i % 7}` : '🚀', dst_ip: `10.0.${i >> 8}.${i & 255}` }, { s: 'é'.repeat(i % 50), n: i }, BigInt(i)));
+    expect(encodePoints(points)).toBe(points.map((p) => encodePoint(p) + '\n').join(''));
+  });
+});
+
+describe('LineBuffer', () => {
+  it('grows, counts UTF-8 bytes and hands out a prefix', () => {
+    const lb = new LineBuffer(16);
+    expect(lb.append('héllo')).toBe(7);
+    expect(lb.append('x'.repeat(100))).toBe(101);
+    expect(lb.length).toBe(108);
+    expect(lb.take(7).toString()).toBe('héllo\n');
+    expect(lb.length).toBe(101);
+    expect(lb.bytes().toString()).toBe('x'.repeat(100) + '\n');
+  });
+});
+
+describe('the memoised tag segments', () => {
+  it('stay correct across many distinct values and keys (cache turnover)', () => {
+    for (let i = 0; i < 6000; i++) {
+      const p = pt('m', { [`k${i % 300}`]: `v ${i}`, fixed: i % 2 ? 'a,b' : 'a=b', tail: i % 5 ? 'x' : 'x\\' }, { f: i });
+      expect(encodePoint(p)).toBe(oracle(p));
+    }
+  });
+
+  it('re-validate a bad key on every use', () => {
+    expect(() => encodePoint(pt('m', { 'k\\': 'v' }, { f: 1 }))).toThrow(TypeError);
+    expect(() => encodePoint(pt('m', { 'k\\': 'v' }, { f: 1 }))).toThrow(TypeError);
   });
 });
 

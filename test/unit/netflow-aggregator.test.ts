@@ -15,7 +15,7 @@ import {
   type Tuple,
   type UdpFlowRecord,
 } from '../../src/loader/layout';
-import type { Snapshot } from '../../src/loader/supervisor';
+import type { Snapshot } from '../../src/netflow/source';
 import { NetflowAggregator, type NetflowOptions } from '../../src/netflow/aggregator';
 
 // ---------------------------------------------------------------- builders

@@ -3,7 +3,7 @@
 // live marks (double counting after a loader restart).
 import { describe, expect, it } from 'vitest';
 import { AF_INET, Direction, IPPROTO_TCP, type TcpConnRecord, type Tuple } from '../../src/loader/layout';
-import type { Snapshot } from '../../src/loader/supervisor';
+import type { Snapshot } from '../../src/netflow/source';
 import { NetflowAggregator } from '../../src/netflow/aggregator';
 import { ipType } from '../../src/netflow/classify';
 

@@ -1,0 +1,7 @@
+// Every plugin's loader module, by the name the daemon spawns a child for.
+import { netLoader } from './net';
+import type { LoaderPlugin } from './types';
+
+export const LOADER_PLUGINS: Record<string, LoaderPlugin> = {
+  net: netLoader,
+};
