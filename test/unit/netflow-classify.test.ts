@@ -1,30 +1,10 @@
 // Pure classification rules of netflow (src/netflow/classify.ts): address text,
 // address type, direction of connections seen mid-life, the ephemeral `*`.
 import { describe, expect, it } from 'vitest';
+import { ipBytes } from '../helpers/records';
 import { AF_INET, AF_INET6, Direction, type DirectionCode, IPPROTO_TCP, type Tuple } from '../../src/loader/layout';
 import { collapsePort, endpoints, ipType, resolveDirection } from '../../src/netflow/classify';
 
-/** 16 bytes in network order from IPv4 text (first 4 bytes) or IPv6 text (with an optional dotted tail). */
-function ipBytes(text: string): Buffer {
-  const out = Buffer.alloc(16);
-  if (!text.includes(':')) {
-    text.split('.').forEach((p, i) => (out[i] = Number(p)));
-    return out;
-  }
-  let s = text;
-  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
-  if (dotted) {
-    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
-    s = `${s.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const [head, rest] = s.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const r = rest === undefined ? [] : rest ? rest.split(':') : [];
-  const groups = rest === undefined ? h : [...h, ...Array<string>(8 - h.length - r.length).fill('0'), ...r];
-  if (groups.length !== 8) throw new Error(`bad IPv6 text ${text}`);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
-}
 
 function tuple(
   local: string,
