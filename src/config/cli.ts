@@ -26,6 +26,7 @@ import { CollectorConfig, LogLevel, Plugin } from './types';
 import {
   parseApiServer,
   parseBool,
+  parseByteSize,
   parseInterval,
   parseLogLevel,
   parseLogTarget,
@@ -49,6 +50,9 @@ export const DEFAULTS = {
   ephemeralPort: 0,
   ipv6Disabled: false,
   includeLoopback: false,
+  stateDir: '/usr/local/datakit/externals/datakit-ebpf.state',
+  spoolMaxBytes: 256 * 1024 * 1024,
+  gzip: true,
 } as const;
 
 // ------------------------------------------------------------- flag table
@@ -87,6 +91,11 @@ const FLAGS: FlagSpec[] = [
   { flag: '--log-level', arg: '<level>', group: 'process', help: 'trace, debug, info, warn, error or fatal (default: info)' },
   { flag: '--pidfile', arg: '<path>', group: 'process', help: 'write our pid to this file' },
   { flag: '--config', arg: '<file>', group: 'process', help: 'read settings from a DataKit ebpf.conf; command-line flags win over it' },
+  { flag: '--state-dir', arg: '<dir>', group: 'process', help: `spool of undelivered points and counter read-marks (default: ${DEFAULTS.stateDir})` },
+  { flag: '--spool-max-bytes', arg: '<size>', group: 'datakit', help: 'bound of the on-disk spool, e.g. 256M; when full the oldest points are dropped and counted (default: 256M)' },
+  { flag: '--gzip', arg: '[bool]', group: 'datakit', help: 'gzip request bodies to DataKit (default: true; --gzip=false to turn off)' },
+  { flag: '--pprof-host', arg: '<host>', group: 'process', help: 'serve /metrics and /status on this address (DataKit passes it; default: off unless --pprof-port)' },
+  { flag: '--pprof-port', arg: '<port>', group: 'process', help: 'serve /metrics and /status on this port (DataKit passes 6061)' },
 ];
 
 // Every flag DataKit has been seen to pass that we do not implement. All take
@@ -95,8 +104,6 @@ const FLAGS: FlagSpec[] = [
 const COMPAT_FLAGS = [
   '--l7net-enabled',
   '--l7net-disabled',
-  '--pprof-host',
-  '--pprof-port',
   '--netlog-metric',
   '--netlog-log',
   '--netlog-blacklist',
@@ -311,6 +318,9 @@ interface Layer {
   pprofHost?: string;
   pprofPort?: number;
   config?: string;
+  stateDir?: string;
+  spoolMaxBytes?: number;
+  gzip?: boolean;
 }
 
 type FlagsResult = { exit: { code: number; output: string } } | { layer: Layer; warnings: string[] };
@@ -408,6 +418,26 @@ function applyFlag(layer: Layer, o: Occurrence, warnings: string[]): void {
     case '--config':
       layer.config = parseNonEmpty(text(), subject, 'file path');
       return;
+    case '--state-dir':
+      layer.stateDir = parseNonEmpty(text(), subject, 'directory');
+      return;
+    case '--spool-max-bytes':
+      layer.spoolMaxBytes = parseByteSize(text(), subject);
+      return;
+    case '--gzip':
+      layer.gzip = parseBool(raw, subject);
+      return;
+    case '--pprof-host':
+      layer.pprofHost = parseNonEmpty(text(), subject, 'host');
+      return;
+    case '--pprof-port':
+      // DataKit always passes it; a bad value costs the status endpoint, never collection.
+      try {
+        layer.pprofPort = parsePort(text(), subject);
+      } catch (err) {
+        warnings.push(`${(err as Error).message}; the /metrics endpoint is off`);
+      }
+      return;
   }
   // The rest are compatibility flags: record what is cheap to keep for the
   // day they are implemented, but never fail on their values.
@@ -415,14 +445,6 @@ function applyFlag(layer: Layer, o: Occurrence, warnings: string[]): void {
   if (raw === true) return;
   if (o.flag === '--l7net-enabled') {
     layer.l7netEnabled = [...(layer.l7netEnabled ?? []), ...splitList(raw)];
-  } else if (o.flag === '--pprof-host' && raw.trim() !== '') {
-    layer.pprofHost = raw.trim();
-  } else if (o.flag === '--pprof-port') {
-    try {
-      layer.pprofPort = parsePort(raw, subject);
-    } catch {
-      // unimplemented: a bad value is ignored along with the flag
-    }
   }
 }
 
@@ -485,6 +507,9 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     ipv6Disabled: c.ipv6Disabled ?? k?.ipv6Disabled ?? a.ipv6Disabled ?? DEFAULTS.ipv6Disabled,
     includeLoopback: c.includeLoopback ?? a.includeLoopback ?? DEFAULTS.includeLoopback,
     l7netEnabled: c.l7netEnabled ?? k?.l7netEnabled ?? a.l7netEnabled ?? [],
+    stateDir: c.stateDir ?? a.stateDir ?? DEFAULTS.stateDir,
+    spoolMaxBytes: c.spoolMaxBytes ?? a.spoolMaxBytes ?? DEFAULTS.spoolMaxBytes,
+    gzip: c.gzip ?? a.gzip ?? DEFAULTS.gzip,
     warnings: [...new Set(warnings)],
   };
   const pidfile = c.pidfile ?? a.pidfile;

@@ -147,18 +147,17 @@ export function readEbpfConf(path: string): EbpfConfFile {
       }
       case 'pprof_host':
         conf.pprofHost = reader.string(key, 'a string');
-        if (conf.pprofHost !== '') conf.warnings.push(keyNotImplementedWarning(key));
         break;
       case 'pprof_port': {
         // DataKit declares this key as a string; a bare integer is as clear.
         const v = table[key];
         const s = typeof v === 'number' ? String(v) : reader.string(key, 'a port string such as "6061"');
         if (s !== '') {
-          conf.warnings.push(keyNotImplementedWarning(key));
           try {
             conf.pprofPort = parsePort(s, key);
           } catch {
-            // pprof is not implemented, so a bad port must not stop collection.
+            // Only the status endpoint depends on it: never stop collection for it.
+            conf.warnings.push(`${key} = ${JSON.stringify(s)} is not a port; the /metrics endpoint is off`);
           }
         }
         break;

@@ -35,6 +35,12 @@ export interface CollectorConfig {
   l7netEnabled: string[];
   pprofHost?: string;
   pprofPort?: number;
+  /** Spool of undelivered batches and persisted counter read-marks. */
+  stateDir: string;
+  /** Bound of the on-disk spool; the oldest batches are dropped (and counted) beyond it. */
+  spoolMaxBytes: number;
+  /** gzip request bodies (DataKit accepts Content-Encoding: gzip). */
+  gzip: boolean;
   /** Path of the ebpf.conf that was read, if any. */
   configFile?: string;
   /** One line per DataKit flag that was accepted but is not implemented. */

@@ -156,6 +156,16 @@ export function parsePort(raw: string, subject: string): number {
   return n;
 }
 
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** A byte size: `1048576`, `512K`, `256M`, `2G` (binary units, optional trailing B/iB). */
+export function parseByteSize(raw: string, subject: string): number {
+  const m = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(raw.trim());
+  const n = m ? Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]! : NaN;
+  if (!(n >= 65536 && Number.isSafeInteger(n))) throw invalid(subject, 'expected a size of at least 64K such as 256M or 1G');
+  return n;
+}
+
 const TRUE = new Set(['true', '1', 't', 'yes', 'y', 'on']);
 const FALSE = new Set(['false', '0', 'f', 'no', 'n', 'off']);
 

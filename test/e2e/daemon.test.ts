@@ -55,7 +55,7 @@ describe('started the way DataKit starts it', () => {
     ]);
     try {
       const warnings = daemon.logs.filter((l) => l.level === 40).map((l) => String(l.msg));
-      for (const flag of ['--l7net-enabled', '--pprof-host', '--pprof-port', '--netlog-metric', '--res-net', '--trace-allprocess']) {
+      for (const flag of ['--l7net-enabled', '--netlog-metric', '--res-net', '--trace-allprocess']) {
         expect(warnings.filter((w) => w.includes(flag)), flag).toHaveLength(1);
       }
       const port = 19090;

@@ -60,6 +60,9 @@ describe('defaults', () => {
       ipv6Disabled: false,
       includeLoopback: false,
       l7netEnabled: [],
+      stateDir: '/usr/local/datakit/externals/datakit-ebpf.state',
+      spoolMaxBytes: 256 * 1024 * 1024,
+      gzip: true,
       warnings: [],
     });
   });
@@ -90,7 +93,7 @@ describe('command forms', () => {
 });
 
 describe('DataKit quirks', () => {
-  const UNIMPLEMENTED = ['--l7net-enabled', '--pprof-host', '--pprof-port', '--netlog-metric', '--res-net', '--trace-allprocess'];
+  const UNIMPLEMENTED = ['--l7net-enabled', '--netlog-metric', '--res-net', '--trace-allprocess'];
 
   it('accepts the full command line DataKit builds', () => {
     const c = run([
@@ -129,7 +132,7 @@ describe('DataKit quirks', () => {
 
   it('accepts every listed DataKit flag with one warning each and never throws', () => {
     const flags = [
-      '--l7net-enabled', '--pprof-host', '--pprof-port', '--netlog-metric', '--netlog-blacklist', '--trace-server',
+      '--l7net-enabled', '--netlog-metric', '--netlog-blacklist', '--trace-server',
       '--trace-allprocess', '--trace-name-blacklist', '--trace-name-whitelist', '--trace-env-blacklist',
       '--trace-env-whitelist', '--trace-port-blacklist', '--trace-port-whitelist', '--res-net', '--res-cpu', '--res-mem',
       '--res-bandwidth', '--res-pid', '--res-net-host', '--sampling-rate', '--sampling-rate-pts-per-min',
@@ -287,10 +290,17 @@ describe('bad values give one-line messages', () => {
     expect(run(['--log', 'STDOUT']).log).toBe('stdout');
   });
 
-  it('does not fail on a bad value of an unimplemented flag', () => {
+  it('does not fail on a bad --pprof-port (DataKit passes it): the status endpoint is off', () => {
     const c = run(['--pprof-port', 'nope']);
     expect(c.pprofPort).toBeUndefined();
-    expect(c.warnings).toEqual([flagNotImplementedWarning('--pprof-port')]);
+    expect(c.warnings).toHaveLength(1);
+    expect(c.warnings[0]).toMatch(/--pprof-port.*nope.*\/metrics endpoint is off/);
+  });
+
+  it('reads the spool and upload settings', () => {
+    const c = run(['--state-dir', '/tmp/x', '--spool-max-bytes', '64M', '--gzip=false']);
+    expect(c).toMatchObject({ stateDir: '/tmp/x', spoolMaxBytes: 64 * 1024 * 1024, gzip: false });
+    expect(() => run(['--spool-max-bytes', '10'])).toThrow(/--spool-max-bytes.*64K/);
   });
 });
 
@@ -482,7 +492,6 @@ describe('ebpf.conf', () => {
       `${p}:3: unknown key "colour" in [[inputs.ebpf]]; ignored`,
       'ebpf.conf key trace_all_process is accepted for DataKit compatibility but not implemented; ignored',
       'ebpf.conf key l7net_enabled is accepted for DataKit compatibility but not implemented; ignored',
-      'ebpf.conf key pprof_port is accepted for DataKit compatibility but not implemented; ignored',
     ]);
   });
 
