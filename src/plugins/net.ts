@@ -33,6 +33,7 @@ export class NetPlugin implements CollectorPlugin {
   }
 
   private onReady(r: LoaderReady): void {
+    if (r.generation > 1) this.ctx.metrics.add('loader_restarts', 1, { plugin: this.name });
     this.netflow.setListeningPorts((r.info as NetLoaderInfo).listeningPorts);
     if (r.generation > 1) this.log.info({ loaderPid: r.pid, generation: r.generation }, 'eBPF loader restarted');
   }
@@ -58,7 +59,7 @@ export class NetPlugin implements CollectorPlugin {
     const points = this.netflow.flush(nowNs, this.ctx.commonTags);
     if (points.length === 0) return;
     const res = await this.ctx.uploader.write('network', NETFLOW_INPUT, points);
-    this.log.debug({ ...res }, 'netflow interval sent');
+    this.log.debug({ ...res }, 'netflow interval queued');
   }
 
   private reportTelemetry(t: number[]): void {
@@ -68,6 +69,7 @@ export class NetPlugin implements CollectorPlugin {
       if (d > 0) lost[n] = d;
     });
     this.lastTelemetry = t;
+    for (const [n, d] of Object.entries(lost)) this.ctx.metrics.add('kernel_dropped', d, { plugin: this.name, what: n });
     if (Object.keys(lost).length > 0) this.log.warn({ lost }, 'the kernel side dropped records this interval');
   }
 

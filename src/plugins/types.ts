@@ -2,13 +2,16 @@
 // loader child(ren), aggregates, and hands points to the shared uploader.
 import type { Logger } from 'pino';
 import type { CollectorConfig, Plugin } from '../config/types';
+import type { Metrics } from '../daemon/metrics';
 import type { LoaderReady } from '../loader/supervisor';
-import type { Uploader } from '../upload/uploader';
+import type { PointSink } from '../upload/delivery';
 
 export interface PluginContext {
   config: CollectorConfig;
   log: Logger;
-  uploader: Uploader;
+  /** Where points go: durably queued, then delivered with retries (src/upload/delivery.ts). */
+  uploader: PointSink;
+  metrics: Metrics;
   /** host, service and the user's tags, for every point. */
   commonTags: Record<string, string>;
 }

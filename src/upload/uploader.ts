@@ -9,6 +9,8 @@
 // what to do about it.
 
 import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Point } from '../lineproto/point';
@@ -53,6 +55,8 @@ export interface EncodedBatches {
   rejected: number;
   firstError?: Error;
 }
+
+const gzipAsync = promisify(zlib.gzip);
 
 type Exchange = { kind: 'response'; status: number; text: string } | { kind: 'network'; error: Error };
 
@@ -315,9 +319,38 @@ export class Uploader {
     return p;
   }
 
+  /**
+   * One attempt to POST an encoded line-protocol body, optionally gzipped;
+   * never rejects. The retry policy and the spool (delivery.ts) wrap this.
+   */
+  post(category: string, input: string, body: Buffer, gzip = false): Promise<SendOutcome> {
+    const path = `${this.pathPrefix}/v1/write/${category}?input=${encodeURIComponent(input)}&precision=ns`;
+    return this.track(
+      (async (): Promise<SendOutcome> => {
+        if (this.closing || this.destroyed) return { kind: 'network', error: Object.assign(new Error('uploader closed'), { code: 'UND_ERR_CLOSED' }) };
+        if (!gzip) return this.sendBatch(path, body);
+        return this.sendBatch(path, await gzipAsync(body), { 'content-encoding': 'gzip' });
+      })(),
+    );
+  }
+
+  /** Describes a failed attempt in one line (cause and fix). */
+  describe(o: Exclude<SendOutcome, { kind: 'ok' }>): string {
+    if (o.kind === 'network') return this.describeNetworkError(o.error);
+    const hint =
+      o.status === 403
+        ? ' (DataKit serves this API to non-loopback clients only if it is listed in public_apis under [http_api] in datakit.conf)'
+        : o.status === 404
+          ? ` (is ${this.apiServer} really DataKit's API server? check --datakit-apiserver)`
+          : o.status === 429
+            ? ' (DataKit is rate limiting its API)'
+            : '';
+    return `HTTP ${o.status}${o.errorCode ? ` ${o.errorCode}` : ''}${o.message ? `: ${o.message}` : ''}${hint}`;
+  }
+
   /** One POST of one batch body; the unit a retry policy will wrap. */
-  private async sendBatch(path: string, body: Buffer): Promise<SendOutcome> {
-    const r = await this.exchange('POST', path, body);
+  private async sendBatch(path: string, body: Buffer, headers?: Record<string, string>): Promise<SendOutcome> {
+    const r = await this.exchange('POST', path, body, headers);
     if (r.kind === 'network') return r;
     if (r.status >= 200 && r.status < 300) return { kind: 'ok' };
     return { kind: 'http', status: r.status, ...parseDataKitError(r.text) };
@@ -339,15 +372,9 @@ export class Uploader {
   private logHttpFailure(category: Category, input: string, points: number, o: Extract<SendOutcome, { kind: 'http' }>): void {
     // 4xx other than 429 means our request or our data is wrong and retrying will not help.
     const level = o.status >= 400 && o.status < 500 && o.status !== 429 ? 'error' : 'warn';
-    const hint =
-      o.status === 403
-        ? ' (DataKit serves this API to non-loopback clients only if it is listed in public_apis under [http_api] in datakit.conf)'
-        : o.status === 429
-          ? ' (DataKit is rate limiting its API)'
-          : '';
     this.log[level](
       { input, category, status: o.status, error_code: o.errorCode, dk_message: o.message, points },
-      `DataKit rejected ${points} ${input} point(s): HTTP ${o.status}${o.errorCode ? ` ${o.errorCode}` : ''}${o.message ? `: ${o.message}` : ''}${hint}`,
+      `DataKit rejected ${points} ${input} point(s): ${this.describe(o)}`,
     );
   }
 

@@ -1,6 +1,8 @@
 // Runs the real collector (compiled CLI, real eBPF) the way DataKit would,
 // and collects its JSON log lines.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 
@@ -37,9 +39,16 @@ export function spawnCli(args: string[], unprivileged = false): { proc: ChildPro
   return { proc, logs, stderr };
 }
 
+/** A fresh state directory per daemon, so no test inherits another's spool. */
+export function tempStateDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'dke-state-'));
+}
+
 export async function startDaemon(apiServer: string, extra: string[] = []): Promise<RunningDaemon> {
+  const stateArgs = extra.includes('--state-dir') ? [] : ['--state-dir', tempStateDir()];
   const { proc, logs, stderr } = spawnCli([
     'run',
+    ...stateArgs,
     '--datakit-apiserver',
     apiServer,
     '--interval',

@@ -1,0 +1,252 @@
+// What the plugins hand their points to. Every batch is first appended to the
+// durable spool (the commit point: once there, it survives DataKit outages,
+// crashes and SIGKILL), then a single sender drains the spool oldest first:
+//   200            -> delivered
+//   429, 5xx, network errors, timeouts, 403/404 and other 4xx
+//                  -> retried with capped exponential backoff and full jitter
+//                     (403/404 are logged with their likely cause)
+//   400, 413       -> the batch is split in halves, re-queued, until the bad
+//                     point stands alone; it is logged (a sample) and dropped
+import type { Logger } from 'pino';
+import type { Point } from '../lineproto/point';
+import type { Metrics } from '../daemon/metrics';
+import type { SpoolMeta, SpoolRecord } from './spool';
+import { encodeBatches, type Category, type SendOutcome, type Uploader } from './uploader';
+
+/** The queue the sender drains: the disk spool, or memory when no state directory is usable. */
+export interface BatchQueue {
+  append(items: { category: string; input: string; points: number; body: Buffer }[]): SpoolMeta[];
+  peek(): SpoolRecord | undefined;
+  ack(seq: number): void;
+  readonly isEmpty: boolean;
+  readonly stats: { records: number; points: number; bytes: number; droppedPoints: number };
+  close(): void;
+}
+
+/** What plugins write to. */
+export interface PointSink {
+  write(category: Category, input: string, points: readonly Point[]): Promise<WriteReceipt>;
+}
+
+export interface WriteReceipt {
+  /** Points now safely queued. */
+  queued: number;
+  /** Points that could not be encoded (producer bugs). */
+  rejected: number;
+  /** Sequence number of the last queued batch; 0 if nothing was queued. */
+  lastSeq: number;
+}
+
+export interface DeliveryOptions {
+  uploader: Uploader;
+  queue: BatchQueue;
+  log: Logger;
+  metrics: Metrics;
+  gzip: boolean;
+  maxBatchPoints?: number;
+  maxBatchBytes?: number;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+}
+
+/** Lines of a rejected batch that are logged as a sample. */
+const SAMPLE_LINES = 3;
+
+export class Delivery implements PointSink {
+  private readonly log: Logger;
+  private pumping?: Promise<void>;
+  private wake?: () => void;
+  private closed = false;
+  private attempt = 0;
+  private failingSince?: number;
+  private lastFailureLog = 0;
+
+  constructor(private readonly opts: DeliveryOptions) {
+    this.log = opts.log;
+  }
+
+  async write(category: Category, input: string, points: readonly Point[]): Promise<WriteReceipt> {
+    const m = this.opts.metrics;
+    const { batches, rejected, firstError } = encodeBatches(points, this.opts.maxBatchPoints ?? 256, this.opts.maxBatchBytes ?? 1 << 20);
+    m.add('points_collected', points.length, { input });
+    if (rejected > 0) {
+      m.add('points_dropped', rejected, { input, reason: 'unencodable' });
+      this.log.error({ input, points: rejected }, `dropped ${rejected} ${input} point(s) that cannot be encoded: ${firstError?.message}`);
+    }
+    const metas = this.opts.queue.append(batches.map((b) => ({ category, input, points: b.points, body: b.body })));
+    const queued = metas.reduce((a, x) => a + x.points, 0);
+    m.add('points_spooled', queued, { input });
+    this.kick();
+    return { queued, rejected, lastSeq: metas.at(-1)?.seq ?? 0 };
+  }
+
+  /** Starts (or wakes) the sender. */
+  kick(): void {
+    if (this.closed) return;
+    if (this.wake) {
+      const w = this.wake;
+      this.wake = undefined;
+      w();
+    }
+    this.pumping ??= this.pump().finally(() => {
+      this.pumping = undefined;
+    });
+  }
+
+  private async pump(): Promise<void> {
+    while (!this.closed) {
+      const rec = this.opts.queue.peek();
+      if (!rec) return;
+      const outcome = await this.opts.uploader.post(rec.category, rec.input, rec.body, this.opts.gzip);
+      if (this.closed && outcome.kind !== 'ok') return;
+      if (outcome.kind === 'ok') {
+        this.delivered(rec);
+        continue;
+      }
+      if (outcome.kind === 'http' && (outcome.status === 400 || outcome.status === 413)) {
+        this.split(rec, outcome);
+        continue;
+      }
+      await this.backoff(rec, outcome);
+    }
+  }
+
+  private delivered(rec: SpoolRecord): void {
+    this.opts.queue.ack(rec.seq);
+    this.opts.metrics.add('points_sent', rec.points, { input: rec.input });
+    if (this.failingSince !== undefined) {
+      this.log.info(
+        { input: rec.input, retries: this.attempt, downForMs: Date.now() - this.failingSince, spooledPoints: this.opts.queue.stats.points },
+        `DataKit accepts points again after ${this.attempt} failed attempt(s); delivering the spool`,
+      );
+    }
+    this.attempt = 0;
+    this.failingSince = undefined;
+  }
+
+  /** A 400 names bad data somewhere in the batch: halve until it is isolated. */
+  private split(rec: SpoolRecord, o: Extract<SendOutcome, { kind: 'http' }>): void {
+    const lines = rec.body.toString('utf8').split('\n').filter((l) => l !== '');
+    if (lines.length <= 1) {
+      this.opts.metrics.add('points_dropped', rec.points, { input: rec.input, reason: 'rejected' });
+      this.log.error(
+        { input: rec.input, status: o.status, error_code: o.errorCode, dk_message: o.message, sample: lines.slice(0, SAMPLE_LINES).map((l) => l.slice(0, 500)) },
+        `DataKit rejected a point of ${rec.input}: ${this.opts.uploader.describe(o)}; dropped it, the rest of its batch is delivered`,
+      );
+      this.opts.queue.ack(rec.seq);
+      return;
+    }
+    const half = Math.ceil(lines.length / 2);
+    const part = (ls: string[]) => ({ category: rec.category, input: rec.input, points: ls.length, body: Buffer.from(`${ls.join('\n')}\n`) });
+    // Re-queue both halves before acknowledging the original: a crash in
+    // between re-sends, it never loses.
+    this.opts.queue.append([part(lines.slice(0, half)), part(lines.slice(half))]);
+    this.opts.queue.ack(rec.seq);
+    this.opts.metrics.add('batches_split', 1, { input: rec.input });
+  }
+
+  private async backoff(rec: SpoolRecord, o: Exclude<SendOutcome, { kind: 'ok' }>): Promise<void> {
+    const initial = this.opts.backoffInitialMs ?? 500;
+    const max = this.opts.backoffMaxMs ?? 30_000;
+    this.attempt += 1;
+    this.failingSince ??= Date.now();
+    this.opts.metrics.add('batches_retried', 1, { input: rec.input });
+    const cap = Math.min(max, initial * 2 ** Math.min(this.attempt - 1, 20));
+    const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
+    // One line per failure streak start, then at most every 30 s.
+    const now = Date.now();
+    if (this.attempt === 1 || now - this.lastFailureLog >= 30_000) {
+      this.lastFailureLog = now;
+      const level = o.kind === 'http' && o.status >= 400 && o.status < 500 && o.status !== 429 ? 'error' : 'warn';
+      this.log[level](
+        {
+          input: rec.input,
+          status: o.kind === 'http' ? o.status : undefined,
+          error_code: o.kind === 'http' ? o.errorCode : undefined,
+          dk_message: o.kind === 'http' ? o.message : undefined,
+          attempt: this.attempt,
+          retryInMs: delay,
+          spooledPoints: this.opts.queue.stats.points,
+        },
+        `delivering ${rec.points} ${rec.input} point(s) failed (${this.opts.uploader.describe(o)}); kept in the spool, retrying in ${delay} ms`,
+      );
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delay);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+  }
+
+  /** Waits until the queue is empty or `timeoutMs` passed; true if empty. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (!this.opts.queue.isEmpty && Date.now() < end) {
+      this.kick();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return this.opts.queue.isEmpty;
+  }
+
+  get queueStats(): BatchQueue['stats'] {
+    return this.opts.queue.stats;
+  }
+
+  /** Stops sending; what is queued stays in the spool for the next start. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.wake?.();
+    await this.pumping;
+    this.opts.queue.close();
+  }
+}
+
+/** The fallback queue when no state directory can be used: bounded, lost at exit. */
+export class MemoryQueue implements BatchQueue {
+  private items: SpoolRecord[] = [];
+  private nextSeq = 1;
+  readonly stats = { records: 0, points: 0, bytes: 0, droppedPoints: 0 };
+
+  constructor(private readonly maxBytes: number) {}
+
+  append(items: { category: string; input: string; points: number; body: Buffer }[]): SpoolMeta[] {
+    const metas = items.map((it) => {
+      const rec = { ...it, seq: this.nextSeq++ };
+      this.items.push(rec);
+      this.stats.bytes += it.body.length;
+      return { seq: rec.seq, category: it.category, input: it.input, points: it.points };
+    });
+    while (this.stats.bytes > this.maxBytes && this.items.length > 1) {
+      const old = this.items.shift()!;
+      this.stats.bytes -= old.body.length;
+      this.stats.droppedPoints += old.points;
+    }
+    this.refresh();
+    return metas;
+  }
+
+  peek(): SpoolRecord | undefined {
+    return this.items[0];
+  }
+
+  ack(seq: number): void {
+    if (this.items[0]?.seq !== seq) return;
+    this.stats.bytes -= this.items.shift()!.body.length;
+    this.refresh();
+  }
+
+  get isEmpty(): boolean {
+    return this.items.length === 0;
+  }
+
+  private refresh(): void {
+    this.stats.records = this.items.length;
+    this.stats.points = this.items.reduce((a, r) => a + r.points, 0);
+  }
+
+  close(): void {}
+}
