@@ -44,7 +44,7 @@ struct dke_tcp_conn {
 	__u32 srtt_us;        /* tcp_sock.srtt_us >> 3 */
 	__u32 rttvar_us;      /* tcp_sock.mdev_us >> 2 */
 	__u32 established;    /* 1 once this socket reached ESTABLISHED after attach */
-	__u32 _pad;
+	__u32 closed;         /* 1 once the socket is destroyed: counters are final */
 	char comm[DKE_COMM_LEN];
 };
 

@@ -16,15 +16,22 @@
 #define DKE_MAP extern
 #endif
 
-/* socket cookie -> struct dke_tcp_conn; one entry per live TCP connection,
- * deleted when the socket is destroyed, after its final counters went out
- * as a close event. */
+/* Every map is pinned by name under the loader's pin root
+ * (/sys/fs/bpf/datakit-ebpf/netflow-<object hash>/), so counting survives a
+ * restart of the loader or the daemon and a new loader continues with the
+ * same counters. */
+
+/* socket cookie -> struct dke_tcp_conn; one entry per TCP connection. A
+ * destroyed socket's entry stays, marked closed with its final counters,
+ * until user space has durably reported them and deletes it: a crash between
+ * reading and reporting can then never lose a closed connection. */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 131072);
+	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct dke_tcp_conn);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tcp_conns SEC(".maps");
 
 /* struct dke_udp_key -> struct dke_udp_stats; LRU so a UDP flood can never
@@ -34,6 +41,7 @@ DKE_MAP struct {
 	__uint(max_entries, 65536);
 	__type(key, struct dke_udp_key);
 	__type(value, struct dke_udp_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } udp_flows SEC(".maps");
 
 /* socket cookie -> struct dke_sock_owner (UDP sockets only). */
@@ -42,6 +50,7 @@ DKE_MAP struct {
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct dke_sock_owner);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_owners SEC(".maps");
 
 /* struct dke_listen_key -> struct dke_sock_owner: who called listen() on a
@@ -52,12 +61,14 @@ DKE_MAP struct {
 	__uint(max_entries, 16384);
 	__type(key, struct dke_listen_key);
 	__type(value, struct dke_sock_owner);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } listeners SEC(".maps");
 
 /* struct dke_tcp_conn of every tracked connection that closed. */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tcp_closed_events SEC(".maps");
 
 /* enum dke_telemetry -> u64 count. */
@@ -66,6 +77,7 @@ DKE_MAP struct {
 	__uint(max_entries, DKE_TEL_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } telemetry SEC(".maps");
 
 /* Set by the loader before load. */

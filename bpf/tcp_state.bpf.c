@@ -120,12 +120,17 @@ int BPF_PROG(dke_tcp_destroy, struct sock *sk)
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	struct dke_tcp_conn *c = bpf_map_lookup_elem(&tcp_conns, &cookie);
 
-	if (!c)
+	if (!c || c->closed)
 		return 0;
 	/* A connect that never completed is not a connection. */
-	if (c->established || c->bytes_sent || c->bytes_received)
-		dke_emit_closed(sk, c);
-	bpf_map_delete_elem(&tcp_conns, &cookie);
+	if (!c->established && !c->bytes_sent && !c->bytes_received) {
+		bpf_map_delete_elem(&tcp_conns, &cookie);
+		return 0;
+	}
+	c->closed = 1;
+	/* The entry stays until user space has reported it (see tcp_conns);
+	 * the event only tells it early. */
+	dke_emit_closed(sk, c);
 	return 0;
 }
 

@@ -7,8 +7,11 @@
 
 #include <cstddef>
 
+#include "bash_tracer.h"
+#include "dns_tracer.h"
 #include "libbpf_log.h"
 #include "netflow.h"
+#include "privileges.h"
 #include "tracer.h"
 
 namespace dke {
@@ -46,6 +49,7 @@ Napi::Object Layout(Napi::Env env) {
   DKE_FIELD(tcp, dke_tcp_conn, srtt_us);
   DKE_FIELD(tcp, dke_tcp_conn, rttvar_us);
   DKE_FIELD(tcp, dke_tcp_conn, established);
+  DKE_FIELD(tcp, dke_tcp_conn, closed);
   DKE_FIELD(tcp, dke_tcp_conn, comm);
   l.Set("tcpConn", tcp);
 
@@ -102,8 +106,11 @@ Napi::Value ProbeKernel(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallLibbpfLogger();
   exports.Set("Tracer", Tracer::Define(env));
+  exports.Set("BashTracer", BashTracer::Define(env));
+  exports.Set("DnsTracer", DnsTracer::Define(env));
   exports.Set("probeKernel", Napi::Function::New(env, ProbeKernel));
   exports.Set("layout", Layout(env));
+  RegisterPrivileges(env, exports);
   return exports;
 }
 

@@ -38,8 +38,15 @@ void RingbufPoller::Stop() {
 
 int RingbufPoller::OnRecord(void* ctx, void* data, size_t size) {
   auto* self = static_cast<RingbufPoller*>(ctx);
-  if (size != self->record_size_) return 0;  // layout mismatch: never forward garbage
   auto* p = static_cast<uint8_t*>(data);
+  if (self->record_size_ == 0) {
+    const uint32_t len = static_cast<uint32_t>(size);
+    const uint8_t prefix[4] = {static_cast<uint8_t>(len), static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(len >> 16),
+                               static_cast<uint8_t>(len >> 24)};
+    self->batch_.insert(self->batch_.end(), prefix, prefix + 4);
+  } else if (size != self->record_size_) {
+    return 0;  // layout mismatch: never forward garbage
+  }
   self->batch_.insert(self->batch_.end(), p, p + size);
   if (self->batch_.size() >= kMaxBatchBytes) self->Flush();
   return 0;

@@ -16,7 +16,10 @@ namespace dke {
 
 class RingbufPoller {
  public:
-  // `record_size` is the fixed size of one record; records are concatenated.
+  // `record_size` is the fixed size of one record; records are concatenated
+  // and a record of any other size is dropped. `record_size` 0 is for
+  // variable-size records: each is delivered as a u32 little-endian length
+  // followed by that many bytes.
   RingbufPoller(Napi::Env env, int map_fd, size_t record_size, Napi::Function on_batch);
   ~RingbufPoller();
   RingbufPoller(const RingbufPoller&) = delete;

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,23 +27,68 @@ Napi::Function Tracer::Define(Napi::Env env) {
                          InstanceMethod<&Tracer::ReadTelemetry>("readTelemetry"),
                          InstanceMethod<&Tracer::StartEvents>("startEvents"),
                          InstanceMethod<&Tracer::Close>("close"),
+                         InstanceMethod<&Tracer::DeleteKeys>("deleteKeys"),
+                         InstanceMethod<&Tracer::Unpin>("unpin"),
+                         InstanceMethod<&Tracer::PinInfo>("pinInfo"),
                      });
 }
 
-// new Tracer({ ipv6Disabled, cgroupPath, disabledPrograms })
+namespace {
+
+// FNV-1a over the embedded BPF object: the pin directory's version.
+std::string ObjectHash() {
+  size_t sz = 0;
+  const auto* p = static_cast<const unsigned char*>(netflow__elf_bytes(&sz));
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < sz; i++) h = (h ^ p[i]) * 1099511628211ULL;
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+std::string LinkPinPath(const std::string& pin_dir, bpf_program* prog) {
+  return pin_dir + "/link_" + bpf_program__name(prog);
+}
+
+}  // namespace
+
+// new Tracer({ ipv6Disabled, cgroupPath, disabledPrograms, pinRoot })
 // Options are validated in JS (src/loader/native.ts); here we only read them.
+// pinRoot: a directory on bpffs (created by the caller) or "" to not pin.
 Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) {
   Napi::Env env = info.Env();
   Napi::Object opts = info[0].As<Napi::Object>();
   bool ipv6_disabled = opts.Get("ipv6Disabled").ToBoolean();
   cgroup_path_ = opts.Get("cgroupPath").ToString();
   Napi::Array disabled = opts.Get("disabledPrograms").As<Napi::Array>();
+  std::string pin_root = opts.Get("pinRoot").ToString();
 
   ResetLibbpfLog();
-  skel_ = netflow__open();
+  LIBBPF_OPTS(bpf_object_open_opts, open_opts);
+  if (!pin_root.empty()) {
+    pin_dir_ = pin_root + "/netflow-" + ObjectHash();
+    if (mkdir(pin_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+      ThrowErrno(env, "EBPF_LOAD", "creating the pin directory " + pin_dir_ + " failed", errno, "");
+      return;
+    }
+    maps_reused_ = Exists(pin_dir_ + "/tcp_conns");
+    open_opts.pin_root_path = pin_dir_.c_str();
+  }
+  skel_ = netflow__open_opts(&open_opts);
   if (!skel_) {
     ThrowErrno(env, "EBPF_LOAD", "opening the netflow BPF object failed", errno, LibbpfLogTail());
     return;
+  }
+  if (pin_dir_.empty()) {
+    // LIBBPF_PIN_BY_NAME defaults to /sys/fs/bpf: without a pin root the
+    // maps must not be pinned (or picked up) anywhere.
+    bpf_map* m;
+    bpf_object__for_each_map(m, skel_->obj) bpf_map__set_pin_path(m, nullptr);
   }
   skel_->rodata->dke_ipv6_disabled = ipv6_disabled ? 1 : 0;
   for (uint32_t i = 0; i < disabled.Length(); i++) {
@@ -104,6 +150,21 @@ Napi::Value Tracer::Attach(const Napi::CallbackInfo& info) {
     ResetLibbpfLog();
     bpf_link* link = nullptr;
     int err = 0;
+    // A link pinned by an earlier loader is still counting into the same
+    // pinned maps: keep it, attaching a second program would double count.
+    std::string pin_path = pin_dir_.empty() ? "" : LinkPinPath(pin_dir_, prog);
+    // (Only with the same maps: a link into maps that are gone is stale.)
+    if (!pin_path.empty() && maps_reused_ && Exists(pin_path)) {
+      link = bpf_link__open(pin_path.c_str());
+      r.Set("reused", link != nullptr);
+      if (link) {
+        links_.push_back(link);
+        r.Set("ok", true);
+        out.Set(idx++, r);
+        continue;
+      }
+    }
+    if (!pin_path.empty()) unlink(pin_path.c_str());  // stale pin, if any: attach afresh
     if (bpf_program__type(prog) == BPF_PROG_TYPE_CGROUP_SKB) {
       if (cgroup_fd_ < 0) cgroup_fd_ = open(cgroup_path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (cgroup_fd_ < 0) {
@@ -119,6 +180,9 @@ Napi::Value Tracer::Attach(const Napi::CallbackInfo& info) {
     r.Set("ok", link != nullptr);
     if (link) {
       links_.push_back(link);
+      if (!pin_path.empty() && bpf_link__pin(link, pin_path.c_str()) != 0) {
+        r.Set("pinError", std::string(strerror(errno)));
+      }
     } else {
       std::string msg = std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
       std::string tail = LibbpfLogTail(3);
@@ -238,6 +302,48 @@ Napi::Value Tracer::StartEvents(const Napi::CallbackInfo& info) {
     ThrowErrno(env, "EBPF_LOAD", "opening the close-event ring buffer failed", e, LibbpfLogTail(3));
   }
   return env.Undefined();
+}
+
+// deleteKeys(name, keys: Buffer) -> number deleted. For entries user space
+// has finished with (closed connections already reported).
+Napi::Value Tracer::DeleteKeys(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!EnsureOpen(env)) return env.Undefined();
+  bpf_map* m = MapByName(env, info[0]);
+  if (!m) return env.Undefined();
+  Napi::Buffer<uint8_t> keys = info[1].As<Napi::Buffer<uint8_t>>();
+  const size_t ks = bpf_map__key_size(m);
+  const int fd = bpf_map__fd(m);
+  uint32_t deleted = 0;
+  for (size_t off = 0; off + ks <= keys.Length(); off += ks) {
+    if (bpf_map_delete_elem(fd, keys.Data() + off) == 0) deleted++;
+  }
+  return Napi::Number::New(env, deleted);
+}
+
+// unpin(): removes the pinned links and maps, so the programs detach when this
+// process closes them (a clean stop must not leave probes behind).
+Napi::Value Tracer::Unpin(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!skel_ || pin_dir_.empty()) return env.Undefined();
+  for (bpf_link* l : links_) bpf_link__unpin(l);
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) unlink(LinkPinPath(pin_dir_, prog).c_str());
+  bpf_map* m;
+  bpf_object__for_each_map(m, skel_->obj) {
+    if (bpf_map__is_pinned(m)) bpf_map__unpin(m, nullptr);
+  }
+  rmdir(pin_dir_.c_str());
+  return env.Undefined();
+}
+
+// pinInfo() -> { dir: string, mapsReused: boolean }
+Napi::Value Tracer::PinInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("dir", pin_dir_);
+  o.Set("mapsReused", maps_reused_);
+  return o;
 }
 
 Napi::Value Tracer::Close(const Napi::CallbackInfo& info) {

@@ -29,6 +29,9 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   Napi::Value ReadTelemetry(const Napi::CallbackInfo& info);
   Napi::Value StartEvents(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value DeleteKeys(const Napi::CallbackInfo& info);
+  Napi::Value Unpin(const Napi::CallbackInfo& info);
+  Napi::Value PinInfo(const Napi::CallbackInfo& info);
 
   bpf_map* MapByName(Napi::Env env, const Napi::Value& name);
   bool EnsureOpen(Napi::Env env);
@@ -36,6 +39,10 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
 
   netflow* skel_ = nullptr;
   std::string cgroup_path_;
+  // Where maps and links are pinned ("" = not pinned). Named after a hash of
+  // the BPF object, so a different build never reuses incompatible pins.
+  std::string pin_dir_;
+  bool maps_reused_ = false;
   int cgroup_fd_ = -1;
   std::vector<bpf_link*> links_;
   std::unique_ptr<RingbufPoller> poller_;

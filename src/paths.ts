@@ -6,10 +6,19 @@ import path from 'node:path';
 function findRoot(start: string): string {
   let dir = start;
   for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'CMakeLists.txt'))) return dir;
+    // A checkout has CMakeLists.txt; an installed copy (scripts/install) has our package.json only.
+    if (fs.existsSync(path.join(dir, 'package.json')) && (fs.existsSync(path.join(dir, 'CMakeLists.txt')) || isOurPackage(dir))) return dir;
     const up = path.dirname(dir);
     if (up === dir) throw new Error(`cannot find the project root above ${start}`);
     dir = up;
+  }
+}
+
+function isOurPackage(dir: string): boolean {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string }).name === 'datakit-ebpf';
+  } catch {
+    return false;
   }
 }
 

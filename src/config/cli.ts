@@ -22,16 +22,23 @@ import * as nodePath from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { CollectorError, isCollectorError } from '../errors';
 import { readEbpfConf } from './ebpfconf';
+import { closest } from './suggest';
+import type { RedactPreset } from '../bash/redact';
 import { CollectorConfig, LogLevel, Plugin } from './types';
 import {
+  invalid,
   parseApiServer,
   parseBool,
   parseByteSize,
+  parseDnsPorts,
+  parseDnsTimeout,
   parseInterval,
   parseLogLevel,
   parseLogTarget,
   parseNonEmpty,
   parsePlugins,
+  parseRedactPresetList,
+  parseRedactRegex,
   parsePort,
   parseTags,
   quote,
@@ -50,19 +57,27 @@ export const DEFAULTS = {
   ephemeralPort: 0,
   ipv6Disabled: false,
   includeLoopback: false,
+  dnsPorts: [53] as readonly number[],
+  dnsTimeoutMs: 6000,
   stateDir: '/usr/local/datakit/externals/datakit-ebpf.state',
   spoolMaxBytes: 256 * 1024 * 1024,
   gzip: true,
+  pinRoot: '/sys/fs/bpf/datakit-ebpf',
+  uploadTimeoutMs: 10_000,
 } as const;
 
 // ------------------------------------------------------------- flag table
 
-type Group = 'datakit' | 'collect' | 'process' | 'compat';
+type Group = 'datakit' | 'tags' | 'collect' | 'logging' | 'process' | 'status' | 'compat';
 
+// In the order --help shows them: what people look for first comes first.
 const GROUP_HEADINGS: Record<Group, string> = {
-  datakit: 'DataKit connection:',
-  collect: 'Collection:',
-  process: 'Logging and process:',
+  datakit: 'Sending to DataKit:',
+  tags: 'Tags on every point:',
+  collect: 'What to collect:',
+  logging: 'Logging:',
+  process: 'Service, files and privileges:',
+  status: 'Status endpoint:',
   compat: 'Accepted for DataKit compatibility (not implemented, a warning each):',
 };
 
@@ -79,23 +94,32 @@ interface FlagSpec {
 
 const FLAGS: FlagSpec[] = [
   { flag: '--datakit-apiserver', arg: '<addr>', group: 'datakit', help: 'DataKit API server: host:port, [ipv6]:port or http(s):// URL (default: 0.0.0.0:9529, dialled as 127.0.0.1)' },
-  { flag: '--hostname', arg: '<name>', group: 'datakit', help: 'value of the host tag (default: $ENV_HOSTNAME, else the OS host name)' },
-  { flag: '--service', arg: '<name>', group: 'datakit', help: 'value of the service tag (default: ebpf)' },
-  { flag: '--tags', arg: '<k=v;...>', group: 'datakit', help: 'extra tags, pairs separated by ";" or ","; repeatable' },
+  { flag: '--dry-run', arg: '[bool]', group: 'datakit', help: 'print the line protocol that would be sent to stdout instead of sending it (also: --datakit-apiserver stdout)' },
+  { flag: '--hostname', arg: '<name>', group: 'tags', help: 'value of the host tag (default: $ENV_HOSTNAME, else the OS host name)' },
+  { flag: '--service', arg: '<name>', group: 'tags', help: 'value of the service tag (default: ebpf)' },
+  { flag: '--tags', arg: '<k=v;...>', group: 'tags', help: 'extra tags, pairs separated by ";" or ","; repeatable' },
   { flag: '--enabled', arg: '<plugins>', group: 'collect', help: 'plugins to run, comma-separated: ebpf-net, ebpf-bash; repeatable (default: ebpf-net)' },
   { flag: '--interval', arg: '<duration>', group: 'collect', help: 'flush interval, a Go duration such as 10s or 1m30s, at least 1s (default: 60s)' },
   { flag: '--ephemeral-port', arg: '<port>', group: 'collect', aliases: ['--ephemeral_port'], help: 'client ports >= this collapse to "*"; 0 collapses all (default: 0; alias --ephemeral_port)' },
   { flag: '--ipv6-disabled', arg: '[bool]', group: 'collect', help: 'ignore IPv6 traffic (default: false)' },
+  { flag: '--dns-ports', arg: '<ports>', group: 'collect', help: 'dnsflow: resolver ports to watch, comma-separated, at most 8; "off" turns dnsflow off (default: 53)' },
+  { flag: '--dns-timeout', arg: '<duration>', group: 'collect', help: 'dnsflow: a query unanswered this long is reported with rcode -1, 100ms to 5m (default: 6s)' },
   { flag: '--include-loopback', arg: '[bool]', group: 'collect', help: 'also report loopback-to-loopback flows, which upstream drops (default: false)' },
-  { flag: '--log', arg: '<path>', group: 'process', help: `log file, or "stdout" (default: ${DEFAULTS.log})` },
-  { flag: '--log-level', arg: '<level>', group: 'process', help: 'trace, debug, info, warn, error or fatal (default: info)' },
-  { flag: '--pidfile', arg: '<path>', group: 'process', help: 'write our pid to this file' },
+  { flag: '--bash-path', arg: '<paths>', group: 'collect', help: 'ebpf-bash: bash binaries to audit, comma-separated; repeatable (default: /bin/bash and /usr/bin/bash)' },
+  { flag: '--bash-redact', arg: '<presets>', group: 'collect', help: 'ebpf-bash: mask secrets in commands before they leave the collector; presets password, authorization, aws, url, or all; none clears (default: none)' },
+  { flag: '--bash-redact-regex', arg: '<regex>', group: 'collect', help: 'ebpf-bash: also mask what this pattern matches (only its capture groups, if it has any); /re/i for flags; repeatable' },
+  { flag: '--log', arg: '<path>', group: 'logging', help: `log file (reopened on SIGHUP), or "stdout" for the journal (default: ${DEFAULTS.log})` },
+  { flag: '--log-level', arg: '<level>', group: 'logging', help: 'trace, debug, info, warn, error or fatal (default: info)' },
+  { flag: '--pidfile', arg: '<path>', group: 'process', help: 'write our pid to this file; removed (or emptied) at exit' },
+  { flag: '--user', arg: '<name>', group: 'process', help: 'user the daemon switches to once its privileges are set up; only the eBPF loader children keep the BPF capabilities; root or "" keeps root (default: datakit-ebpf if it exists, else nobody)' },
   { flag: '--config', arg: '<file>', group: 'process', help: 'read settings from a DataKit ebpf.conf; command-line flags win over it' },
   { flag: '--state-dir', arg: '<dir>', group: 'process', help: `spool of undelivered points and counter read-marks (default: ${DEFAULTS.stateDir})` },
   { flag: '--spool-max-bytes', arg: '<size>', group: 'datakit', help: 'bound of the on-disk spool, e.g. 256M; when full the oldest points are dropped and counted (default: 256M)' },
+  { flag: '--pin-root', arg: '<dir>', group: 'process', help: `bpffs directory where counters are pinned so they survive restarts; "off" to not pin (default: ${DEFAULTS.pinRoot})` },
+  { flag: '--upload-timeout', arg: '<duration>', group: 'datakit', help: 'bound for connecting to DataKit and for each answer; a timed-out batch is retried (default: 10s)' },
   { flag: '--gzip', arg: '[bool]', group: 'datakit', help: 'gzip request bodies to DataKit (default: true; --gzip=false to turn off)' },
-  { flag: '--pprof-host', arg: '<host>', group: 'process', help: 'serve /metrics and /status on this address (DataKit passes it; default: off unless --pprof-port)' },
-  { flag: '--pprof-port', arg: '<port>', group: 'process', help: 'serve /metrics and /status on this port (DataKit passes 6061)' },
+  { flag: '--pprof-host', arg: '<host>', group: 'status', help: 'serve /metrics and /status on this address (DataKit passes it; default: off unless --pprof-port)' },
+  { flag: '--pprof-port', arg: '<port>', group: 'status', help: 'serve /metrics and /status on this port (DataKit passes 6061)' },
 ];
 
 // Every flag DataKit has been seen to pass that we do not implement. All take
@@ -145,7 +169,8 @@ export function flagNotImplementedWarning(flag: string): string {
 }
 
 function unknownFlagWarning(flag: string): string {
-  return `unknown flag ${flag} ignored (a newer DataKit may pass flags this collector does not know)`;
+  const near = flag.startsWith('--') ? closest(flag, FLAGS.flatMap((f) => [f.flag, ...(f.aliases ?? [])])) : undefined;
+  return `unknown flag ${flag} ignored (${near ? `did you mean ${near}? ` : ''}a newer DataKit may pass flags this collector does not know)`;
 }
 
 // ------------------------------------------------------- commander program
@@ -164,7 +189,7 @@ const HELP_WIDTH = 100;
 function buildProgram(record: (o: Occurrence) => void): { program: Command; out: () => string } {
   let out = '';
   const program = new Command('datakit-ebpf')
-    .usage('[run] [options]')
+    .usage('[run] [options]  |  check-config <ebpf.conf>')
     .description(
       "Network flow collector for DataKit, a drop-in replacement for DataKit's datakit-ebpf.\n" +
         'DataKit starts it as `datakit-ebpf run --datakit-apiserver 0.0.0.0:9529 ...` from conf.d/host/ebpf.conf.',
@@ -186,14 +211,22 @@ function buildProgram(record: (o: Occurrence) => void): { program: Command; out:
     })
     .addHelpText(
       'after',
-      '\nPrecedence: command-line flag > --config file (keys, then its args) > ENV_HOSTNAME > default.\n' +
-        'Unknown flags are ignored with a warning so newer DataKit versions cannot stop the collector.\n',
+      `\n${GROUP_HEADINGS.compat}\n${wrap(COMPAT_FLAGS.join(', '), HELP_WIDTH - 2, '  ')}\n` +
+        '\nCommands:\n' +
+        '  run [options]              collect and send (the default; DataKit passes "run")\n' +
+        '  check-config <ebpf.conf>   report every problem in a config file; exit 0 when clean, 2 otherwise\n' +
+        '\nPrecedence: command-line flag > --config file (keys, then its args) > ENV_HOSTNAME > default.\n' +
+        'Unknown flags are ignored with a warning so newer DataKit versions cannot stop the collector.\n' +
+        'Signals: SIGTERM/SIGINT stop after a last flush, SIGHUP reopens the log file.\n',
     );
 
-  for (const spec of FLAGS) {
+  const groupOrder = Object.keys(GROUP_HEADINGS);
+  const ordered = [...FLAGS].sort((x, y) => groupOrder.indexOf(x.group) - groupOrder.indexOf(y.group));
+  for (const spec of ordered) {
     for (const spelling of [spec.flag, ...(spec.aliases ?? [])]) {
       const opt = new Option(`${spelling} ${spec.arg}`, spec.help).helpGroup(GROUP_HEADINGS[spec.group]);
-      if (spelling !== spec.flag) opt.hideHelp();
+      // Compatibility flags are listed in one paragraph after the real ones.
+      if (spelling !== spec.flag || spec.group === 'compat') opt.hideHelp();
       program.addOption(opt);
       // Listening to the raw events keeps the order across aliases and the
       // exact text, which commander's merged option values would lose.
@@ -203,6 +236,21 @@ function buildProgram(record: (o: Occurrence) => void): { program: Command; out:
     }
   }
   return { program, out: () => out };
+}
+
+function wrap(text: string, width: number, indent: string): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && indent.length + line.length + 1 + word.length > width) {
+      lines.push(indent + line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  if (line) lines.push(indent + line);
+  return lines.join('\n');
 }
 
 let cachedVersion: string | undefined;
@@ -309,11 +357,18 @@ interface Layer {
   logLevel?: LogLevel;
   service?: string;
   pidfile?: string;
+  user?: string;
+  dryRun?: boolean;
   tags: Record<string, string>;
   enabled?: Plugin[];
   ephemeralPort?: number;
   ipv6Disabled?: boolean;
   includeLoopback?: boolean;
+  dnsPorts?: number[];
+  dnsTimeoutMs?: number;
+  bashPaths?: string[];
+  bashRedact?: RedactPreset[];
+  bashRedactRegex?: string[];
   l7netEnabled?: string[];
   pprofHost?: string;
   pprofPort?: number;
@@ -321,11 +376,17 @@ interface Layer {
   stateDir?: string;
   spoolMaxBytes?: number;
   gzip?: boolean;
+  pinRoot?: string;
+  uploadTimeoutMs?: number;
 }
 
 type FlagsResult = { exit: { code: number; output: string } } | { layer: Layer; warnings: string[] };
 
-function parseFlags(argv: string[], source: Source): FlagsResult {
+/**
+ * @param errors when given, a bad flag value is collected here instead of
+ *   thrown, and parsing goes on (check-config reports them all).
+ */
+function parseFlags(argv: string[], source: Source, errors?: { occurrence: Occurrence; error: CollectorError }[]): FlagsResult {
   const { args, warnings } = screen(stripRun(argv), source);
   const seen: Occurrence[] = [];
   const { program, out } = buildProgram((o) => seen.push(o));
@@ -341,7 +402,14 @@ function parseFlags(argv: string[], source: Source): FlagsResult {
     throw err;
   }
   const layer: Layer = { tags: {} };
-  for (const o of seen) applyFlag(layer, o, warnings);
+  for (const o of seen) {
+    try {
+      applyFlag(layer, o, warnings);
+    } catch (err) {
+      if (!errors || !isCollectorError(err)) throw err;
+      errors.push({ occurrence: o, error: err });
+    }
+  }
   return { layer, warnings };
 }
 
@@ -373,7 +441,14 @@ function applyFlag(layer: Layer, o: Occurrence, warnings: string[]): void {
   };
   switch (o.flag) {
     case '--datakit-apiserver':
-      layer.apiServer = parseApiServer(text(), subject);
+      if (text().trim().toLowerCase() === 'stdout') layer.dryRun = true;
+      else layer.apiServer = parseApiServer(text(), subject);
+      return;
+    case '--dry-run':
+      layer.dryRun = parseBool(raw, subject);
+      return;
+    case '--user':
+      layer.user = raw === true ? '' : raw.trim();
       return;
     case '--hostname': {
       // Blank means "not given": the next source decides, as for ENV_HOSTNAME.
@@ -415,6 +490,24 @@ function applyFlag(layer: Layer, o: Occurrence, warnings: string[]): void {
     case '--include-loopback':
       layer.includeLoopback = parseBool(raw, subject);
       return;
+    case '--dns-ports':
+      layer.dnsPorts = parseDnsPorts(text(), subject);
+      return;
+    case '--dns-timeout':
+      layer.dnsTimeoutMs = parseDnsTimeout(text(), subject);
+      return;
+    case '--bash-path': {
+      const paths = splitList(text());
+      if (paths.length === 0) throw invalid(subject, 'expected a path to a bash binary such as /usr/bin/bash');
+      layer.bashPaths = [...(layer.bashPaths ?? []), ...paths.filter((p) => !layer.bashPaths?.includes(p))];
+      return;
+    }
+    case '--bash-redact':
+      layer.bashRedact = parseRedactPresetList(splitList(text()), subject, layer.bashRedact);
+      return;
+    case '--bash-redact-regex':
+      layer.bashRedactRegex = [...(layer.bashRedactRegex ?? []), parseRedactRegex(text(), subject)];
+      return;
     case '--config':
       layer.config = parseNonEmpty(text(), subject, 'file path');
       return;
@@ -427,6 +520,15 @@ function applyFlag(layer: Layer, o: Occurrence, warnings: string[]): void {
     case '--gzip':
       layer.gzip = parseBool(raw, subject);
       return;
+    case '--upload-timeout':
+      layer.uploadTimeoutMs = parseInterval(text(), subject);
+      return;
+    case '--pin-root': {
+      const v = text().trim();
+      if (v !== 'off' && v !== '' && !v.startsWith('/sys/fs/bpf/')) throw invalid(subject, 'expected a directory under /sys/fs/bpf/ or "off"');
+      layer.pinRoot = v === 'off' ? '' : v;
+      return;
+    }
     case '--pprof-host':
       layer.pprofHost = parseNonEmpty(text(), subject, 'host');
       return;
@@ -498,7 +600,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
       nonBlank(env.ENV_HOSTNAME) ??
       os.hostname(),
     intervalMs: c.intervalMs ?? k?.intervalMs ?? a.intervalMs ?? DEFAULTS.intervalMs,
-    log: c.log ?? a.log ?? DEFAULTS.log,
+    log: c.log ?? a.log ?? installedDefault(env, 'datakit-ebpf.log', DEFAULTS.log),
     logLevel: c.logLevel ?? a.logLevel ?? DEFAULTS.logLevel,
     service: c.service ?? a.service ?? DEFAULTS.service,
     tags: { ...a.tags, ...(k?.tags ?? {}), ...c.tags },
@@ -506,20 +608,77 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     ephemeralPort: c.ephemeralPort ?? k?.ephemeralPort ?? a.ephemeralPort ?? DEFAULTS.ephemeralPort,
     ipv6Disabled: c.ipv6Disabled ?? k?.ipv6Disabled ?? a.ipv6Disabled ?? DEFAULTS.ipv6Disabled,
     includeLoopback: c.includeLoopback ?? a.includeLoopback ?? DEFAULTS.includeLoopback,
+    dnsPorts: c.dnsPorts ?? a.dnsPorts ?? [...DEFAULTS.dnsPorts],
+    dnsTimeoutMs: c.dnsTimeoutMs ?? a.dnsTimeoutMs ?? DEFAULTS.dnsTimeoutMs,
+    bashPaths: c.bashPaths ?? k?.bashPaths ?? a.bashPaths ?? [],
+    bashRedact: c.bashRedact ?? k?.bashRedact ?? a.bashRedact ?? [],
+    bashRedactRegex: c.bashRedactRegex ?? k?.bashRedactRegex ?? a.bashRedactRegex ?? [],
     l7netEnabled: c.l7netEnabled ?? k?.l7netEnabled ?? a.l7netEnabled ?? [],
-    stateDir: c.stateDir ?? a.stateDir ?? DEFAULTS.stateDir,
+    stateDir: c.stateDir ?? a.stateDir ?? installedDefault(env, 'datakit-ebpf.state', DEFAULTS.stateDir),
     spoolMaxBytes: c.spoolMaxBytes ?? a.spoolMaxBytes ?? DEFAULTS.spoolMaxBytes,
     gzip: c.gzip ?? a.gzip ?? DEFAULTS.gzip,
+    dryRun: c.dryRun ?? a.dryRun ?? false,
+    pinRoot: c.pinRoot ?? a.pinRoot ?? DEFAULTS.pinRoot,
+    uploadTimeoutMs: c.uploadTimeoutMs ?? a.uploadTimeoutMs ?? DEFAULTS.uploadTimeoutMs,
     warnings: [...new Set(warnings)],
   };
   const pidfile = c.pidfile ?? a.pidfile;
   if (pidfile !== undefined) config.pidfile = pidfile;
+  const user = c.user ?? a.user;
+  if (user !== undefined) config.user = user;
   const pprofHost = c.pprofHost ?? k?.pprofHost ?? a.pprofHost;
   if (pprofHost !== undefined && pprofHost !== '') config.pprofHost = pprofHost;
   const pprofPort = c.pprofPort ?? k?.pprofPort ?? a.pprofPort;
   if (pprofPort !== undefined) config.pprofPort = pprofPort;
   if (conf) config.configFile = conf.path;
   return { kind: 'run', config };
+}
+
+/**
+ * Upstream's log and state live in DataKit's `externals/` directory. The
+ * installed launcher says where that is (DATAKIT_EBPF_EXTERNALS), so a DataKit
+ * installed elsewhere, or a test's temporary install, keeps its files there.
+ */
+function installedDefault(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const dir = env.DATAKIT_EBPF_EXTERNALS?.trim();
+  return dir ? nodePath.join(dir, name) : fallback;
+}
+
+export interface FlagProblem {
+  severity: 'error' | 'warning' | 'note';
+  /** The flag as written, when the problem is about one. */
+  flag?: string;
+  /** Its value, when the value is at fault. */
+  value?: string;
+  message: string;
+}
+
+/**
+ * Every problem in a list of flags (an ebpf.conf `args`), for check-config:
+ * bad values are errors, unknown flags warnings, inert ones notes.
+ */
+export function checkFlags(argv: string[], where: string): FlagProblem[] {
+  const errors: { occurrence: Occurrence; error: CollectorError }[] = [];
+  const problems: FlagProblem[] = [];
+  let warnings: string[] = [];
+  try {
+    const r = parseFlags(argv, { kind: 'conf', where }, errors);
+    if ('layer' in r) warnings = r.warnings;
+  } catch (err) {
+    if (!isCollectorError(err)) throw err;
+    problems.push({ severity: 'error', message: err.message });
+  }
+  for (const { occurrence: o, error } of errors) {
+    const p: FlagProblem = { severity: 'error', flag: o.as, message: error.message };
+    if (o.value !== true) p.value = o.value;
+    problems.push(p);
+  }
+  for (const w of warnings) {
+    const unknown = /^unknown flag (\S+)/.exec(w);
+    if (unknown) problems.push({ severity: 'warning', flag: unknown[1] as string, message: w });
+    else problems.push({ severity: 'note', ...(/^flag (--\S+)/.exec(w) ? { flag: /^flag (--\S+)/.exec(w)![1] as string } : {}), message: w });
+  }
+  return problems;
 }
 
 function nonBlank(v: string | undefined): string | undefined {

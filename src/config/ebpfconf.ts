@@ -5,9 +5,11 @@
 
 import * as fs from 'node:fs';
 import * as TOML from '@iarna/toml';
-import { CollectorError } from '../errors';
+import { CollectorError, isCollectorError } from '../errors';
+import type { RedactPreset } from '../bash/redact';
+import { closest } from './suggest';
 import { Plugin } from './types';
-import { invalid, parseInterval, parsePlugins, parsePort, quote } from './values';
+import { invalid, parseInterval, parsePlugins, parsePort, parseRedactPresetList, parseRedactRegex, quote } from './values';
 
 export interface EbpfConfFile {
   /** The path as given, used as the prefix of every message about this file. */
@@ -25,6 +27,9 @@ export interface EbpfConfFile {
   enabled?: Plugin[];
   l7netEnabled?: string[];
   ipv6Disabled?: boolean;
+  bashPaths?: string[];
+  bashRedact?: RedactPreset[];
+  bashRedactRegex?: string[];
   ephemeralPort?: number;
   intervalMs?: number;
   pprofHost?: string;
@@ -33,7 +38,7 @@ export interface EbpfConfFile {
   warnings: string[];
 }
 
-const SECTION = 'inputs.ebpf';
+export const SECTION = 'inputs.ebpf';
 const TAGS_SECTION = 'inputs.ebpf.tags';
 
 // Keys of DataKit's external-input wrapper that only DataKit itself uses.
@@ -41,7 +46,7 @@ const WRAPPER_KEYS = new Set(['election']);
 
 // Keys DataKit's ebpf input understands and turns into flags or environment
 // for upstream; we accept them so a DataKit-valid file stays valid.
-const DATAKIT_ONLY_KEYS = new Set([
+export const DATAKIT_ONLY_KEYS = new Set([
   'kubernetes_url',
   'bearer_token',
   'bearer_token_string',
@@ -70,7 +75,102 @@ export function keyNotImplementedWarning(key: string): string {
   return `ebpf.conf key ${key} is accepted for DataKit compatibility but not implemented; ignored`;
 }
 
+/**
+ * One thing wrong with an ebpf.conf, located. `check-config` prints them all;
+ * the daemon stops at the first error and logs the warnings and notes.
+ */
+export interface ConfProblem {
+  /** error: the daemon refuses the file; warning: it ignores something the user meant (a typo); note: accepted but inert. */
+  severity: 'error' | 'warning' | 'note';
+  /** 1-based; 0 when there is no better place than the file itself. */
+  line: number;
+  column: number;
+  /** The key (or tag) at fault. */
+  key?: string;
+  /** The table of `key` when it is not [[inputs.ebpf]] itself (tags). */
+  table?: string;
+  /** The flag inside `args` at fault. */
+  flag?: string;
+  /** The offending value, as parsed. */
+  value?: unknown;
+  /** What is wrong, without position, expectation or fix. */
+  message: string;
+  /** What would have been right. */
+  expected?: string;
+  /** A likely fix (src/config/check.ts adds most of them). */
+  suggestion?: string;
+  /** For errors: what readEbpfConf throws, the daemon's one-line message. */
+  error?: CollectorError;
+}
+
+export interface EbpfConfCheck {
+  path: string;
+  /** Positions in the file's text, for callers that locate more (check-config's `args`). */
+  lines?: KeyLines;
+  /** Undefined when the file cannot be read or parsed, or has no [[inputs.ebpf]]. */
+  conf?: EbpfConfFile;
+  problems: ConfProblem[];
+}
+
+/** Keys this collector reads (the switch in parseEbpfConf), for "did you mean". */
+export const KNOWN_KEYS: readonly string[] = [
+  'daemon', 'name', 'cmd', 'args', 'envs', 'enabled_plugins', 'l7net_enabled', 'ipv6_disabled', 'bash_path',
+  'bash_redact', 'bash_redact_regex', 'ephemeral_port', 'interval', 'pprof_host', 'pprof_port', 'tags',
+];
+
+/** Reads and checks the file, stopping at the first error (CONFIG_FILE or CONFIG_INVALID). */
 export function readEbpfConf(path: string): EbpfConfFile {
+  const r = checkEbpfConf(path);
+  const first = r.problems.find((p) => p.severity === 'error');
+  if (first?.error) throw first.error;
+  return r.conf as EbpfConfFile;
+}
+
+/** Reads and checks the file, collecting every problem instead of stopping at the first. */
+export function checkEbpfConf(path: string): EbpfConfCheck {
+  const problems: ConfProblem[] = [];
+  try {
+    const lines: { value?: KeyLines } = {};
+    const conf = parseEbpfConf(path, problems, lines);
+    return { path, conf, problems, ...(lines.value ? { lines: lines.value } : {}) };
+  } catch (err) {
+    if (!isCollectorError(err)) throw err;
+    problems.push(fileProblem(path, err));
+    return { path, problems };
+  }
+}
+
+/** A problem with the whole file (unreadable, bad TOML, no table): the message carries `path[:line[:col]]: `. */
+function fileProblem(path: string, err: CollectorError): ConfProblem {
+  const rest = err.message.startsWith(`${path}:`) ? err.message.slice(path.length + 1) : err.message;
+  const m = /^(\d+)(?::(\d+))?: ([\s\S]*)$/.exec(rest);
+  const message = m ? (m[3] as string) : rest.replace(/^\s+/, '');
+  const [what, expected] = splitExpected(message);
+  const p: ConfProblem = { severity: 'error', line: m ? Number(m[1]) : 0, column: m?.[2] ? Number(m[2]) : m ? 1 : 0, message: what, error: err };
+  if (expected) p.expected = expected;
+  const suggestion = (err as { suggestion?: string }).suggestion;
+  if (suggestion) p.suggestion = suggestion;
+  return p;
+}
+
+/** "x; expected y" or "expected y" -> [x, y]. */
+function splitExpected(text: string): [string, string | undefined] {
+  if (text.startsWith('expected ')) return ['', text.slice('expected '.length)];
+  const i = text.lastIndexOf('; expected ');
+  return i < 0 ? [text, undefined] : [text.slice(0, i), text.slice(i + '; expected '.length)];
+}
+
+/** Runs one key's checks; a CollectorError becomes a located problem and the next key is checked. */
+function collect(problems: ConfProblem[], reader: KeyReader, key: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    if (!isCollectorError(err)) throw err;
+    problems.push(reader.problemFrom(key, err));
+  }
+}
+
+function parseEbpfConf(path: string, problems: ConfProblem[], out: { value?: KeyLines } = {}): EbpfConfFile {
   let text: string;
   try {
     text = fs.readFileSync(path, 'utf8');
@@ -89,19 +189,34 @@ export function readEbpfConf(path: string): EbpfConfFile {
   }
 
   const lines = new KeyLines(text);
+  out.value = lines;
   const table = pickEbpfTable(doc, path, lines);
   const conf: EbpfConfFile = { path, args: [], envs: {}, tags: {}, warnings: [] };
-  const reader = new KeyReader(path, lines, table);
+  const reader = new KeyReader(path, lines, table, problems);
 
   for (const key of Object.keys(doc)) {
-    if (key !== 'inputs') conf.warnings.push(`${path}: unknown top-level key or table ${quote(key)}; ignored`);
+    if (key === 'inputs') continue;
+    conf.warnings.push(`${path}: unknown top-level key or table ${quote(key)}; ignored`);
+    const at = lines.locate('', key) ?? { line: lines.header(key) ?? 0, keyCol: 1 };
+    problems.push({
+      severity: 'warning',
+      line: at.line,
+      column: at.line ? at.keyCol : 0,
+      key,
+      message: `unknown top-level key or table ${quote(key)} is ignored`,
+      expected: 'every setting inside [[inputs.ebpf]]',
+      suggestion: KNOWN_KEYS.includes(key) ? `move ${key} below the [[inputs.ebpf]] line` : 'remove it',
+    });
   }
   const inputs = doc.inputs as TOML.JsonMap;
   for (const key of Object.keys(inputs)) {
-    if (key !== 'ebpf') conf.warnings.push(`${path}: table [inputs.${key}] is not for this collector; ignored`);
+    if (key === 'ebpf') continue;
+    conf.warnings.push(`${path}: table [inputs.${key}] is not for this collector; ignored`);
+    const line = lines.header(`inputs.${key}`) ?? 0;
+    problems.push({ severity: 'note', line, column: line ? 1 : 0, message: `table [inputs.${key}] is not for this collector and is ignored` });
   }
 
-  for (const key of Object.keys(table)) {
+  for (const key of Object.keys(table)) collect(problems, reader, key, () => {
     switch (key) {
       case 'daemon':
         conf.daemon = reader.bool(key);
@@ -134,6 +249,23 @@ export function readEbpfConf(path: string): EbpfConfFile {
       case 'ipv6_disabled':
         conf.ipv6Disabled = reader.bool(key);
         break;
+      case 'bash_path': {
+        // One path or a list: a single string is what people write first.
+        const items = typeof table[key] === 'string' ? [table[key] as string] : reader.strings(key, 'a path or an array of paths such as ["/usr/bin/bash"]');
+        const paths = items.map((p) => p.trim()).filter((p) => p !== '');
+        if (paths.length > 0) conf.bashPaths = paths;
+        break;
+      }
+      case 'bash_redact': {
+        const items = reader.strings(key, 'an array of preset names such as ["password", "aws"]');
+        conf.bashRedact = parseRedactPresetList(items, reader.subject(key, items.join(',')));
+        break;
+      }
+      case 'bash_redact_regex': {
+        const items = reader.strings(key, "an array of patterns such as ['token=(\\S+)']");
+        conf.bashRedactRegex = items.map((re) => parseRedactRegex(re, reader.subject(key, re)));
+        break;
+      }
       case 'ephemeral_port': {
         const n = reader.integer(key, 'an integer port from 0 to 65535');
         // -1 is DataKit's own "not set" default for this key.
@@ -170,11 +302,50 @@ export function readEbpfConf(path: string): EbpfConfFile {
         if (DATAKIT_ONLY_KEYS.has(key)) {
           if (!isBlank(table[key])) conf.warnings.push(keyNotImplementedWarning(key));
         } else {
-          conf.warnings.push(`${reader.where(key)}: unknown key ${quote(key)} in [[inputs.ebpf]]; ignored`);
+          const near = closest(key, [...KNOWN_KEYS, ...DATAKIT_ONLY_KEYS]);
+          const hint = near ? `did you mean ${quote(near)}?` : undefined;
+          conf.warnings.push(`${reader.where(key)}: unknown key ${quote(key)} in [[inputs.ebpf]]; ignored${hint ? ` (${hint})` : ''}`);
+          const at = lines.locate(SECTION, key);
+          problems.push({
+            severity: 'warning',
+            line: at?.line ?? 0,
+            column: at?.keyCol ?? 0,
+            key,
+            message: `unknown key ${quote(key)} in [[inputs.ebpf]] is ignored`,
+            expected: 'a key from conf.d/host/ebpf.conf',
+            suggestion: hint ?? 'remove it, or check the spelling against conf.d/host/ebpf.conf',
+          });
         }
     }
+  });
+  for (const w of conf.warnings) {
+    // What is accepted but has no effect (DataKit-only keys and plugins, empty tags).
+    if (/unknown (top-level )?key|is not for this collector/.test(w)) continue; // already problems above
+    const key = /^ebpf\.conf key (\S+)/.exec(w)?.[1];
+    const tag = /^tag ("(?:[^"\\]|\\.)*") has an empty value/.exec(w)?.[1];
+    const plugin = /^plugin (\S+) is accepted/.exec(w)?.[1];
+    const at = key
+      ? lines.locate(SECTION, key)
+      : tag
+        ? lines.locate(TAGS_SECTION, JSON.parse(tag) as string)
+        : plugin
+          ? lines.element(SECTION, 'enabled_plugins', plugin)
+          : undefined;
+    const column = at && 'keyCol' in at ? at.keyCol : (at?.column ?? 0);
+    problems.push({ severity: 'note', line: at?.line ?? 0, column, ...(key ? { key } : {}), message: w });
   }
   return conf;
+}
+
+/** A TOML value as the user wrote it, roughly: `"yes"` (a string), `5` (an integer). */
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return `${quote(v)} (a string)`;
+  if (typeof v === 'number') return `${v} (${Number.isInteger(v) ? 'an integer' : 'a float'})`;
+  if (typeof v === 'boolean') return `${v} (a boolean)`;
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Date) return 'a date';
+  if (isTable(v)) return 'a table';
+  return 'the value';
 }
 
 function isBlank(v: unknown): boolean {
@@ -214,7 +385,15 @@ function pickEbpfTable(doc: TOML.JsonMap, path: string, lines: KeyLines): TOML.J
     // `[inputs.ebpf]` (a single table) is what DataKit's loader also accepts.
     return ebpf;
   }
-  throw new CollectorError('CONFIG_INVALID', `${path}: no [[inputs.ebpf]] table; expected one as in conf.d/host/ebpf.conf`);
+  // Point at the table that was probably meant: [[inputs.ebpfs]], [[input.ebpf]].
+  const headers = lines.headers();
+  const near = closest(SECTION, headers.map((h) => h.name));
+  const at = headers.find((h) => h.name === near) ?? headers[0];
+  const err = new CollectorError(
+    'CONFIG_INVALID',
+    `${path}${at ? `:${at.line}` : ''}: no [[inputs.ebpf]] table; expected one as in conf.d/host/ebpf.conf`,
+  );
+  throw Object.assign(err, { suggestion: near ? `did you mean [[${SECTION}]] instead of [[${near}]]?` : `start the file with [[${SECTION}]]` });
 }
 
 function isTable(v: unknown): v is TOML.JsonMap {
@@ -226,10 +405,71 @@ function isTable(v: unknown): v is TOML.JsonMap {
  * text is scanned: good enough for the plain `key = value` layout DataKit's
  * samples use; anything fancier falls back to the section header's line.
  */
-class KeyLines {
+export class KeyLines {
   private readonly lines: string[];
   constructor(text: string) {
     this.lines = text.split(/\r?\n/);
+  }
+
+  /** 1-based line, key column and value column of `key =` inside `section` ('' = top level). */
+  locate(section: string, key: string): { line: number; keyCol: number; valueCol: number } | undefined {
+    const keyRe = new RegExp(`^(\\s*)(["']?)${escapeRe(key)}\\2\\s*=\\s*`);
+    let current = '';
+    for (let i = 0; i < this.lines.length; i++) {
+      const line = this.lines[i] as string;
+      const s = sectionOf(line);
+      if (s !== undefined) {
+        current = s;
+        continue;
+      }
+      const m = current === section ? keyRe.exec(line) : null;
+      if (m) return { line: i + 1, keyCol: (m[1] as string).length + 1, valueCol: m[0].length + 1 };
+    }
+    return undefined;
+  }
+
+  /**
+   * 1-based position of the string `value` inside the array value of `key`
+   * (the nth such string), which may span lines. Undefined if not found.
+   */
+  element(section: string, key: string, value: string, nth = 1): { line: number; column: number } | undefined {
+    const at = this.locate(section, key);
+    if (!at) return undefined;
+    let depth = 0;
+    let seen = 0;
+    for (let i = at.line - 1; i < this.lines.length; i++) {
+      const line = this.lines[i] as string;
+      for (let j = i === at.line - 1 ? at.valueCol - 1 : 0; j < line.length; j++) {
+        const c = line[j];
+        if (c === '#') break;
+        if (c === '[') depth++;
+        else if (c === ']' && --depth <= 0) return undefined;
+        else if ((c === '"' || c === "'") && depth > 0) {
+          const end = stringEnd(line, j);
+          const raw = line.slice(j, end + 1);
+          let text: string;
+          try {
+            text = c === '"' ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+          } catch {
+            text = raw.slice(1, -1);
+          }
+          if (text === value && ++seen === nth) return { line: i + 1, column: j + 1 };
+          j = end;
+        }
+      }
+      if (depth <= 0) return undefined;
+    }
+    return undefined;
+  }
+
+  /** Every table header, with its 1-based line. */
+  headers(): { name: string; line: number }[] {
+    const out: { name: string; line: number }[] = [];
+    this.lines.forEach((l, i) => {
+      const s = sectionOf(l);
+      if (s !== undefined) out.push({ name: s, line: i + 1 });
+    });
+    return out;
   }
 
   /** 1-based line of the nth header naming `section`. */
@@ -267,6 +507,16 @@ function sectionOf(line: string): string | undefined {
     .join('.');
 }
 
+/** Index of the closing quote of the string starting at `start` (or the line's end). */
+function stringEnd(line: string, start: number): number {
+  const q = line[start];
+  for (let k = start + 1; k < line.length; k++) {
+    if (q === '"' && line[k] === '\\') k++;
+    else if (line[k] === q) return k;
+  }
+  return line.length - 1;
+}
+
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -277,7 +527,54 @@ class KeyReader {
     private readonly path: string,
     private readonly lines: KeyLines,
     private readonly table: TOML.JsonMap,
+    private readonly problems: ConfProblem[] = [],
   ) {}
+
+  /** Locates an error thrown while checking `key` (by wrongType, or a value parser given subject()). */
+  problemFrom(key: string, err: CollectorError): ConfProblem {
+    const detail = (err as { detail?: { key: string; section: string; expected: string; value: unknown } }).detail;
+    if (detail) {
+      const at = this.lines.locate(detail.section, detail.key);
+      return {
+        severity: 'error',
+        line: at?.line ?? this.lines.header(detail.section) ?? 0,
+        column: at?.valueCol ?? 1,
+        key: detail.key,
+        ...(detail.section !== SECTION ? { table: detail.section } : {}),
+        value: detail.value,
+        message: `${describeValue(detail.value)} has the wrong type`,
+        expected: detail.expected,
+        error: err,
+      };
+    }
+    const prefix = `${this.where(key)}: key ${quote(key)}`;
+    let rest = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : `: ${err.message}`;
+    let value: string | undefined;
+    const v = /^ value ("(?:[^"\\]|\\.)*")/.exec(rest);
+    if (v) {
+      value = JSON.parse(v[1] as string) as string;
+      rest = rest.slice(v[0].length);
+    }
+    const [what, expected] = splitExpected(rest.replace(/^: /, ''));
+    const at = this.lines.locate(SECTION, key);
+    let el: { line: number; column: number } | undefined;
+    if (value !== undefined && Array.isArray(this.table[key])) {
+      // The value may be the list joined (enabled_plugins); the culprit is then quoted in the message.
+      const candidates = [value, ...[...what.matchAll(/"(?:[^"\\]|\\.)*"/g)].map((q) => JSON.parse(q[0]) as string)];
+      for (const c of candidates) if ((el ??= this.lines.element(SECTION, key, c))) break;
+    }
+    const p: ConfProblem = {
+      severity: 'error',
+      line: el?.line ?? at?.line ?? this.lines.header(SECTION) ?? 0,
+      column: el?.column ?? at?.valueCol ?? 1,
+      key,
+      message: what || (value !== undefined ? `value ${quote(value)} is not valid` : 'the value is not valid'),
+      error: err,
+    };
+    if (value !== undefined) p.value = value;
+    if (expected) p.expected = expected;
+    return p;
+  }
 
   where(key: string, section = SECTION): string {
     const line = this.lines.find(section, key);
@@ -289,8 +586,9 @@ class KeyReader {
     return `${this.where(key)}: key ${quote(key)} value ${quote(value)}`;
   }
 
-  private wrongType(key: string, expected: string, section = SECTION): CollectorError {
-    return invalid(`${this.where(key, section)}: key ${quote(key)}`, `expected ${expected}`);
+  private wrongType(key: string, expected: string, section = SECTION, value: unknown = this.table[key]): CollectorError {
+    const err = invalid(`${this.where(key, section)}: key ${quote(key)}`, `expected ${expected}`);
+    return Object.assign(err, { detail: { key, section, expected, value } });
   }
 
   string(key: string, expected: string): string {
@@ -335,7 +633,10 @@ class KeyReader {
     const tags: Record<string, string> = {};
     for (const [k, val] of Object.entries(v)) {
       if (typeof val !== 'string') {
-        throw this.wrongType(k, 'a string value such as "some_value"', TAGS_SECTION);
+        // Every bad tag is reported; the first one is what the daemon stops on.
+        const err = this.wrongType(k, 'a string value such as "some_value"', TAGS_SECTION, val);
+        this.problems.push(this.problemFrom(k, err));
+        continue;
       }
       const name = k.trim();
       const value = val.trim();

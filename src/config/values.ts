@@ -5,6 +5,7 @@
 // from, the value and what was expected.
 
 import { CollectorError } from '../errors';
+import { compileRedactRegex, parseRedactPresets, REDACT_PRESET_NAMES, type RedactPreset } from '../bash/redact';
 import { LogLevel, PLUGINS, Plugin } from './types';
 
 export function invalid(subject: string, tail: string): CollectorError {
@@ -156,6 +157,34 @@ export function parsePort(raw: string, subject: string): number {
   return n;
 }
 
+/** bpf/dns.h DKE_DNS_PORTS_MAX: the BPF filter checks this many ports. */
+export const MAX_DNS_PORTS = 8;
+
+/** `53,5353`: distinct ports 1-65535, at most MAX_DNS_PORTS; `off` (or `none`) is none: dnsflow off. */
+export function parseDnsPorts(raw: string, subject: string): number[] {
+  const items = splitList(raw);
+  if (items.length === 1 && /^(off|none)$/i.test(items[0]!)) return [];
+  const ports: number[] = [];
+  for (const item of items) {
+    const n = /^\d{1,5}$/.test(item) ? Number(item) : NaN;
+    if (!(n >= 1 && n <= 65535)) throw invalid(subject, 'expected ports from 1 to 65535 separated by commas, such as 53,5353, or off');
+    if (!ports.includes(n)) ports.push(n);
+  }
+  if (ports.length === 0) throw invalid(subject, 'expected ports from 1 to 65535 separated by commas, such as 53,5353, or off');
+  if (ports.length > MAX_DNS_PORTS) throw invalid(subject, `expected at most ${MAX_DNS_PORTS} ports`);
+  return ports;
+}
+
+export const MIN_DNS_TIMEOUT_MS = 100;
+export const MAX_DNS_TIMEOUT_MS = 5 * 60 * 1000;
+
+export function parseDnsTimeout(raw: string, subject: string): number {
+  const ns = goDurationNs(raw);
+  const ms = ns === undefined ? NaN : Math.round(ns / 1e6);
+  if (!(ms >= MIN_DNS_TIMEOUT_MS && ms <= MAX_DNS_TIMEOUT_MS)) throw invalid(subject, 'expected a duration from 100ms to 5m such as 6s');
+  return ms;
+}
+
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
 /** A byte size: `1048576`, `512K`, `256M`, `2G` (binary units, optional trailing B/iB). */
@@ -245,4 +274,25 @@ export function parseTags(raw: string, subject: string, warnings: string[]): Rec
     tags[key] = value;
   }
   return tags;
+}
+
+// ------------------------------------------------------------- ebpf-bash
+
+/** Redaction preset names (`all`, `none` included) from one flag value or conf entry. */
+export function parseRedactPresetList(items: string[], subject: string, before: RedactPreset[] = []): RedactPreset[] {
+  const r = parseRedactPresets([...before, ...items]);
+  if ('unknown' in r) {
+    throw invalid(subject, `unknown redaction preset ${quote(r.unknown)}; expected a comma-separated list of ${REDACT_PRESET_NAMES.join(', ')}, all or none`);
+  }
+  return r;
+}
+
+/** A user's redaction pattern, checked to compile; kept as text (the config crosses process boundaries). */
+export function parseRedactRegex(raw: string, subject: string): string {
+  try {
+    compileRedactRegex(raw);
+  } catch (err) {
+    throw invalid(subject, `not a usable regular expression (${(err as Error).message}); write a JavaScript pattern, or /pattern/i for flags`);
+  }
+  return raw;
 }

@@ -3,7 +3,6 @@
 // uploader, the collector's own metrics and status endpoint, all driven by
 // the flush interval. Owns the lifecycle: close() flushes what was collected
 // and drains the spool for a bounded time, destroy() just stops.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { CollectorConfig } from '../config/types';
@@ -12,6 +11,7 @@ import { PLUGIN_FACTORIES } from '../plugins';
 import type { CollectorPlugin, PluginContext } from '../plugins/types';
 import { Delivery, MemoryQueue, type BatchQueue } from '../upload/delivery';
 import { Spool } from '../upload/spool';
+import { StdoutSink } from '../upload/stdout-sink';
 import { Uploader } from '../upload/uploader';
 import { Metrics } from './metrics';
 import { startStatusServer, type StatusServer } from './status-server';
@@ -39,7 +39,7 @@ export class Daemon {
     private readonly config: CollectorConfig,
     private readonly log: Logger,
   ) {
-    this.uploader = new Uploader({ baseUrl: config.datakitConnectUrl, logger: log });
+    this.uploader = new Uploader({ baseUrl: config.datakitConnectUrl, logger: log, timeoutMs: config.uploadTimeoutMs });
   }
 
   private openQueue(): BatchQueue {
@@ -63,7 +63,8 @@ export class Daemon {
    */
   async start(): Promise<void> {
     for (const w of this.config.warnings) this.log.warn(w);
-    const queue = this.openQueue();
+    // A dry run neither reads nor fills the spool: it sends nothing.
+    const queue = this.config.dryRun ? new MemoryQueue(1 << 20) : this.openQueue();
     this.metrics.gauge('spool_points', () => queue.stats.points);
     this.metrics.gauge('spool_bytes', () => queue.stats.bytes);
     this.metrics.gauge('spool_dropped_points', () => queue.stats.droppedPoints);
@@ -73,7 +74,7 @@ export class Daemon {
     const ctx: PluginContext = {
       config: this.config,
       log: this.log,
-      uploader: this.delivery,
+      uploader: this.config.dryRun ? new StdoutSink(this.log) : this.delivery,
       metrics: this.metrics,
       commonTags: { ...this.config.tags, host: this.config.hostname, service: this.config.service },
     };
@@ -86,7 +87,7 @@ export class Daemon {
     if (candidates.length === 0) {
       throw new CollectorError(
         'NOT_IMPLEMENTED',
-        `none of the enabled plugins (${this.config.enabled.join(', ') || 'none'}) is implemented: enable ebpf-net with --enabled / enabled_plugins`,
+        `none of the enabled plugins (${this.config.enabled.join(', ') || 'none'}) is implemented: enable ebpf-net and/or ebpf-bash with --enabled / enabled_plugins`,
       );
     }
     const results = await Promise.allSettled(candidates.map((p) => p.start()));
@@ -127,7 +128,6 @@ export class Daemon {
       },
       `datakit-ebpf started on kernel ${kernel} with ${hookSet}; flushing every ${this.config.intervalMs / 1000}s to ${this.config.datakitApiServer}`,
     );
-    if (this.config.pidfile) fs.writeFileSync(this.config.pidfile, `${process.pid}\n`);
     if (this.config.pprofPort !== undefined) {
       this.status = startStatusServer(this.config.pprofHost ?? '127.0.0.1', this.config.pprofPort, this.metrics, () => this.statusReport(), this.log);
     }
@@ -147,6 +147,7 @@ export class Daemon {
 
   /** Tells DataKit which plugins cannot run (it shows an input's last error to the user). */
   private async reportBroken(): Promise<void> {
+    if (this.config.dryRun) return;
     for (const msg of this.broken.values()) await this.uploader.reportLastError(LASTERROR_INPUT, msg);
   }
 
@@ -182,10 +183,10 @@ export class Daemon {
       this.log.warn({ spooledPoints: this.delivery.queueStats.points }, 'DataKit did not take everything before stopping; the rest stays in the spool for the next start');
     }
     await this.delivery?.close();
+    this.log.info({ metrics: this.metrics.summary() }, 'collector metrics at stop');
     await Promise.all(this.plugins.map((p) => p.close()));
     await this.uploader.close();
     await this.status?.close();
-    this.removePidfile();
   }
 
   /** Stops at once. Idempotent. */
@@ -196,15 +197,5 @@ export class Daemon {
     void this.delivery?.close();
     this.uploader.destroy();
     void this.status?.close();
-    this.removePidfile();
-  }
-
-  private removePidfile(): void {
-    if (!this.config.pidfile) return;
-    try {
-      fs.unlinkSync(this.config.pidfile);
-    } catch {
-      /* already gone */
-    }
   }
 }

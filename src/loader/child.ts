@@ -4,7 +4,7 @@
 // no collected state, so the daemon can restart it at any time.
 import os from 'node:os';
 import type { ChildMessage, LoaderSpec, ParentMessage } from './protocol';
-import { checkBpfPrivileges } from './privileges';
+import { checkBpfPrivileges, dieWithParent, narrowToLoader } from './privileges';
 import { LOADER_PLUGINS } from './plugins';
 import type { OpenedPlugin } from './plugins/types';
 
@@ -15,7 +15,7 @@ function send(msg: ChildMessage): void {
 function serve(plugin: OpenedPlugin): void {
   process.on('message', (msg: ParentMessage) => {
     if (msg.type === 'stop') {
-      plugin.close();
+      plugin.close({ unpin: msg.unpin });
       process.exit(0);
     }
     try {
@@ -37,7 +37,9 @@ function main(): void {
   try {
     const loader = LOADER_PLUGINS[spec.plugin];
     if (!loader) throw Object.assign(new Error(`unknown loader plugin "${spec.plugin}"`), { code: 'NOT_IMPLEMENTED' });
-    checkBpfPrivileges();
+    dieWithParent();
+    narrowToLoader(spec.plugin);
+    checkBpfPrivileges(spec.plugin);
     const plugin = loader.open(spec.options, (stream, records) => send({ type: 'event', stream, records }));
     serve(plugin);
     send({ type: 'ready', kernel: os.release(), hookSet: plugin.hookSet, info: plugin.info });

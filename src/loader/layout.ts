@@ -33,6 +33,8 @@ export interface TcpConnRecord {
   srttUs: number;
   rttvarUs: number;
   established: boolean;
+  /** The socket is destroyed; the counters are final. */
+  closed: boolean;
   comm: string;
 }
 
@@ -75,6 +77,7 @@ export const LAYOUT = {
     srtt_us: 80,
     rttvar_us: 84,
     established: 88,
+    closed: 92,
     comm: 96,
   },
   udpKey: { size: 56, cookie: 48 },
@@ -140,6 +143,7 @@ export function decodeTcpConn(buf: Buffer, off: number): TcpConnRecord {
     srttUs: buf.readUInt32LE(off + L.srtt_us),
     rttvarUs: buf.readUInt32LE(off + L.rttvar_us),
     established: buf.readUInt32LE(off + L.established) !== 0,
+    closed: buf.readUInt32LE(off + L.closed) !== 0,
     comm: readComm(buf, off + L.comm),
   };
 }

@@ -26,6 +26,9 @@ export type ChildMessage =
   | { type: 'reply'; id: number; data: unknown }
   | { type: 'error'; id: number; message: string };
 
-export type ParentMessage = { type: 'request'; id: number; op: string; args?: unknown } | { type: 'stop' };
+export type ParentMessage =
+  | { type: 'request'; id: number; op: string; args?: unknown }
+  /** unpin: a clean stop removes pinned state, so nothing keeps counting without us. */
+  | { type: 'stop'; unpin?: boolean };
 
 export const asBuffer = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);

@@ -163,8 +163,11 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     });
   }
 
-  /** Detaches the programs and waits (bounded) for the child to exit. Idempotent. */
-  async close(timeoutMs = 3000): Promise<void> {
+  /**
+   * Detaches the programs (and with `unpin`, removes pinned state) and waits
+   * (bounded) for the child to exit. Idempotent.
+   */
+  async close(timeoutMs = 3000, unpin = true): Promise<void> {
     this.closing = true;
     clearTimeout(this.restartTimer);
     const child = this.child;
@@ -179,7 +182,7 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
         resolve();
       });
       try {
-        child.send({ type: 'stop' } satisfies ParentMessage);
+        child.send({ type: 'stop', unpin } satisfies ParentMessage);
       } catch {
         child.kill('SIGKILL');
       }

@@ -2,6 +2,11 @@
 // flow key per interval out. The kernel keeps totals per connection; we keep
 // the last totals we reported ("marks") and emit the difference, so a missed
 // read costs nothing and a close event carries the remainder.
+//
+// Every update is idempotent against the marks: a record seen twice (a close
+// event and a snapshot of the same closed socket, a stale snapshot, a record
+// replayed after a restart with persisted marks) adds nothing the second
+// time. That is what makes restarts exact (see src/netflow/marks.ts).
 import type { Point } from '../lineproto/point';
 import { Direction, IPPROTO_TCP, type SockOwnerRecord, type TcpConnRecord, type Tuple, type UdpFlowRecord } from '../loader/layout';
 import type { Snapshot } from './source';
@@ -12,21 +17,31 @@ export interface NetflowOptions {
   includeLoopback: boolean;
   /** UDP flows unchanged for this many reads are removed from the kernel map. */
   udpIdleReads?: number;
+  /** The domain an address was resolved from (dnsflow's cache), '' if unknown. */
+  domainOf?: (ip: string) => string;
 }
 
-interface TcpMark {
+export interface TcpMark {
   bytesSent: number;
   bytesReceived: number;
   totalRetrans: number;
   establishedCounted: boolean;
+  closedCounted: boolean;
   seenAt: number;
 }
 
-interface UdpMark {
+export interface UdpMark {
   bytesSent: number;
   bytesReceived: number;
   idleReads: number;
   seenAt: number;
+}
+
+/** The marks, for persisting with each durable hand-off (src/netflow/marks.ts). */
+export interface MarksState {
+  tcp: Map<bigint, TcpMark>;
+  /** Keyed by the raw dke_udp_key bytes as latin1. */
+  udp: Map<string, UdpMark>;
 }
 
 interface FlowGroup {
@@ -53,13 +68,16 @@ const FORGET_AFTER_READS = 3;
 
 export class NetflowAggregator {
   private tcpMarks = new Map<bigint, TcpMark>();
-  /** Cookies of closed connections: a snapshot taken before the close must not resurrect them. */
-  private tombstones = new Map<bigint, number>();
+  /** Closed connections whose kernel entries can go once their counts are durably handed off. */
+  private closedPending = new Set<bigint>();
+  /** Deleted from the kernel at read N: their marks are kept a little longer for late close events. */
+  private deletedAt = new Map<bigint, number>();
   private udpMarks = new Map<string, UdpMark>();
   private owners = new Map<bigint, Owner & { seenAt: number }>();
   private groups = new Map<string, FlowGroup>();
   private listening = new Set<number>();
-  private generation = 0;
+  /** First loader generation of the current kernel maps. */
+  private epoch = 0;
   private reads = 0;
   private readonly udpIdleReads: number;
 
@@ -72,38 +90,31 @@ export class NetflowAggregator {
   }
 
   /**
-   * A new loader generation has fresh kernel maps: counters restart from 0
-   * for every socket, so the marks of the old maps no longer apply.
+   * The loader of `generation` started with fresh kernel maps (not pinned
+   * ones of an earlier loader): every counter restarted from 0, so the marks
+   * no longer apply, and records of older generations describe maps that are
+   * gone. With pinned maps a restarted loader continues the same counters and
+   * this is not called.
    */
-  private syncGeneration(generation: number): boolean {
-    // Records of an older generation (late close events of a dead child)
-    // would be counted against marks they do not belong to: dropped.
-    if (generation < this.generation) return false;
-    if (generation === this.generation) return true;
-    this.generation = generation;
+  mapsRestarted(generation: number): void {
+    this.epoch = generation;
     this.tcpMarks.clear();
     this.udpMarks.clear();
-    return true;
+    this.closedPending.clear();
+    this.deletedAt.clear();
   }
 
   ingestClosed(records: TcpConnRecord[], generation: number): void {
-    if (!this.syncGeneration(generation)) return;
-    for (const r of records) {
-      if (this.tombstones.has(r.cookie)) continue;
-      this.addTcp(r, true);
-      this.tcpMarks.delete(r.cookie);
-      this.tombstones.set(r.cookie, this.reads);
-    }
+    if (generation < this.epoch) return;
+    for (const r of records) this.addTcp(r, true);
   }
 
-  /** Returns the keys of UDP flows that went idle; pass their final counters to ingestUdpFinal. */
+  /** Returns the keys of UDP flows that went idle; remove them after the hand-off and pass their final counters to ingestUdpFinal. */
   ingestSnapshot(s: Snapshot): Buffer[] {
-    if (!this.syncGeneration(s.generation)) return [];
+    if (s.generation < this.epoch) return [];
     this.reads += 1;
     for (const o of s.owners) this.owners.set(o.cookie, { pid: o.pid, comm: o.comm, netns: o.netns, seenAt: this.reads });
-    for (const r of s.tcp) {
-      if (!this.tombstones.has(r.cookie)) this.addTcp(r, false);
-    }
+    for (const r of s.tcp) this.addTcp(r, false);
     const idle: Buffer[] = [];
     for (const r of s.udp) {
       if (this.addUdp(r)) idle.push(r.key);
@@ -122,13 +133,44 @@ export class NetflowAggregator {
 
   private forgetStale(): void {
     const limit = this.reads - FORGET_AFTER_READS;
-    for (const [k, m] of this.tcpMarks) if (m.seenAt < limit) this.tcpMarks.delete(k);
+    for (const [k, m] of this.tcpMarks) if (m.seenAt < limit && !this.closedPending.has(k)) this.tcpMarks.delete(k);
     for (const [k, m] of this.udpMarks) if (m.seenAt < limit) this.udpMarks.delete(k);
     for (const [k, o] of this.owners) if (o.seenAt < limit) this.owners.delete(k);
-    for (const [k, at] of this.tombstones) if (at < limit) this.tombstones.delete(k);
+    for (const [k, at] of this.deletedAt) {
+      if (at >= limit) continue;
+      this.deletedAt.delete(k);
+      this.tcpMarks.delete(k);
+    }
   }
 
-  private addTcp(r: TcpConnRecord, closing: boolean): void {
+  /** Closed connections whose counts are in the points flushed so far: delete their kernel entries after the hand-off. */
+  closedToDelete(): bigint[] {
+    return [...this.closedPending];
+  }
+
+  /** Their kernel entries are gone; forget their marks once no late record can arrive. */
+  closedDeleted(cookies: bigint[]): void {
+    for (const c of cookies) {
+      this.closedPending.delete(c);
+      this.deletedAt.set(c, this.reads);
+    }
+  }
+
+  /** The marks to persist with a durable hand-off. */
+  marks(): MarksState {
+    return { tcp: this.tcpMarks, udp: this.udpMarks };
+  }
+
+  /** Marks persisted by an earlier process whose kernel maps we continue. */
+  restoreMarks(m: MarksState): void {
+    this.tcpMarks = m.tcp;
+    this.udpMarks = m.udp;
+    for (const [cookie, mark] of m.tcp) if (mark.closedCounted) this.closedPending.add(cookie);
+  }
+
+  private addTcp(r: TcpConnRecord, closeEvent: boolean): void {
+    if (this.deletedAt.has(r.cookie)) return; // a late event of an entry we already finished
+    const final = closeEvent || r.closed;
     let mark = this.tcpMarks.get(r.cookie);
     if (!mark) {
       // A connection adopted mid-life (not established after attach) brings
@@ -138,6 +180,7 @@ export class NetflowAggregator {
         bytesReceived: 0,
         totalRetrans: r.established ? 0 : r.totalRetrans,
         establishedCounted: false,
+        closedCounted: false,
         seenAt: this.reads,
       };
       this.tcpMarks.set(r.cookie, mark);
@@ -146,12 +189,15 @@ export class NetflowAggregator {
     const dRecv = delta(r.bytesReceived, mark.bytesReceived);
     const dRetrans = delta(r.totalRetrans, mark.totalRetrans);
     const dEst = r.established && !mark.establishedCounted ? 1 : 0;
-    mark.bytesSent = r.bytesSent;
-    mark.bytesReceived = r.bytesReceived;
-    mark.totalRetrans = r.totalRetrans;
+    const dClosed = final && !mark.closedCounted ? 1 : 0;
+    mark.bytesSent += dSent;
+    mark.bytesReceived += dRecv;
+    mark.totalRetrans += dRetrans;
     mark.establishedCounted ||= r.established;
+    mark.closedCounted ||= final;
     mark.seenAt = this.reads;
-    if (!dSent && !dRecv && !dRetrans && !dEst && !closing) return;
+    if (final) this.closedPending.add(r.cookie);
+    if (!dSent && !dRecv && !dRetrans && !dEst && !dClosed) return;
 
     const g = this.group(r.tuple, { pid: r.pid, comm: r.comm, netns: r.tuple.netns });
     if (!g) return;
@@ -159,7 +205,7 @@ export class NetflowAggregator {
     g.bytesRead += dRecv;
     g.retransmits += dRetrans;
     g.established += dEst;
-    if (closing) g.closed += 1;
+    g.closed += dClosed;
     if (r.srttUs > 0) {
       g.rttSum += r.srttUs;
       g.rttVarSum += r.rttvarUs;
@@ -177,8 +223,8 @@ export class NetflowAggregator {
     }
     const dSent = delta(r.bytesSent, mark.bytesSent);
     const dRecv = delta(r.bytesReceived, mark.bytesReceived);
-    mark.bytesSent = r.bytesSent;
-    mark.bytesReceived = r.bytesReceived;
+    mark.bytesSent += dSent;
+    mark.bytesReceived += dRecv;
     mark.seenAt = this.reads;
     if (!dSent && !dRecv) {
       mark.idleReads += 1;
@@ -232,7 +278,7 @@ export class NetflowAggregator {
         pid,
         process_name: owner.comm,
         netns,
-        dst_domain: '',
+        dst_domain: this.opts.domainOf?.(ep.remoteIp) ?? '',
         dst_nat_ip: 'N/A',
         dst_nat_port: 'N/A',
         conn_side: incoming ? 'server' : 'client',
@@ -243,7 +289,7 @@ export class NetflowAggregator {
         server_port: server.port,
         // Upstream took this from the wrong side for incoming flows; ours is the server's.
         server_ip_type: server.type,
-        server_domain: '',
+        server_domain: this.opts.domainOf?.(server.ip) ?? '',
       },
       tcp,
       bytesRead: 0,
@@ -289,7 +335,10 @@ export class NetflowAggregator {
   }
 }
 
-/** Counters only grow; a smaller value means the socket's counters restarted. */
+/**
+ * Counters only grow within one set of kernel maps (fresh maps reset the
+ * marks, see mapsRestarted): a smaller value is a stale record, worth nothing.
+ */
 function delta(now: number, before: number): number {
-  return now >= before ? now - before : now;
+  return now > before ? now - before : 0;
 }

@@ -25,6 +25,11 @@ function v6(buf: Buffer): string {
   return new URL(`http://[${parts.join(':')}]/`).hostname.slice(1, -1);
 }
 
+/** Text of a 16-byte kernel address field (IPv4 in the first 4 bytes). */
+export function ipText(addr: Buffer, family: number): string {
+  return family === AF_INET ? v4(addr, 0) : v6(addr);
+}
+
 /** Address text; an IPv4-mapped IPv6 pair reports as IPv4, as the traffic on the wire is. */
 export function endpoints(t: Tuple): Endpoints {
   if (t.family === AF_INET) return { family: 'IPv4', localIp: v4(t.localAddr, 0), remoteIp: v4(t.remoteAddr, 0) };

@@ -41,6 +41,14 @@ export class NetflowSource {
     };
   }
 
+  /** Deletes closed connections' entries (their final counts are handed off). */
+  async deleteTcp(cookies: bigint[]): Promise<void> {
+    if (cookies.length === 0) return;
+    const keys = Buffer.alloc(cookies.length * 8);
+    cookies.forEach((c, i) => keys.writeBigUInt64LE(c, i * 8));
+    await this.loader.request<number>('deleteTcp', keys);
+  }
+
   /** Removes UDP flows from the kernel map; returns their final counters. */
   async deleteUdp(keys: Buffer[]): Promise<UdpFlowRecord[]> {
     if (keys.length === 0) return [];

@@ -3,7 +3,7 @@
 // crashes and SIGKILL), then a single sender drains the spool oldest first:
 //   200            -> delivered
 //   429, 5xx, network errors, timeouts, 403/404 and other 4xx
-//                  -> retried with capped exponential backoff and full jitter
+//                  -> retried with capped exponential backoff, jittered in [cap/2, cap]
 //                     (403/404 are logged with their likely cause)
 //   400, 413       -> the batch is split in halves, re-queued, until the bad
 //                     point stands alone; it is logged (a sample) and dropped
@@ -15,17 +15,35 @@ import { encodeBatches, type Category, type SendOutcome, type Uploader } from '.
 
 /** The queue the sender drains: the disk spool, or memory when no state directory is usable. */
 export interface BatchQueue {
-  append(items: { category: string; input: string; points: number; body: Buffer }[]): SpoolMeta[];
+  append(items: { category: string; input: string; points: number; body: Buffer; ends?: number[] }[]): SpoolMeta[];
   peek(): SpoolRecord | undefined;
   ack(seq: number): void;
   readonly isEmpty: boolean;
+  /** Sequence number the next appended record gets. */
+  readonly upcomingSeq: number;
+  /** Whether appended records survive this process (the disk spool) or not (memory). */
+  readonly durable: boolean;
   readonly stats: { records: number; points: number; bytes: number; droppedPoints: number };
   close(): void;
 }
 
+export interface WriteHooks {
+  /**
+   * Called after encoding, right before the batches are appended, with the
+   * sequence number the last of them will get (not called when there is
+   * nothing to append). Lets a caller persist state that must commit together
+   * with these points.
+   */
+  beforeAppend?: (lastSeq: number) => void;
+}
+
 /** What plugins write to. */
 export interface PointSink {
-  write(category: Category, input: string, points: readonly Point[]): Promise<WriteReceipt>;
+  write(category: Category, input: string, points: readonly Point[], hooks?: WriteHooks): Promise<WriteReceipt>;
+  /** Appended records survive a crash (the disk spool is in use). */
+  readonly durable: boolean;
+  /** Whether the record with this sequence number was durably appended before. */
+  committed(seq: number): boolean;
 }
 
 export interface WriteReceipt {
@@ -65,7 +83,7 @@ export class Delivery implements PointSink {
     this.log = opts.log;
   }
 
-  async write(category: Category, input: string, points: readonly Point[]): Promise<WriteReceipt> {
+  async write(category: Category, input: string, points: readonly Point[], hooks?: WriteHooks): Promise<WriteReceipt> {
     const m = this.opts.metrics;
     const { batches, rejected, firstError } = encodeBatches(points, this.opts.maxBatchPoints ?? 256, this.opts.maxBatchBytes ?? 1 << 20);
     m.add('points_collected', points.length, { input });
@@ -73,41 +91,48 @@ export class Delivery implements PointSink {
       m.add('points_dropped', rejected, { input, reason: 'unencodable' });
       this.log.error({ input, points: rejected }, `dropped ${rejected} ${input} point(s) that cannot be encoded: ${firstError?.message}`);
     }
-    const metas = this.opts.queue.append(batches.map((b) => ({ category, input, points: b.points, body: b.body })));
+    if (batches.length > 0) hooks?.beforeAppend?.(this.opts.queue.upcomingSeq + batches.length - 1);
+    const metas = this.opts.queue.append(batches.map((b) => ({ category, input, points: b.points, body: b.body, ends: b.ends })));
     const queued = metas.reduce((a, x) => a + x.points, 0);
     m.add('points_spooled', queued, { input });
     this.kick();
     return { queued, rejected, lastSeq: metas.at(-1)?.seq ?? 0 };
   }
 
-  /** Starts (or wakes) the sender. */
+  /**
+   * Starts the sender if it is idle. A sender backing off is left alone: new
+   * points must not turn the backoff into a retry per write.
+   */
   kick(): void {
-    if (this.closed) return;
-    if (this.wake) {
-      const w = this.wake;
-      this.wake = undefined;
-      w();
-    }
-    this.pumping ??= this.pump().finally(() => {
+    if (this.closed || this.pumping) return;
+    this.pumping = this.pump().finally(() => {
       this.pumping = undefined;
+      // A write may have landed between the last peek and this callback.
+      if (!this.opts.queue.isEmpty) this.kick();
     });
   }
 
   private async pump(): Promise<void> {
     while (!this.closed) {
-      const rec = this.opts.queue.peek();
-      if (!rec) return;
-      const outcome = await this.opts.uploader.post(rec.category, rec.input, rec.body, this.opts.gzip);
-      if (this.closed && outcome.kind !== 'ok') return;
-      if (outcome.kind === 'ok') {
-        this.delivered(rec);
-        continue;
+      try {
+        const rec = this.opts.queue.peek();
+        if (!rec) return;
+        const outcome = await this.opts.uploader.post(rec.category, rec.input, rec.body, this.opts.gzip);
+        if (this.closed && outcome.kind !== 'ok') return;
+        if (outcome.kind === 'ok') {
+          this.delivered(rec);
+          continue;
+        }
+        if (outcome.kind === 'http' && (outcome.status === 400 || outcome.status === 413)) {
+          this.split(rec, outcome);
+          continue;
+        }
+        await this.backoff(rec, outcome);
+      } catch (err) {
+        // The queue itself failed (disk full, I/O error): keep the record and
+        // retry later; the sender must never die of it.
+        await this.backoff(undefined, { kind: 'network', error: err as Error });
       }
-      if (outcome.kind === 'http' && (outcome.status === 400 || outcome.status === 413)) {
-        this.split(rec, outcome);
-        continue;
-      }
-      await this.backoff(rec, outcome);
     }
   }
 
@@ -126,7 +151,7 @@ export class Delivery implements PointSink {
 
   /** A 400 names bad data somewhere in the batch: halve until it is isolated. */
   private split(rec: SpoolRecord, o: Extract<SendOutcome, { kind: 'http' }>): void {
-    const lines = rec.body.toString('utf8').split('\n').filter((l) => l !== '');
+    const lines = pointsOf(rec);
     if (lines.length <= 1) {
       this.opts.metrics.add('points_dropped', rec.points, { input: rec.input, reason: 'rejected' });
       this.log.error(
@@ -137,7 +162,11 @@ export class Delivery implements PointSink {
       return;
     }
     const half = Math.ceil(lines.length / 2);
-    const part = (ls: string[]) => ({ category: rec.category, input: rec.input, points: ls.length, body: Buffer.from(`${ls.join('\n')}\n`) });
+    const part = (ls: string[]) => {
+      const bodies = ls.map((l) => Buffer.from(`${l}\n`));
+      let end = 0;
+      return { category: rec.category, input: rec.input, points: ls.length, body: Buffer.concat(bodies), ends: bodies.map((b) => (end += b.length)) };
+    };
     // Re-queue both halves before acknowledging the original: a crash in
     // between re-sends, it never loses.
     this.opts.queue.append([part(lines.slice(0, half)), part(lines.slice(half))]);
@@ -145,12 +174,13 @@ export class Delivery implements PointSink {
     this.opts.metrics.add('batches_split', 1, { input: rec.input });
   }
 
-  private async backoff(rec: SpoolRecord, o: Exclude<SendOutcome, { kind: 'ok' }>): Promise<void> {
+  private async backoff(rec: SpoolRecord | undefined, o: Exclude<SendOutcome, { kind: 'ok' }>): Promise<void> {
     const initial = this.opts.backoffInitialMs ?? 500;
     const max = this.opts.backoffMaxMs ?? 30_000;
     this.attempt += 1;
     this.failingSince ??= Date.now();
-    this.opts.metrics.add('batches_retried', 1, { input: rec.input });
+    const input = rec?.input ?? 'spool';
+    this.opts.metrics.add('batches_retried', 1, { input });
     const cap = Math.min(max, initial * 2 ** Math.min(this.attempt - 1, 20));
     const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
     // One line per failure streak start, then at most every 30 s.
@@ -160,7 +190,7 @@ export class Delivery implements PointSink {
       const level = o.kind === 'http' && o.status >= 400 && o.status < 500 && o.status !== 429 ? 'error' : 'warn';
       this.log[level](
         {
-          input: rec.input,
+          input,
           status: o.kind === 'http' ? o.status : undefined,
           error_code: o.kind === 'http' ? o.errorCode : undefined,
           dk_message: o.kind === 'http' ? o.message : undefined,
@@ -168,7 +198,9 @@ export class Delivery implements PointSink {
           retryInMs: delay,
           spooledPoints: this.opts.queue.stats.points,
         },
-        `delivering ${rec.points} ${rec.input} point(s) failed (${this.opts.uploader.describe(o)}); kept in the spool, retrying in ${delay} ms`,
+        rec
+          ? `delivering ${rec.points} ${rec.input} point(s) failed (${this.opts.uploader.describe(o)}); kept in the spool, retrying in ${delay} ms`
+          : `the spool failed (${o.kind === 'network' ? o.error.message : o.status}); retrying in ${delay} ms`,
       );
     }
     await new Promise<void>((resolve) => {
@@ -195,6 +227,15 @@ export class Delivery implements PointSink {
     return this.opts.queue.stats;
   }
 
+  /** The queue survives restarts and `seq` is in it (or was delivered from it). */
+  committed(seq: number): boolean {
+    return this.opts.queue.durable && seq < this.opts.queue.upcomingSeq;
+  }
+
+  get durable(): boolean {
+    return this.opts.queue.durable;
+  }
+
   /** Stops sending; what is queued stays in the spool for the next start. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -205,15 +246,27 @@ export class Delivery implements PointSink {
   }
 }
 
+/** The points of a record as lines (without their newline). */
+function pointsOf(rec: SpoolRecord): string[] {
+  if (!rec.ends) return rec.body.toString('utf8').split('\n').filter((l) => l !== '');
+  let start = 0;
+  return rec.ends.map((end) => {
+    const line = rec.body.toString('utf8', start, end - 1);
+    start = end;
+    return line;
+  });
+}
+
 /** The fallback queue when no state directory can be used: bounded, lost at exit. */
 export class MemoryQueue implements BatchQueue {
   private items: SpoolRecord[] = [];
   private nextSeq = 1;
+  readonly durable = false;
   readonly stats = { records: 0, points: 0, bytes: 0, droppedPoints: 0 };
 
   constructor(private readonly maxBytes: number) {}
 
-  append(items: { category: string; input: string; points: number; body: Buffer }[]): SpoolMeta[] {
+  append(items: { category: string; input: string; points: number; body: Buffer; ends?: number[] }[]): SpoolMeta[] {
     const metas = items.map((it) => {
       const rec = { ...it, seq: this.nextSeq++ };
       this.items.push(rec);
@@ -231,6 +284,10 @@ export class MemoryQueue implements BatchQueue {
 
   peek(): SpoolRecord | undefined {
     return this.items[0];
+  }
+
+  get upcomingSeq(): number {
+    return this.nextSeq;
   }
 
   ack(seq: number): void {

@@ -20,6 +20,8 @@ export interface SpoolMeta {
   category: string;
   input: string;
   points: number;
+  /** Byte offset just past each point (see Batch.ends); absent in old records. */
+  ends?: number[];
 }
 
 export interface SpoolRecord extends SpoolMeta {
@@ -46,12 +48,85 @@ export interface SpoolStats {
   corruptSegments: number;
 }
 
+/**
+ * The undelivered records in order, with O(1) push/shift and running totals,
+ * and how many live records each segment file still holds (a file with none
+ * is deleted). Draining a large spool must not cost more per record than a
+ * small one.
+ */
+class RecordIndex {
+  private items: IndexEntry[] = [];
+  private head = 0;
+  private readonly liveByFile = new Map<string, number>();
+  points = 0;
+  bytes = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  first(): IndexEntry | undefined {
+    return this.items[this.head];
+  }
+
+  push(e: IndexEntry): void {
+    this.items.push(e);
+    this.liveByFile.set(e.file, (this.liveByFile.get(e.file) ?? 0) + 1);
+    this.points += e.points;
+    this.bytes += e.size;
+  }
+
+  /** Removes the first record; returns it and whether its file is now empty. */
+  shift(): { entry: IndexEntry; fileEmpty: boolean } | undefined {
+    const entry = this.items[this.head];
+    if (!entry) return undefined;
+    this.items[this.head++] = undefined as unknown as IndexEntry;
+    if (this.head > 4096 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    this.points -= entry.points;
+    this.bytes -= entry.size;
+    const left = (this.liveByFile.get(entry.file) ?? 1) - 1;
+    if (left > 0) this.liveByFile.set(entry.file, left);
+    else this.liveByFile.delete(entry.file);
+    return { entry, fileEmpty: left <= 0 };
+  }
+
+  /** Drops every record of a file (it vanished or cannot be read); returns their points. */
+  dropFile(file: string): { records: number; points: number } {
+    let records = 0;
+    let points = 0;
+    const kept: IndexEntry[] = [];
+    for (let i = this.head; i < this.items.length; i++) {
+      const e = this.items[i]!;
+      if (e.file === file) {
+        records++;
+        points += e.points;
+        this.points -= e.points;
+        this.bytes -= e.size;
+      } else kept.push(e);
+    }
+    this.items = kept;
+    this.head = 0;
+    this.liveByFile.delete(file);
+    return { records, points };
+  }
+
+  maxSeq(floor: number): number {
+    let max = floor;
+    for (let i = this.head; i < this.items.length; i++) if (this.items[i]!.seq > max) max = this.items[i]!.seq;
+    return max;
+  }
+}
+
 export class Spool {
-  private index: IndexEntry[] = [];
-  private bytes = 0;
+  private index = new RecordIndex();
   private nextSeq = 1;
   private ackedSeq = 0;
   private current?: { file: string; fd: number; size: number };
+  readonly durable = true;
+  private ackWriteFailing = false;
   readonly stats: SpoolStats = { records: 0, points: 0, bytes: 0, droppedPoints: 0, droppedRecords: 0, corruptSegments: 0 };
 
   constructor(
@@ -73,10 +148,11 @@ export class Spool {
       .filter((f) => /^seg-\d+\.dat$/.test(f))
       .sort();
     for (const f of segments) this.scan(f);
-    this.nextSeq = Math.max(this.ackedSeq, ...this.index.map((e) => e.seq)) + 1;
+    // A loop, not Math.max(...): a big spool holds more records than V8 takes arguments.
+    this.nextSeq = this.index.maxSeq(this.ackedSeq) + 1;
     this.refreshStats();
     if (this.index.length > 0) {
-      this.log.info({ records: this.index.length, points: this.stats.points, bytes: this.bytes }, `spool holds ${this.stats.points} undelivered point(s) from before; delivering them first`);
+      this.log.info({ records: this.index.length, points: this.stats.points, bytes: this.index.bytes }, `spool holds ${this.stats.points} undelivered point(s) from before; delivering them first`);
     }
   }
 
@@ -105,7 +181,7 @@ export class Spool {
       const bodyLen = data.readUInt32LE(off + 8);
       const crc = data.readUInt32LE(off + 12);
       const size = HEADER + metaLen + bodyLen;
-      if (magic !== MAGIC || metaLen > 4096) {
+      if (magic !== MAGIC || metaLen > 1 << 20) {
         bad('bad record header');
         break;
       }
@@ -126,7 +202,6 @@ export class Spool {
       }
       if (meta.seq > this.ackedSeq) {
         this.index.push({ ...meta, file, offset: off, size });
-        this.bytes += size;
         kept++;
       }
       off += size;
@@ -135,12 +210,13 @@ export class Spool {
   }
 
   /** Appends records durably (one fsync). Drops the oldest records when over the bound. */
-  append(items: { category: string; input: string; points: number; body: Buffer }[]): SpoolMeta[] {
+  append(items: { category: string; input: string; points: number; body: Buffer; ends?: number[] }[]): SpoolMeta[] {
     if (items.length === 0) return [];
     const metas: SpoolMeta[] = [];
     const chunks: Buffer[] = [];
+    let seq = this.nextSeq;
     for (const it of items) {
-      const meta: SpoolMeta = { seq: this.nextSeq++, category: it.category, input: it.input, points: it.points };
+      const meta: SpoolMeta = { seq: seq++, category: it.category, input: it.input, points: it.points, ends: it.ends };
       const metaBuf = Buffer.from(JSON.stringify(meta));
       const header = Buffer.alloc(HEADER);
       header.writeUInt32LE(MAGIC, 0);
@@ -151,16 +227,27 @@ export class Spool {
       metas.push(meta);
     }
     const seg = this.segmentFor(metas[0]!.seq);
+    const buf = Buffer.concat(chunks);
+    // Durable first, indexed after: a failed write (ENOSPC, EIO) leaves the
+    // queue exactly as it was, and no half record on disk.
+    try {
+      for (let done = 0; done < buf.length; ) done += fs.writeSync(seg.fd, buf, done, buf.length - done);
+      fs.fsyncSync(seg.fd);
+    } catch (err) {
+      try {
+        fs.ftruncateSync(seg.fd, seg.size);
+      } catch {
+        /* the scan at the next start skips a torn tail anyway */
+      }
+      throw err;
+    }
+    this.nextSeq = seq;
     let offset = seg.size;
     for (let i = 0, c = 0; i < metas.length; i++, c += 3) {
       const size = chunks[c]!.length + chunks[c + 1]!.length + chunks[c + 2]!.length;
       this.index.push({ ...metas[i]!, file: seg.file, offset, size });
-      this.bytes += size;
       offset += size;
     }
-    const buf = Buffer.concat(chunks);
-    fs.writeSync(seg.fd, buf);
-    fs.fsyncSync(seg.fd);
     seg.size += buf.length;
     this.enforceBound();
     this.refreshStats();
@@ -179,49 +266,62 @@ export class Spool {
   private enforceBound(): void {
     let droppedPoints = 0;
     let droppedRecords = 0;
-    while (this.bytes > this.maxBytes && this.index.length > 1) {
-      const e = this.index.shift()!;
-      this.bytes -= e.size;
-      droppedPoints += e.points;
+    while (this.index.bytes > this.maxBytes && this.index.length > 1) {
+      const gone = this.index.shift()!;
+      droppedPoints += gone.entry.points;
       droppedRecords += 1;
-      this.ackedSeq = e.seq;
-      this.releaseSegmentsBefore();
+      this.ackedSeq = gone.entry.seq;
+      if (gone.fileEmpty) this.release(gone.entry.file);
     }
-    if (droppedRecords > 0) {
-      this.writeAcked();
-      this.stats.droppedPoints += droppedPoints;
-      this.stats.droppedRecords += droppedRecords;
-      this.log.error(
-        { droppedPoints, droppedRecords, totalDroppedPoints: this.stats.droppedPoints, maxBytes: this.maxBytes },
-        `spool is full (${this.maxBytes} bytes): dropped the oldest ${droppedPoints} point(s); DataKit has been unreachable too long or --spool-max-bytes is too small`,
-      );
-    }
+    if (droppedRecords === 0) return;
+    this.persistAcked();
+    this.stats.droppedPoints += droppedPoints;
+    this.stats.droppedRecords += droppedRecords;
+    this.log.error(
+      { droppedPoints, droppedRecords, totalDroppedPoints: this.stats.droppedPoints, maxBytes: this.maxBytes },
+      `spool is full (${this.maxBytes} bytes): dropped the oldest ${droppedPoints} point(s); DataKit has been unreachable too long or --spool-max-bytes is too small`,
+    );
   }
 
-  /** The oldest undelivered record, or undefined. */
+  /**
+   * The oldest undelivered record, or undefined. A segment that vanished or
+   * cannot be read is given up (its points counted as dropped, logged once),
+   * so one bad file never blocks what is queued behind it.
+   */
   peek(): SpoolRecord | undefined {
-    const e = this.index[0];
-    if (!e) return undefined;
-    const buf = Buffer.alloc(e.size);
-    const fd = fs.openSync(path.join(this.dir, e.file), 'r');
-    try {
-      fs.readSync(fd, buf, 0, e.size, e.offset);
-    } finally {
-      fs.closeSync(fd);
+    for (;;) {
+      const e = this.index.first();
+      if (!e) return undefined;
+      const buf = Buffer.alloc(e.size);
+      try {
+        const fd = fs.openSync(path.join(this.dir, e.file), 'r');
+        try {
+          if (fs.readSync(fd, buf, 0, e.size, e.offset) !== e.size) throw new Error('short read');
+        } finally {
+          fs.closeSync(fd);
+        }
+      } catch (err) {
+        const lost = this.index.dropFile(e.file);
+        this.stats.droppedPoints += lost.points;
+        this.stats.droppedRecords += lost.records;
+        this.log.error({ file: e.file, err: (err as Error).message, ...lost }, `spool segment ${e.file} cannot be read (${(err as Error).message}): dropped its ${lost.points} point(s)`);
+        if (this.current?.file === e.file) this.release(e.file);
+        this.refreshStats();
+        continue;
+      }
+      const metaLen = buf.readUInt32LE(4);
+      return { seq: e.seq, category: e.category, input: e.input, points: e.points, ends: e.ends, body: buf.subarray(HEADER + metaLen) };
     }
-    const metaLen = buf.readUInt32LE(4);
-    return { seq: e.seq, category: e.category, input: e.input, points: e.points, body: buf.subarray(HEADER + metaLen) };
   }
 
   /** Marks the oldest record delivered (or given up on). */
   ack(seq: number): void {
-    const e = this.index[0];
+    const e = this.index.first();
     if (!e || e.seq !== seq) return;
-    this.index.shift();
-    this.bytes -= e.size;
+    const gone = this.index.shift()!;
     this.ackedSeq = seq;
-    this.writeAcked();
-    this.releaseSegmentsBefore();
+    this.persistAcked();
+    if (gone.fileEmpty) this.release(gone.entry.file);
     this.refreshStats();
   }
 
@@ -234,22 +334,32 @@ export class Spool {
     return this.nextSeq;
   }
 
-  private releaseSegmentsBefore(): void {
-    const live = new Set(this.index.map((e) => e.file));
-    for (const f of fs.readdirSync(this.dir)) {
-      if (!/^seg-\d+\.dat$/.test(f) || live.has(f)) continue;
-      if (this.current?.file === f) {
-        fs.closeSync(this.current.fd);
-        this.current = undefined;
+  /**
+   * Records the delivered position. A failure is logged, not thrown:
+   * delivered is delivered, and only a restart before the next successful
+   * write would resend what was delivered since.
+   */
+  private persistAcked(): void {
+    try {
+      const tmp = path.join(this.dir, 'acked.tmp');
+      fs.writeFileSync(tmp, `${this.ackedSeq}\n`);
+      fs.renameSync(tmp, path.join(this.dir, 'acked'));
+      this.ackWriteFailing = false;
+    } catch (err) {
+      if (!this.ackWriteFailing) {
+        this.log.warn({ err: (err as Error).message }, `cannot record delivery progress in ${this.dir}: ${(err as Error).message}; a restart may resend some points`);
       }
-      this.unlink(f);
+      this.ackWriteFailing = true;
     }
   }
 
-  private writeAcked(): void {
-    const tmp = path.join(this.dir, 'acked.tmp');
-    fs.writeFileSync(tmp, `${this.ackedSeq}\n`);
-    fs.renameSync(tmp, path.join(this.dir, 'acked'));
+  /** A segment with no live record left: close it if it is the one we append to, and delete it. */
+  private release(file: string): void {
+    if (this.current?.file === file) {
+      fs.closeSync(this.current.fd);
+      this.current = undefined;
+    }
+    this.unlink(file);
   }
 
   private unlink(file: string): void {
@@ -262,8 +372,8 @@ export class Spool {
 
   private refreshStats(): void {
     this.stats.records = this.index.length;
-    this.stats.points = this.index.reduce((a, e) => a + e.points, 0);
-    this.stats.bytes = this.bytes;
+    this.stats.points = this.index.points;
+    this.stats.bytes = this.index.bytes;
   }
 
   close(): void {

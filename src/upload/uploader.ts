@@ -47,6 +47,8 @@ export interface Batch {
   body: Buffer;
   points: number;
   bytes: number;
+  /** Byte offset just past each point's line: a string field may hold a raw newline, so '\n' is no point boundary. */
+  ends: number[];
 }
 
 export interface EncodedBatches {
@@ -86,9 +88,13 @@ export function encodeBatches(points: readonly Point[], maxPoints: number, maxBy
   let rejected = 0;
   let firstError: Error | undefined;
   let count = 0;
+  let ends: number[] = [];
   const cut = (n: number): void => {
     const body = lb.take(n);
-    batches.push({ body, points: count, bytes: body.length });
+    const inBatch = ends.filter((e) => e <= n);
+    batches.push({ body, points: count, bytes: body.length, ends: inBatch });
+    // What stays in the buffer starts the next batch.
+    ends = ends.slice(inBatch.length).map((e) => e - n);
     count = 0;
   };
   for (const p of points) {
@@ -103,6 +109,7 @@ export function encodeBatches(points: readonly Point[], maxPoints: number, maxBy
     if (count >= maxPoints) cut(lb.length);
     const before = lb.length;
     const n = lb.append(line);
+    ends.push(before + n);
     if (count > 0 && before + n > maxBytes) cut(before); // this line starts the next batch
     count++;
   }

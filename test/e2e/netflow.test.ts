@@ -82,8 +82,9 @@ describe('netflow over TCP', () => {
     expect(client.sent).toBe(K * N);
     expect(client.received).toBe(K * M);
 
-    const isClient = (t: Record<string, string>) => t.direction === 'outgoing' && t.dst_ip === serverIp && t.dst_port === String(port);
-    const isServer = (t: Record<string, string>) => t.direction === 'incoming' && t.src_ip === serverIp && t.src_port === String(port);
+    // pid too: another run of this file on the same machine uses the same addresses in its own namespaces.
+    const isClient = (t: Record<string, string>) => t.direction === 'outgoing' && t.dst_ip === serverIp && t.dst_port === String(port) && t.pid === String(client.pid);
+    const isServer = (t: Record<string, string>) => t.direction === 'incoming' && t.src_ip === serverIp && t.src_port === String(port) && t.pid === String(server.pid);
     const out = await waitForTotals(isClient, { bytes_written: K * N, bytes_read: K * M, tcp_established: K, tcp_closed: K });
     const inc = await waitForTotals(isServer, { bytes_read: K * N, bytes_written: K * M, tcp_established: K, tcp_closed: K });
     await server.stop();
@@ -199,8 +200,10 @@ describe('netflow over UDP', () => {
     const M = 700;
     const server = await startServer(hosts.b, ['udp-server', hosts.ipB, String(port), String(M)]);
     const client = await runPeer(hosts.a, ['udp-client', hosts.ipB, String(port), String(C), String(N), String(M)]);
-    const isClient = (t: Record<string, string>) => t.transport === 'udp' && t.direction === 'outgoing' && t.dst_ip === hosts.ipB && t.dst_port === String(port);
-    const isServer = (t: Record<string, string>) => t.transport === 'udp' && t.direction === 'incoming' && t.src_ip === hosts.ipB && t.src_port === String(port);
+    const isClient = (t: Record<string, string>) =>
+      t.transport === 'udp' && t.direction === 'outgoing' && t.dst_ip === hosts.ipB && t.dst_port === String(port) && t.pid === String(client.pid);
+    const isServer = (t: Record<string, string>) =>
+      t.transport === 'udp' && t.direction === 'incoming' && t.src_ip === hosts.ipB && t.src_port === String(port) && t.pid === String(server.pid);
     const out = await waitForTotals(isClient, { bytes_written: C * N, bytes_read: C * M });
     const inc = await waitForTotals(isServer, { bytes_read: C * N, bytes_written: C * M });
     await server.stop();
@@ -230,12 +233,16 @@ describe('netflow over UDP', () => {
 
 describe('what reaches DataKit', () => {
   it('posts strict line protocol to /v1/write/network with input ebpf-net/netflow and precision ns', () => {
-    expect(receiver.writes.length).toBeGreaterThan(0);
+    const netflowWrites = receiver.writes.filter((w) => w.input === 'ebpf-net/netflow');
+    expect(netflowWrites.length).toBeGreaterThan(0);
     for (const w of receiver.writes) {
+      // ebpf-net also sends dnsflow (from the host's own lookups) on the same path.
+      expect(['ebpf-net/netflow', 'ebpf-net/dnsflow']).toContain(w.input);
       expect(w.category).toBe('network');
-      expect(w.input).toBe('ebpf-net/netflow');
       expect(w.precision).toBe('ns');
+      expect(w.status).toBe(200);
       expect(w.points.length).toBeGreaterThan(0);
+      expect(w.points.every((p) => p.measurement === w.input.split('/')[1])).toBe(true);
     }
     const fieldsOk = (receiver.points('netflow') as NetPoint[]).every((p) =>
       ['bytes_read', 'bytes_written'].every((f) => typeof p.fields[f] === 'number' || typeof p.fields[f] === 'bigint'),

@@ -22,7 +22,11 @@ export interface RunningDaemon {
  * CI cloned it.
  */
 export function spawnCli(args: string[], unprivileged = false): { proc: ChildProcess; logs: Record<string, unknown>[]; stderr: string[] } {
-  const argv = [CLI, ...args];
+  // The checkout may sit where an unprivileged user cannot read it (CI clones
+  // into root's home), so the daemon keeps root here; test/e2e/install.test.ts
+  // and operate.test.ts run the real privilege drop from an installed copy.
+  const keepRoot = args.includes('--user') || args[0] === 'check-config' ? [] : ['--user', 'root'];
+  const argv = [CLI, ...args, ...keepRoot];
   const proc = unprivileged
     ? spawn('setpriv', ['--bounding-set', '-all', '--inh-caps', '-all', process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
     : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -44,11 +48,31 @@ export function tempStateDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'dke-state-'));
 }
 
+const pinRoots: string[] = [];
+/** A pin root nobody else uses; removeTempPinRoots() (test/setup.ts, after each file) removes it. */
+export function tempPinRoot(): string {
+  const dir = `/sys/fs/bpf/dke-test-${process.pid}-${pinRoots.length + 1}`;
+  pinRoots.push(dir);
+  return dir;
+}
+
+/**
+ * Removes this process's pin roots. A daemon a test SIGKILLed leaves its
+ * programs pinned and attached (that is the point of pinning); removing the
+ * pins detaches them.
+ */
+export function removeTempPinRoots(): void {
+  for (const dir of pinRoots.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+}
+
 export async function startDaemon(apiServer: string, extra: string[] = []): Promise<RunningDaemon> {
   const stateArgs = extra.includes('--state-dir') ? [] : ['--state-dir', tempStateDir()];
+  // Its own pin root: daemons of concurrent test files must not share kernel counters.
+  const pinArgs = extra.includes('--pin-root') ? [] : ['--pin-root', tempPinRoot()];
   const { proc, logs, stderr } = spawnCli([
     'run',
     ...stateArgs,
+    ...pinArgs,
     '--datakit-apiserver',
     apiServer,
     '--interval',

@@ -7,6 +7,7 @@
 //   tcp-client <host> <port> <conns> <sendBytes> [holdMs]
 //   udp-server <host> <port> <replyBytes>       reply to every datagram
 //   udp-client <host> <port> <count> <sendBytes> <replyBytes>
+//   udp-spray  <host> <firstPort> <count> <bytes>    one datagram to each of count ports
 'use strict';
 const net = require('node:net');
 const dgram = require('node:dgram');
@@ -98,6 +99,25 @@ if (mode === 'tcp-server') {
     out({ error: `only ${replies}/${count} replies`, sent, received });
     process.exit(1);
   }, 20000).unref();
+} else if (mode === 'udp-spray') {
+  // One datagram to each of <count> ports from one socket: <count> flows.
+  const count = Number(a);
+  const payload = Buffer.alloc(Number(b), 0x55);
+  const sock = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  sock.on('error', () => {}); // ICMP port unreachable is not ours to care about
+  let sent = 0;
+  const next = (i) => {
+    if (i === count) {
+      out({ sent, flows: count });
+      sock.close();
+      return;
+    }
+    sock.send(payload, port + i, host, () => {
+      sent += payload.length;
+      next(i + 1);
+    });
+  };
+  sock.bind(0, () => next(0));
 } else {
   process.stderr.write(`unknown mode ${mode}\n`);
   process.exit(2);

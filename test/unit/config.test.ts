@@ -59,10 +59,18 @@ describe('defaults', () => {
       ephemeralPort: 0,
       ipv6Disabled: false,
       includeLoopback: false,
+      dnsPorts: [53],
+      dnsTimeoutMs: 6000,
+      bashPaths: [],
+      bashRedact: [],
+      bashRedactRegex: [],
       l7netEnabled: [],
       stateDir: '/usr/local/datakit/externals/datakit-ebpf.state',
       spoolMaxBytes: 256 * 1024 * 1024,
       gzip: true,
+      dryRun: false,
+      pinRoot: '/sys/fs/bpf/datakit-ebpf',
+      uploadTimeoutMs: 10_000,
       warnings: [],
     });
   });
@@ -522,7 +530,7 @@ describe('--help and --version', () => {
       expect(r.output).toContain('Usage: datakit-ebpf [run] [options]');
     }
     const out = exit(['--help']).output;
-    const order = ['DataKit connection:', 'Collection:', 'Logging and process:', 'Accepted for DataKit compatibility'];
+    const order = ['Sending to DataKit:', 'Tags on every point:', 'What to collect:', 'Logging:', 'Service, files and privileges:', 'Status endpoint:', 'Accepted for DataKit compatibility', 'Commands:'];
     const at = order.map((h) => out.indexOf(h));
     expect(at.every((i) => i >= 0)).toBe(true);
     expect([...at].sort((x, y) => x - y)).toEqual(at);
@@ -530,9 +538,141 @@ describe('--help and --version', () => {
       expect(out).toContain(f);
     }
     expect(out).not.toContain('--ephemeral_port <port>');
+    expect(out).toContain('check-config <ebpf.conf>');
+    // Each flag sits under the heading people look for it in.
+    const under = (flag: string): string => {
+      const before = out.slice(0, out.indexOf(`  ${flag} `));
+      return order.filter((h) => before.includes(h)).at(-1) ?? '';
+    };
+    expect(under('--datakit-apiserver')).toBe('Sending to DataKit:');
+    expect(under('--dry-run')).toBe('Sending to DataKit:');
+    expect(under('--tags')).toBe('Tags on every point:');
+    expect(under('--interval')).toBe('What to collect:');
+    expect(under('--log-level')).toBe('Logging:');
+    expect(under('--user')).toBe('Service, files and privileges:');
+    expect(under('--pidfile')).toBe('Service, files and privileges:');
+    expect(under('--pprof-port')).toBe('Status endpoint:');
+  });
+});
+
+describe('operating flags', () => {
+  it('--user: absent means the default, "" and root mean stay root', () => {
+    expect(run([]).user).toBeUndefined();
+    expect(run(['--user', 'nobody']).user).toBe('nobody');
+    expect(run(['--user', '']).user).toBe('');
+    expect(run(['--user=root']).user).toBe('root');
+    const p = confFile('[[inputs.ebpf]]\n  args = ["--user", "daemon"]\n');
+    expect(run(['--config', p]).user).toBe('daemon');
+    expect(run(['--config', p, '--user', 'nobody']).user).toBe('nobody');
+  });
+
+  it('--dry-run and --datakit-apiserver stdout print instead of sending', () => {
+    expect(run(['--dry-run']).dryRun).toBe(true);
+    expect(run(['--dry-run=false']).dryRun).toBe(false);
+    const c = run(['--datakit-apiserver', 'stdout']);
+    expect(c.dryRun).toBe(true);
+    expect(c.datakitApiServer).toBe('http://0.0.0.0:9529');
+    expect(invalid(['--dry-run', 'maybe'])).toMatch(/--dry-run "maybe": expected true or false/);
+  });
+
+  it('puts the default log and state beside the installed launcher (DATAKIT_EBPF_EXTERNALS)', () => {
+    const c = run([], { DATAKIT_EBPF_EXTERNALS: '/opt/dk/externals' });
+    expect(c.log).toBe('/opt/dk/externals/datakit-ebpf.log');
+    expect(c.stateDir).toBe('/opt/dk/externals/datakit-ebpf.state');
+    expect(run(['--log', 'stdout'], { DATAKIT_EBPF_EXTERNALS: '/opt/dk/externals' }).log).toBe('stdout');
+  });
+
+  it('suggests the flag a misspelt one was probably meant to be', () => {
+    expect(run(['--intervall', '10s']).warnings[0]).toMatch(/^unknown flag --intervall ignored \(did you mean --interval\?/);
+    expect(run(['--brand-new']).warnings[0]).not.toContain('did you mean');
   });
 });
 
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+describe('ebpf-bash settings', () => {
+  it('takes --bash-path as a comma list, repeatable, without duplicates', () => {
+    expect(run(['--bash-path', '/opt/bash,/usr/bin/bash', '--bash-path', '/opt/bash']).bashPaths).toEqual(['/opt/bash', '/usr/bin/bash']);
+    expect(invalid(['--bash-path', ' , '])).toMatch(/--bash-path.*expected a path/);
+  });
+
+  it('expands redaction presets: all, none clears, repeats accumulate', () => {
+    expect(run(['--bash-redact', 'password,aws']).bashRedact).toEqual(['password', 'aws']);
+    expect(run(['--bash-redact', 'all']).bashRedact).toEqual(['password', 'authorization', 'aws', 'url']);
+    expect(run(['--bash-redact', 'all', '--bash-redact', 'none,url']).bashRedact).toEqual(['url']);
+    expect(run(['--bash-redact', 'AWS', '--bash-redact', 'aws']).bashRedact).toEqual(['aws']);
+  });
+
+  it('names an unknown preset and the valid ones', () => {
+    expect(invalid(['--bash-redact', 'passwords'])).toBe(
+      '--bash-redact "passwords": unknown redaction preset "passwords"; expected a comma-separated list of password, authorization, aws, url, all or none',
+    );
+  });
+
+  it('keeps --bash-redact-regex patterns, one per flag, and refuses ones that do not compile or match nothing', () => {
+    expect(run(['--bash-redact-regex', 'token-[a-z]{3,5}', '--bash-redact-regex', '/pin=(\\d+)/i']).bashRedactRegex).toEqual([
+      'token-[a-z]{3,5}',
+      '/pin=(\\d+)/i',
+    ]);
+    expect(invalid(['--bash-redact-regex', '(unclosed'])).toMatch(/^--bash-redact-regex "\(unclosed": not a usable regular expression \(.*\)/);
+    expect(invalid(['--bash-redact-regex', 'x*'])).toMatch(/matches the empty string/);
+  });
+
+  it('reads bash_path, bash_redact and bash_redact_regex from ebpf.conf; flags win', () => {
+    const p = confFile(`[[inputs.ebpf]]
+  enabled_plugins = ["ebpf-net", "ebpf-bash"]
+  bash_path = "/opt/bash"
+  bash_redact = ["password", "authorization"]
+  bash_redact_regex = ['secret-(\\w+)']
+`);
+    const c = run(['--config', p]);
+    expect(c).toMatchObject({ enabled: ['ebpf-net', 'ebpf-bash'], bashPaths: ['/opt/bash'], bashRedact: ['password', 'authorization'], bashRedactRegex: ['secret-(\\w+)'] });
+    expect(c.warnings).toEqual([]);
+    expect(run(['--config', p, '--bash-redact', 'none', '--bash-path', '/bin/bash'])).toMatchObject({ bashRedact: [], bashPaths: ['/bin/bash'] });
+    const q = confFile('[[inputs.ebpf]]\n  bash_path = ["/a", "/b"]\n  args = ["--bash-redact", "aws"]\n');
+    expect(run(['--config', q])).toMatchObject({ bashPaths: ['/a', '/b'], bashRedact: ['aws'] });
+  });
+
+  it('reports a bad bash key with file:line', () => {
+    const p = confFile('[[inputs.ebpf]]\n  daemon = true\n  bash_redact = ["pasword"]\n');
+    expect(failure(() => readEbpfConf(p)).message).toMatch(new RegExp(`^${escape(p)}:3: key "bash_redact" value "pasword": unknown redaction preset`));
+    const q = confFile('[[inputs.ebpf]]\n  bash_redact_regex = ["[a-"]\n');
+    expect(failure(() => readEbpfConf(q)).message).toMatch(new RegExp(`^${escape(q)}:2: key "bash_redact_regex" value "\\[a-": not a usable regular expression`));
+    const r = confFile('[[inputs.ebpf]]\n  bash_path = 3\n');
+    expect(failure(() => readEbpfConf(r)).message).toBe(`${r}:2: key "bash_path": expected a path or an array of paths such as ["/usr/bin/bash"]`);
+  });
+});
+
+describe('dnsflow settings', () => {
+  it('takes --dns-ports as a comma list of distinct ports, "off" for none', () => {
+    expect(run(['--dns-ports', '53,5353, 53']).dnsPorts).toEqual([53, 5353]);
+    expect(run(['--dns-ports', '5353']).dnsPorts).toEqual([5353]);
+    expect(run(['--dns-ports', 'off']).dnsPorts).toEqual([]);
+    expect(run(['--dns-ports=none']).dnsPorts).toEqual([]);
+  });
+
+  it('refuses ports out of range, junk and more than the BPF filter holds', () => {
+    expect(invalid(['--dns-ports', '0'])).toBe('--dns-ports "0": expected ports from 1 to 65535 separated by commas, such as 53,5353, or off');
+    expect(invalid(['--dns-ports', '53,65536'])).toMatch(/^--dns-ports "53,65536": expected ports from 1 to 65535/);
+    expect(invalid(['--dns-ports', 'dns'])).toMatch(/expected ports from 1 to 65535/);
+    expect(invalid(['--dns-ports', ','])).toMatch(/expected ports from 1 to 65535/);
+    expect(invalid(['--dns-ports', '1,2,3,4,5,6,7,8,9'])).toBe('--dns-ports "1,2,3,4,5,6,7,8,9": expected at most 8 ports');
+  });
+
+  it('takes --dns-timeout as a Go duration from 100ms to 5m', () => {
+    expect(run(['--dns-timeout', '2s']).dnsTimeoutMs).toBe(2000);
+    expect(run(['--dns-timeout', '1m30s']).dnsTimeoutMs).toBe(90_000);
+    expect(run(['--dns-timeout', '100ms']).dnsTimeoutMs).toBe(100);
+    expect(invalid(['--dns-timeout', '50ms'])).toBe('--dns-timeout "50ms": expected a duration from 100ms to 5m such as 6s');
+    expect(invalid(['--dns-timeout', '6'])).toMatch(/expected a duration from 100ms to 5m/);
+    expect(invalid(['--dns-timeout', '10m'])).toMatch(/expected a duration from 100ms to 5m/);
+  });
+
+  it('reads them from an ebpf.conf args line; the command line wins', () => {
+    const p = confFile('[[inputs.ebpf]]\n  args = ["--dns-ports", "5353", "--dns-timeout", "3s"]\n');
+    expect(run(['--config', p])).toMatchObject({ dnsPorts: [5353], dnsTimeoutMs: 3000 });
+    expect(run(['--config', p, '--dns-ports', '53'])).toMatchObject({ dnsPorts: [53], dnsTimeoutMs: 3000 });
+  });
+});

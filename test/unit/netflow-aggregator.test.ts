@@ -59,6 +59,7 @@ function tcp(cookie: number, t: Tuple, c: Partial<Omit<TcpConnRecord, 'tuple' | 
     srttUs: 0,
     rttvarUs: 0,
     established: true,
+    closed: false,
     comm: 'curl',
     ...c,
   };
@@ -562,48 +563,116 @@ describe('NetflowAggregator: connections adopted mid-life', () => {
   });
 });
 
-describe('NetflowAggregator: loader generations', () => {
+describe('NetflowAggregator: loader restarts and kernel maps', () => {
   const t = tuple('10.0.0.1', 40000, '10.0.0.2', 443);
 
-  it('a new generation resets the marks: 100 after the old 500 is 100', () => {
+  it('fresh maps (mapsRestarted) reset the marks: 100 after the old 500 is 100', () => {
     const a = agg();
     a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 500 })] }));
     expect(flushOne(a).fields.bytes_written).toBe(500);
+    a.mapsRestarted(2);
     a.ingestSnapshot(snap(2, { tcp: [tcp(1, t, { bytesSent: 100, established: false })] }));
     expect(flushOne(a).fields.bytes_written).toBe(100);
   });
 
-  it('a new generation resets the marks: 600 after the old 500 is 600, not 100', () => {
+  it('fresh maps: 600 after the old 500 is 600, not 100', () => {
     const a = agg();
     a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 500 })] }));
     a.flush(TS, COMMON);
+    a.mapsRestarted(2);
     a.ingestSnapshot(snap(2, { tcp: [tcp(1, t, { bytesSent: 600, established: false })] }));
     expect(flushOne(a).fields.bytes_written).toBe(600);
   });
 
-  it('the same generation never yields a negative delta (a restarted counter counts from 0)', () => {
+  it('pinned maps continue across a loader restart: 600 after 500 is 100', () => {
+    const a = agg();
+    a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 500 })] }));
+    a.flush(TS, COMMON);
+    a.ingestSnapshot(snap(2, { tcp: [tcp(1, t, { bytesSent: 600 })] }));
+    expect(flushOne(a).fields).toMatchObject({ bytes_written: 100, tcp_established: 0 });
+  });
+
+  it('a stale (smaller) record is worth nothing, never a negative or restarted delta', () => {
     const a = agg();
     a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 500 })] }));
     a.flush(TS, COMMON);
     a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 100 })] }));
-    expect(flushOne(a).fields.bytes_written).toBe(100);
+    expect(a.flush(TS, COMMON)).toEqual([]);
+    a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 550 })] }));
+    expect(flushOne(a).fields.bytes_written).toBe(50);
   });
 
-  it('a close event of a new generation is measured against that generation', () => {
+  it('a close event after fresh maps is measured against the new maps', () => {
     const a = agg();
     a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 500 })] }));
     a.flush(TS, COMMON);
+    a.mapsRestarted(2);
     a.ingestClosed([tcp(1, t, { bytesSent: 40, established: false })], 2);
     expect(flushOne(a).fields).toMatchObject({ bytes_written: 40, tcp_closed: 1 });
   });
 
-  it('UDP marks reset too', () => {
+  it('records of maps that are gone (before mapsRestarted) are ignored', () => {
+    const a = agg();
+    a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 10 })] }));
+    a.flush(TS, COMMON);
+    a.mapsRestarted(2);
+    a.ingestSnapshot(snap(2, { tcp: [tcp(1, t, { bytesSent: 100, established: false })] }));
+    a.flush(TS, COMMON);
+    a.ingestClosed([tcp(9, tuple('10.0.0.1', 40001, '10.0.0.3', 443), { bytesSent: 5 })], 1);
+    expect(a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 999 })] }))).toEqual([]);
+    expect(a.flush(TS, COMMON)).toEqual([]);
+    a.ingestSnapshot(snap(2, { tcp: [tcp(1, t, { bytesSent: 150, established: false })] }));
+    expect(flushOne(a).fields.bytes_written).toBe(50);
+  });
+
+  it('UDP marks reset with fresh maps too', () => {
     const a = agg();
     const u = tuple('10.0.0.1', 40000, '10.0.0.53', 53, 'out', 'udp');
     a.ingestSnapshot(snap(1, { udp: [udp(1, u, 500, 500)] }));
     a.flush(TS, COMMON);
+    a.mapsRestarted(2);
     a.ingestSnapshot(snap(2, { udp: [udp(1, u, 600, 100)] }));
     expect(flushOne(a).fields).toMatchObject({ bytes_written: 600, bytes_read: 100 });
+  });
+});
+
+describe('NetflowAggregator: closed connections are counted once and deleted after the hand-off', () => {
+  const t = tuple('10.0.0.1', 40000, '10.0.0.2', 443);
+
+  it('a close event and a snapshot of the same closed socket count once, in either order', () => {
+    for (const eventFirst of [true, false]) {
+      const a = agg();
+      const rec = tcp(1, t, { bytesSent: 300, closed: true });
+      if (eventFirst) a.ingestClosed([rec], 1);
+      a.ingestSnapshot(snap(1, { tcp: [rec] }));
+      if (!eventFirst) a.ingestClosed([rec], 1);
+      expect(flushOne(a).fields).toMatchObject({ bytes_written: 300, tcp_established: 1, tcp_closed: 1 });
+      a.ingestSnapshot(snap(1, { tcp: [rec] }));
+      expect(a.flush(TS, COMMON)).toEqual([]);
+    }
+  });
+
+  it('closedToDelete lists closed sockets until they are deleted; late records after that are ignored', () => {
+    const a = agg();
+    a.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 10 }), tcp(2, t, { bytesSent: 20, closed: true })] }));
+    a.flush(TS, COMMON);
+    expect(a.closedToDelete()).toEqual([2n]);
+    a.closedDeleted([2n]);
+    expect(a.closedToDelete()).toEqual([]);
+    a.ingestClosed([tcp(2, t, { bytesSent: 20, closed: true })], 1);
+    expect(a.flush(TS, COMMON)).toEqual([]);
+  });
+
+  it('restored marks resume deltas exactly where the last commit ended', () => {
+    const first = agg();
+    first.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 100 }), tcp(2, t, { bytesSent: 7, closed: true })] }));
+    first.flush(TS, COMMON);
+    const saved = first.marks();
+    const second = agg();
+    second.restoreMarks({ tcp: new Map(saved.tcp), udp: new Map(saved.udp) });
+    expect(second.closedToDelete()).toEqual([2n]);
+    second.ingestSnapshot(snap(1, { tcp: [tcp(1, t, { bytesSent: 130 }), tcp(2, t, { bytesSent: 7, closed: true })] }));
+    expect(flushOne(second).fields).toMatchObject({ bytes_written: 30, tcp_established: 0, tcp_closed: 0 });
   });
 });
 

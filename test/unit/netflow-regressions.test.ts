@@ -36,6 +36,7 @@ function tcp(cookie: number, t: Tuple, bytesSent: number, established = true): T
     srttUs: 0,
     rttvarUs: 0,
     established,
+    closed: false,
     comm: 'app',
   };
 }
@@ -66,12 +67,13 @@ describe('netflow regressions', () => {
   // connection's cumulative counters are reported again in full (double
   // counting). Fix: ignore (do not reset on) generations lower than the
   // current one.
-  it('a late close event of an older loader generation does not reset the current marks', () => {
+  it('a late close event of a dead loader whose maps are gone does not reset the current marks', () => {
     const a = new NetflowAggregator({ ephemeralPort: 0, includeLoopback: false });
     const live = v4Tuple('10.0.0.1', 40000, '10.0.0.2', 443);
     a.ingestSnapshot(snap(1, [tcp(1, live, 10)]));
     a.flush(1n, {});
-    // Loader restarted: generation 2 sees the live connection from 0.
+    // Loader restarted with fresh maps: generation 2 sees the live connection from 0.
+    a.mapsRestarted(2);
     a.ingestSnapshot(snap(2, [tcp(1, live, 100, false)]));
     expect(a.flush(2n, {})[0]?.fields.bytes_written).toBe(100);
     // A close batch of generation 1 arrives late (another connection).

@@ -1,22 +1,38 @@
 // Loader side of the ebpf-net plugin: the netflow BPF object (bpf/netflow*).
 // Opens it with the best hook set this kernel offers, streams TCP close
 // events and answers map reads. Keeps no flow state.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { assertLayout } from '../layout';
 import { loadAddon, type NativeError, type NativeTracer } from '../native';
+import { openDnsCapture, NET_STREAM_DNS } from './dns';
 import { LoaderFatal, type LoaderPlugin, type OpenedPlugin } from './types';
 
 export interface NetLoaderOptions {
   ipv6Disabled: boolean;
   /** A cgroup v2 directory for the UDP programs; empty: find the mount. */
   cgroupPath: string;
+  /** Where to pin maps and links on bpffs; empty: do not pin. */
+  pinRoot: string;
+  /** dnsflow's resolver ports; empty: no DNS capture. */
+  dnsPorts: number[];
 }
+
+/** Pins live under here by default; uninstalling removes it. */
+export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/datakit-ebpf';
 
 /** Facts the daemon needs from the loader (ready.info). */
 export interface NetLoaderInfo {
   /** TCP ports in LISTEN in the host namespace when the loader started. */
   listeningPorts: number[];
+  /** Pinned maps directory ('' when not pinned). */
+  pinDir: string;
+  /** The maps (and counters) of an earlier loader were picked up. */
+  mapsReused: boolean;
+  /** DNS packets are captured (stream NET_STREAM_DNS); why not is in hookSet.degraded. */
+  dns: boolean;
 }
 
 /** Raw map dumps; decode with src/loader/layout.ts. */
@@ -76,6 +92,35 @@ function readListeningPorts(): number[] {
   return [...new Set(texts.flatMap(parseListeningPorts))];
 }
 
+/**
+ * A bpffs directory for pins, mounting bpffs where the system did not (our
+ * VMs boot without it). Undefined, with the reason, when pinning is impossible.
+ */
+function preparePinRoot(root: string): { dir?: string; why?: string } {
+  if (!root) return { why: 'pinning disabled' };
+  const mountPoint = path.dirname(root);
+  const isBpffs = (): boolean => fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mountPoint && l.split(' ')[2] === 'bpf');
+  try {
+    if (!isBpffs()) execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint], { stdio: 'ignore' });
+    fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+    return { dir: root };
+  } catch (err) {
+    return { why: `cannot use bpffs at ${mountPoint} (${(err as Error).message.split('\n')[0]})` };
+  }
+}
+
+/** Pins of other builds of the netflow object: their programs would keep counting into maps nobody reads. */
+function removeStalePins(root: string, keep: string): string[] {
+  const removed: string[] = [];
+  for (const d of fs.readdirSync(root)) {
+    const full = path.join(root, d);
+    if (!d.startsWith('netflow-') || full === keep) continue;
+    fs.rmSync(full, { recursive: true, force: true });
+    removed.push(full);
+  }
+  return removed;
+}
+
 function openTracer(opts: NetLoaderOptions, cgroupPath: string | undefined): { tracer: NativeTracer; hookSet: OpenedPlugin['hookSet'] } {
   const addon = loadAddon();
   assertLayout(addon.layout);
@@ -102,10 +147,12 @@ function openTracer(opts: NetLoaderOptions, cgroupPath: string | undefined): { t
     disabled.push('dke_udp_egress', 'dke_udp_ingress');
     degraded.push('no cgroup v2 mount found: no UDP flows');
   }
+  const pin = preparePinRoot(opts.pinRoot);
+  if (!pin.dir) degraded.push(`${pin.why}: counters restart when the loader or the daemon restarts`);
   for (let attempt = 0; ; attempt++) {
     let tracer: NativeTracer;
     try {
-      tracer = new addon.Tracer({ ipv6Disabled: opts.ipv6Disabled, cgroupPath: cgroupPath ?? '', disabledPrograms: disabled });
+      tracer = new addon.Tracer({ ipv6Disabled: opts.ipv6Disabled, cgroupPath: cgroupPath ?? '', disabledPrograms: disabled, pinRoot: pin.dir ?? '' });
     } catch (e) {
       const err = e as NativeError;
       const prog = err.program;
@@ -130,6 +177,9 @@ function openTracer(opts: NetLoaderOptions, cgroupPath: string | undefined): { t
     for (const a of attached.filter((x) => !x.ok)) {
       degraded.push(`${a.section}: ${a.error}: ${OPTIONAL_PROGRAMS[a.program] ?? 'less data'}`);
     }
+    if (pin.dir) {
+      for (const d of removeStalePins(pin.dir, tracer.pinInfo().dir)) degraded.push(`removed pins of another build: ${d}`);
+    }
     return { tracer, hookSet: { name: 'tracepoints (tp_btf) + cgroup_skb', attached, degraded } };
   }
 }
@@ -140,7 +190,12 @@ export const netLoader: LoaderPlugin = {
     const cgroupPath = opts.cgroupPath || findCgroup2Mount(fs.readFileSync('/proc/self/mounts', 'utf8'));
     const { tracer, hookSet } = openTracer(opts, cgroupPath);
     tracer.startEvents((records) => emit(NET_STREAM_TCP_CLOSED, records));
-    const info: NetLoaderInfo = { listeningPorts: readListeningPorts() };
+    const dns = openDnsCapture(opts, cgroupPath, (records) => emit(NET_STREAM_DNS, records));
+    hookSet.attached.push(...dns.attached);
+    hookSet.degraded.push(...dns.degraded);
+    if (dns.tracer) hookSet.name += ' + DNS packets (cgroup_skb)';
+    const pinned = tracer.pinInfo();
+    const info: NetLoaderInfo = { listeningPorts: readListeningPorts(), pinDir: pinned.dir, mapsReused: pinned.mapsReused, dns: dns.tracer !== undefined };
     return {
       hookSet,
       info,
@@ -155,11 +210,19 @@ export const netLoader: LoaderPlugin = {
             } satisfies NetSnapshotReply;
           case 'deleteUdp':
             return tracer.lookupAndDelete('udp_flows', Buffer.from(args as Uint8Array));
+          case 'deleteTcp':
+            return tracer.deleteKeys('tcp_conns', Buffer.from(args as Uint8Array));
+          case 'dnsTelemetry':
+            return dns.tracer?.readTelemetry() ?? [];
           default:
             throw new Error(`unknown net loader operation ${op}`);
         }
       },
-      close: () => tracer.close(),
+      close: (o) => {
+        dns.tracer?.close();
+        if (o?.unpin) tracer.unpin();
+        tracer.close();
+      },
     };
   },
 };

@@ -17,8 +17,12 @@ export interface OpenedPlugin {
   info: unknown;
   /** Answers a daemon request; the result must be structured-cloneable. */
   handle(op: string, args: unknown): unknown;
-  /** Detaches everything. Idempotent. */
-  close(): void;
+  /**
+   * Detaches everything. Idempotent. `unpin` (a clean stop) also removes
+   * pinned maps and links; without it (the daemon died) pinned state stays
+   * and keeps counting for the next loader.
+   */
+  close(opts?: { unpin?: boolean }): void;
 }
 
 export interface LoaderPlugin {

@@ -1,0 +1,318 @@
+// The benchmark runner (npm run bench -> scripts/bench -> here). Sets up the
+// test hosts and a receiver, runs every scenario, prints one table and writes
+// everything measured to test/bench/results/ as JSON (never committed).
+//
+//   node dist/bench/test/bench/run.js [--quick] [--only a,b] [--rounds N] [--cpu-prof] [--strict]
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startReceiver, type Receiver } from '../../src/receiver/receiver';
+import { runBpfCost } from './bpf-cost';
+import { summarizeChurn, churnProbe, type ChurnSample } from './churn';
+import { runCpu } from './cpu';
+import { runEncoder } from './encoder';
+import { runMemory } from './memory';
+import { summarizeThroughput, throughputProbe, type ThroughputSample } from './throughput';
+import { foreignCollectorPrograms } from './lib/bpf';
+import { summarizeProfiles } from './lib/profile';
+import { createBenchHosts, type BenchHosts } from './lib/hosts';
+import { loadAverage, machineBusyPercent } from './lib/proc';
+import { runRounds, type AbProbe, type RoundSamples } from './lib/rounds';
+import { killAllChildren } from './lib/spawn';
+import { tcpgenPath } from './lib/tcpgen';
+import { info, type BenchConfig, type BenchContext, type Row, type ScenarioResult } from './lib/types';
+import { progress, repoRoot, sleep } from './lib/util';
+
+const SCENARIOS = ['throughput', 'churn', 'cpu', 'memory', 'bpf-cost', 'encoder'] as const;
+type ScenarioName = (typeof SCENARIOS)[number];
+
+const FULL: BenchConfig = {
+  quick: false,
+  rounds: 5,
+  probeSeconds: 3,
+  omitSeconds: 1,
+  churnSeconds: 3,
+  intervalSec: 1,
+  rates: [1000, 20_000],
+  ratePhaseSeconds: 10,
+  idleSeconds: 8,
+  memorySteps: [50_000, 100_000],
+  memoryIntervalSec: 5,
+  statsRounds: 3,
+  encoderSeconds: 2,
+};
+
+const QUICK: BenchConfig = {
+  ...FULL,
+  quick: true,
+  rounds: 2,
+  probeSeconds: 2,
+  churnSeconds: 2,
+  ratePhaseSeconds: 5,
+  idleSeconds: 4,
+  memorySteps: [10_000, 20_000],
+  memoryIntervalSec: 2,
+  statsRounds: 1,
+  encoderSeconds: 1,
+};
+
+interface Args {
+  config: BenchConfig;
+  only: Set<ScenarioName>;
+  strict: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  let config = { ...FULL };
+  let only = new Set<ScenarioName>(SCENARIOS);
+  let strict = false;
+  let rounds: number | undefined;
+  let cpuProf = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') config = { ...QUICK };
+    else if (a === '--strict') strict = true;
+    else if (a === '--cpu-prof') cpuProf = true;
+    else if (a === '--rounds') rounds = Number(argv[++i]);
+    else if (a === '--only') {
+      const names = (argv[++i] ?? '').split(',').filter(Boolean);
+      const bad = names.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
+      if (bad.length) throw new Error(`unknown scenario(s) ${bad.join(', ')}; choose from ${SCENARIOS.join(', ')}`);
+      only = new Set(names as ScenarioName[]);
+    } else if (a === '-h' || a === '--help') {
+      process.stdout.write(
+        'usage: npm run bench -- [--quick] [--only throughput,churn,cpu,memory,bpf-cost,encoder] [--rounds N] [--cpu-prof] [--strict]\n' +
+          '  --quick     shorter runs and fewer connections (for iterating; numbers are rougher)\n' +
+          '  --cpu-prof  write V8 CPU profiles of the collector to test/bench/results/profiles-*/\n' +
+          '  --strict    exit 1 when a goal is missed\n',
+      );
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  if (rounds !== undefined) {
+    if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds takes a positive integer');
+    config.rounds = rounds;
+  }
+  if (cpuProf) {
+    config.cpuProfDir = path.join(repoRoot(), 'test/bench/results', `profiles-${stamp()}`);
+    fs.mkdirSync(config.cpuProfDir, { recursive: true });
+  }
+  return { config, only, strict };
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+}
+
+function git(args: string[]): string {
+  try {
+    return execFileSync('git', args, { cwd: repoRoot(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '';
+  }
+}
+
+interface Environment {
+  kernel: string;
+  cpus: number;
+  cpuModel?: string;
+  memoryBytes: number;
+  node: string;
+  commit: string;
+  uncommittedFiles: number;
+  loadAverage: number[];
+  /** dke_* programs of other collectors (tests, stale pins): they run on the same hooks as ours. */
+  foreignCollectorPrograms: number;
+  bpfStatsEnabled: string;
+}
+
+function environment(): Environment {
+  return {
+    kernel: os.release(),
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryBytes: os.totalmem(),
+    node: process.version,
+    commit: git(['rev-parse', 'HEAD']),
+    uncommittedFiles: git(['status', '--porcelain']).split('\n').filter(Boolean).length,
+    loadAverage: loadAverage(),
+    foreignCollectorPrograms: foreignCollectorPrograms([]),
+    bpfStatsEnabled: fs.readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim(),
+  };
+}
+
+async function openReceiver(): Promise<Receiver> {
+  let last: unknown;
+  for (let port = 26900; port < 26910; port++) {
+    try {
+      return await startReceiver({ host: '127.0.0.1', port });
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw new Error(`no free receiver port in 26900-26909: ${String(last)}`);
+}
+
+function preflight(): void {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark loads eBPF programs and creates network namespaces: run it as root (npm run bench)');
+  tcpgenPath();
+}
+
+function table(rows: Row[]): string {
+  const esc = (s: string): string => s.replace(/\|/g, '\\|');
+  const lines = ['| Metric | Value | Goal | Status | Notes |', '|---|---|---|---|---|'];
+  for (const r of rows) lines.push(`| ${esc(r.metric)} | ${esc(r.value)} | ${esc(r.goal ?? '')} | ${r.status} | ${esc(r.note ?? '')} |`);
+  return lines.join('\n');
+}
+
+/** Pin directories of other collectors that still hold something (pinned links keep programs attached). */
+function leftoverPinDirs(): string[] {
+  try {
+    return fs
+      .readdirSync('/sys/fs/bpf')
+      .filter((d) => !d.startsWith(`dkb-bench-${process.pid}-`))
+      .map((d) => path.join('/sys/fs/bpf', d))
+      .filter((d) => {
+        try {
+          return fs.statSync(d).isDirectory() && fs.readdirSync(d).length > 0;
+        } catch {
+          return false;
+        }
+      });
+  } catch {
+    return [];
+  }
+}
+
+/** Best-effort synchronous cleanup for an interrupted run. */
+function cleanupSync(hosts: BenchHosts | undefined): void {
+  killAllChildren('SIGKILL');
+  try {
+    for (const d of fs.readdirSync('/sys/fs/bpf')) {
+      if (d.startsWith(`dkb-bench-${process.pid}-`)) fs.rmSync(path.join('/sys/fs/bpf', d), { recursive: true, force: true });
+    }
+  } catch {
+    /* no bpffs */
+  }
+  hosts?.destroy();
+}
+
+async function main(): Promise<number> {
+  const { config, only, strict } = parseArgs(process.argv.slice(2));
+  preflight();
+  const startedAt = new Date();
+  // What the rest of the machine is doing before we start: our numbers are only as quiet as this.
+  const busy0 = machineBusyPercent();
+  await sleep(2000);
+  const env = { ...environment(), machineBusyPercentBeforeStart: Math.round(machineBusyPercent(busy0).percent) };
+  progress(`${config.quick ? 'quick' : 'full'} run: ${[...only].join(', ')}; other collectors' programs loaded: ${String(env.foreignCollectorPrograms)}`);
+  let hosts: BenchHosts | undefined;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      progress(`${sig}: cleaning up`);
+      cleanupSync(hosts);
+      process.exit(130);
+    });
+  }
+  hosts = createBenchHosts();
+  const receiver = await openReceiver();
+  const ctx: BenchContext = { config, hosts, receiver, apiServer: `127.0.0.1:${receiver.port}` };
+  const results: ScenarioResult[] = [];
+  const errors: Record<string, string> = {};
+  const timed = async (name: string, fn: () => Promise<ScenarioResult | ScenarioResult[]>): Promise<void> => {
+    const t0 = Date.now();
+    try {
+      const r = await fn();
+      for (const x of Array.isArray(r) ? r : [r]) results.push({ ...x, seconds: Math.round((Date.now() - t0) / 100) / 10 });
+    } catch (err) {
+      errors[name] = (err as Error).stack ?? String(err);
+      progress(`${name} failed: ${(err as Error).message}`);
+    }
+  };
+  try {
+    const ab: AbProbe<unknown>[] = [];
+    if (only.has('throughput')) ab.push(throughputProbe() as AbProbe<unknown>);
+    if (only.has('churn')) ab.push(churnProbe() as AbProbe<unknown>);
+    if (ab.length) {
+      await timed('rounds', async () => {
+        const out = await runRounds(ctx, ab);
+        const res: ScenarioResult[] = [];
+        if (out.samples.throughput) res.push(summarizeThroughput(out.samples.throughput as RoundSamples<ThroughputSample>));
+        if (out.samples.churn) res.push(summarizeChurn(out.samples.churn as RoundSamples<ChurnSample>));
+        const bad = out.collectorExitCodes.filter((c) => c !== 0).length;
+        res[res.length - 1]!.rows.push(
+          info('collector runs in the rounds', `${out.collectorExitCodes.length} started, ${bad} unclean exits, ${out.loaderRestarts} loader restarts`, out.collectorProblems.length ? `warnings: ${out.collectorProblems.slice(0, 3).join(' / ')}` : undefined),
+        );
+        return res;
+      });
+    }
+    if (only.has('cpu')) await timed('cpu', () => runCpu(ctx));
+    if (only.has('memory')) await timed('memory', () => runMemory(ctx));
+    if (only.has('bpf-cost')) await timed('bpf-cost', () => runBpfCost(ctx));
+    if (only.has('encoder')) await timed('encoder', () => runEncoder(ctx));
+  } finally {
+    killAllChildren('SIGKILL');
+    await receiver.close();
+    hosts.destroy();
+  }
+
+  const profiles = config.cpuProfDir ? summarizeProfiles(config.cpuProfDir) : undefined;
+  const finishedAt = new Date();
+  const rows = results.flatMap((r) => r.rows);
+  if (config.cpuProfDir) rows.unshift(info('profiling (--cpu-prof) was on', 'yes', 'the V8 profiler costs the collector CPU: CPU and ratio rows of this run are worse than without it'));
+  const envEnd = { loadAverage: loadAverage(), foreignCollectorPrograms: foreignCollectorPrograms([]), bpfStatsEnabled: fs.readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim() };
+  const report = {
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationSeconds: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000),
+    config,
+    environment: { start: env, end: envEnd },
+    goals: rows.filter((r) => r.status !== 'INFO'),
+    scenarios: Object.fromEntries(results.map((r) => [r.name, r])),
+    profiles,
+    errors,
+  };
+  const dir = path.join(repoRoot(), 'test/bench/results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `bench-${stamp()}${config.quick ? '-quick' : ''}.json`);
+  const json = JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
+  fs.writeFileSync(file, json);
+  fs.writeFileSync(path.join(dir, 'latest.json'), json);
+
+  const failed = rows.filter((r) => r.status === 'FAIL');
+  process.stdout.write(`\n${table(rows)}\n\n`);
+  process.stdout.write(
+    `${config.quick ? 'Quick' : 'Full'} run, ${report.durationSeconds} s; machine ${env.machineBusyPercentBeforeStart}% busy before start; load average ${String(env.loadAverage)} at start, ${String(envEnd.loadAverage)} at end; ` +
+      `other collectors' dke_* programs loaded: ${String(env.foreignCollectorPrograms)} at start, ${String(envEnd.foreignCollectorPrograms)} at end.\n` +
+      `Goals: ${rows.filter((r) => r.status === 'PASS').length} met, ${failed.length} missed. Results: ${path.relative(repoRoot(), file)}\n`,
+  );
+  if (profiles) {
+    process.stdout.write(`\nCollector JavaScript profile (${profiles.files} processes, ${profiles.busyMs} ms busy of ${profiles.sampledMs} ms sampled); own code, inclusive:\n`);
+    for (const f of profiles.topOwn) process.stdout.write(`  ${String(f.ms).padStart(8)} ms  ${f.fn}\n`);
+    process.stdout.write('self time:\n');
+    for (const f of profiles.topSelf) process.stdout.write(`  ${String(f.ms).padStart(8)} ms  ${f.fn}\n`);
+  }
+  if (env.foreignCollectorPrograms > 0 || envEnd.foreignCollectorPrograms > 0) {
+    const stale = leftoverPinDirs();
+    process.stdout.write(
+      `WARNING: other collectors' BPF programs were attached during this run (${env.foreignCollectorPrograms} at start, ${envEnd.foreignCollectorPrograms} at end). ` +
+        `They run on the same hooks as ours, with or without our collector, so every number above includes their cost and noise` +
+        `${stale.length ? `; ${stale.length} non-empty pin directories under /sys/fs/bpf (e.g. ${stale.slice(0, 3).join(', ')}) keep programs attached after their test run ended` : ''}. ` +
+        `Quote numbers only from a run where both counts are 0.\n`,
+    );
+  }
+  for (const [name, e] of Object.entries(errors)) process.stdout.write(`scenario ${name} did not complete:\n${e}\n`);
+  if (Object.keys(errors).length > 0) return 1;
+  return strict && failed.length > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    killAllChildren('SIGKILL');
+    process.exit(1);
+  },
+);

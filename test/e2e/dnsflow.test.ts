@@ -1,0 +1,255 @@
+// dnsflow end to end: dig in one network namespace asks DNS servers this test
+// starts in another (test/helpers/dns-server.cjs; no other resolver is ever
+// queried), the real daemon captures the packets with its cgroup_skb
+// programs, and the points at a real receiver are checked against what dig
+// did and reported. Filters use this file's addresses (10.201.3.x,
+// fd00:dea:3::x): other daemons and tests may run at the same time.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDnsCapture } from '../../src/loader/plugins/dns';
+import { startReceiver, type Receiver } from '../../src/receiver/receiver';
+import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon';
+import { createHostPair, inNs, nextJson, runPeer, startServer, type HostPair } from '../helpers/netns';
+
+const OCTET = 3;
+const ALT_PORT = 25353; // a resolver on a non-standard port (--dns-ports)
+const SILENT_PORT = 25354; // reads queries, never answers
+const TCP_PORT = 25380;
+const ZONE = {
+  'web.dke.test': { A: [`10.201.${OCTET}.2`], AAAA: [`fd00:dea:${OCTET}::2`], ttl: 60 },
+  'app.dke.test': { CNAME: 'web.dke.test' },
+  // ~5.8 KB answers (uncompressed names): past the 2 KiB the BPF side copies
+  'pool.dke.test': { A: Array.from({ length: 200 }, (_, i) => `10.77.${i >> 8}.${i & 255}`) },
+};
+
+interface DnsPoint {
+  tags: Record<string, string>;
+  fields: Record<string, unknown>;
+}
+
+let receiver: Receiver;
+let daemon: RunningDaemon;
+let hosts: HostPair;
+const servers: ChildProcess[] = [];
+
+const num = (v: unknown): number => (typeof v === 'bigint' ? Number(v) : ((v as number) ?? 0));
+
+async function startDns(ns: string, args: string[]): Promise<void> {
+  const script = path.join(__dirname, '../helpers/dns-server.cjs');
+  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(proc);
+  const ready = await nextJson(readline.createInterface({ input: proc.stdout! })[Symbol.asyncIterator](), 10_000);
+  if (!ready.listening) throw new Error(`dns server ${args.join(' ')} did not start: ${JSON.stringify(ready)}`);
+}
+
+interface DigResult {
+  status: string;
+  /** dig's own measure, whole milliseconds. */
+  queryMs?: number;
+  answers: string[];
+}
+
+/** One lookup from namespace a; never falls back to any other resolver. */
+function dig(server: string, name: string, extra: string[] = []): DigResult {
+  let out: string;
+  try {
+    out = inNs(hosts.a, 'dig', [`@${server}`, name, '+tries=1', '+timeout=1', '+nocookie', ...extra]);
+  } catch (err) {
+    // exit 9: no answer (what the silent server is for)
+    out = String((err as { stdout?: string }).stdout ?? '');
+  }
+  const status = /status: (\w+)/.exec(out)?.[1] ?? 'TIMEOUT';
+  const ms = /Query time: (\d+) msec/.exec(out)?.[1];
+  const answers = out
+    .split('\n')
+    .filter((l) => l && !l.startsWith(';'))
+    .map((l) => l.split(/\s+/).at(-1)!);
+  return { status, answers, ...(ms !== undefined ? { queryMs: Number(ms) } : {}) };
+}
+
+function dnsPoints(filter: (t: Record<string, string>) => boolean): DnsPoint[] {
+  return (receiver.points('dnsflow') as DnsPoint[]).filter((p) => filter(p.tags));
+}
+
+interface Summary {
+  count: number;
+  /** Count-weighted mean of the points' mean latencies, ns. */
+  latency: number;
+  latencyMax: number;
+  points: number;
+}
+
+function summarize(points: DnsPoint[]): Summary {
+  let count = 0;
+  let weighted = 0;
+  let latencyMax = 0;
+  for (const p of points) {
+    const c = num(p.fields.count);
+    count += c;
+    weighted += c * num(p.fields.latency);
+    latencyMax = Math.max(latencyMax, num(p.fields.latency_max));
+  }
+  return { count, latency: count ? weighted / count : 0, latencyMax, points: points.length };
+}
+
+/** Waits until the matching points count `want` lookups, then one more flush so any excess shows. */
+async function waitForCount(filter: (t: Record<string, string>) => boolean, want: number, timeoutMs = 20_000): Promise<Summary> {
+  await waitFor(() => summarize(dnsPoints(filter)).count >= want || undefined, timeoutMs);
+  await new Promise((r) => setTimeout(r, 2500));
+  return summarize(dnsPoints(filter));
+}
+
+const fromClient =
+  (over: Record<string, string>) =>
+  (t: Record<string, string>): boolean =>
+    (t.src_ip === hosts.ipA || t.src_ip === hosts.ip6A) && Object.entries(over).every(([k, v]) => t[k] === v);
+
+beforeAll(async () => {
+  hosts = createHostPair(OCTET);
+  const zone = JSON.stringify(ZONE);
+  await startDns(hosts.b, ['dns-server', hosts.ipB, '53', zone]);
+  await startDns(hosts.b, ['dns-server', hosts.ip6B, '53', zone]);
+  await startDns(hosts.b, ['dns-server', hosts.ipB, String(ALT_PORT), zone]);
+  await startDns(hosts.b, ['dns-silent', hosts.ipB, String(SILENT_PORT)]);
+  receiver = await startReceiver({ host: '127.0.0.1', port: 0 });
+  daemon = await startDaemon(`127.0.0.1:${receiver.port}`, ['--dns-ports', `53,${ALT_PORT},${SILENT_PORT}`, '--dns-timeout', '2s']);
+});
+
+afterAll(async () => {
+  const code = daemon ? await daemon.stop() : 0;
+  await receiver?.close();
+  for (const s of servers) s.kill('SIGTERM');
+  hosts?.destroy();
+  expect(code).toBe(0);
+});
+
+describe('dnsflow', () => {
+  it('counts a batch of UDP lookups with latencies within what dig measured', async () => {
+    const N = 20;
+    const digs = Array.from({ length: N }, () => dig(hosts.ipB, 'web.dke.test'));
+    expect(digs.every((d) => d.status === 'NOERROR' && d.answers.includes(hosts.ipB))).toBe(true);
+    const s = await waitForCount(fromClient({ transport: 'udp', dst_ip: hosts.ipB, dst_port: '53', rcode_name: 'NOERROR' }), N);
+    const digMs = digs.map((d) => d.queryMs!);
+    const digMean = digMs.reduce((a, b) => a + b, 0) / N;
+    console.info(
+      `UDP batch of ${N}: dnsflow count=${s.count} (${s.points} points) latency mean=${(s.latency / 1e6).toFixed(3)} ms max=${(s.latencyMax / 1e6).toFixed(3)} ms; ` +
+        `dig query time mean=${digMean.toFixed(2)} ms max=${Math.max(...digMs)} ms (dig rounds down to whole ms)`,
+    );
+    expect(s.count).toBe(N);
+    expect(s.latency).toBeGreaterThan(0);
+    expect(s.latencyMax).toBeGreaterThanOrEqual(s.latency);
+    // The kernel sees the query leave after dig starts its clock and the
+    // answer arrive before dig reads it, so it never measures more than dig (+1 ms of dig's rounding).
+    expect(s.latencyMax).toBeLessThanOrEqual((Math.max(...digMs) + 1) * 1e6);
+    const p = dnsPoints(fromClient({ transport: 'udp', dst_port: '53', rcode_name: 'NOERROR' }))[0]!;
+    expect(p.tags).toMatchObject({
+      source: 'dnsflow',
+      family: 'IPv4',
+      direction: 'outgoing',
+      transport: 'udp',
+      src_ip: hosts.ipA,
+      dst_ip: hosts.ipB,
+      src_port: '*',
+      dst_port: '53',
+      src_ip_type: 'private',
+      dst_ip_type: 'private',
+      conn_side: 'client',
+      client_ip: hosts.ipA,
+      client_port: '*',
+      server_ip: hosts.ipB,
+      server_port: '53',
+      service: 'ebpf',
+    });
+    expect(num(p.fields.rcode)).toBe(0);
+  });
+
+  it('reports NXDOMAIN as rcode 3 apart from the successful lookups', async () => {
+    const M = 5;
+    for (let i = 0; i < M; i++) expect(dig(hosts.ipB, `nope${i}.dke.test`).status).toBe('NXDOMAIN');
+    const s = await waitForCount(fromClient({ dst_ip: hosts.ipB, rcode_name: 'NXDOMAIN' }), M);
+    expect(s.count).toBe(M);
+    expect(s.latency).toBeGreaterThan(0);
+    for (const p of dnsPoints(fromClient({ dst_ip: hosts.ipB, rcode_name: 'NXDOMAIN' }))) expect(num(p.fields.rcode)).toBe(3);
+    console.info(`NXDOMAIN x${M}: count=${s.count} latency mean=${(s.latency / 1e6).toFixed(3)} ms`);
+  });
+
+  it('reports queries a server never answers as rcode -1 after --dns-timeout', async () => {
+    const K = 3;
+    let lastSent = 0;
+    for (let i = 0; i < K; i++) {
+      lastSent = Date.now();
+      expect(dig(hosts.ipB, `lost${i}.dke.test`, ['-p', String(SILENT_PORT)]).status).toBe('TIMEOUT');
+    }
+    const silent = fromClient({ dst_port: String(SILENT_PORT) });
+    const reportedAt = await waitFor(() => summarize(dnsPoints(silent)).count >= K && Date.now(), 20_000);
+    const s = await waitForCount(silent, K);
+    const points = dnsPoints(silent);
+    const after = (reportedAt || Date.now()) - lastSent;
+    console.info(`timeouts x${K}: count=${s.count}, the last reported ${(after / 1000).toFixed(1)} s after it was sent (--dns-timeout 2s + 1 s grace + up to one 1 s flush)`);
+    expect(s.count).toBe(K);
+    // Not before the timeout has passed.
+    expect(after).toBeGreaterThanOrEqual(2000);
+    for (const p of points) {
+      expect(num(p.fields.rcode)).toBe(-1);
+      expect(p.tags.rcode_name).toBe('TIMEOUT');
+      expect(num(p.fields.latency)).toBe(0);
+    }
+  });
+
+  it('pairs DNS over TCP', async () => {
+    const P = 4;
+    for (let i = 0; i < P; i++) expect(dig(hosts.ipB, 'web.dke.test', ['+tcp']).status).toBe('NOERROR');
+    const s = await waitForCount(fromClient({ transport: 'tcp', dst_ip: hosts.ipB, dst_port: '53' }), P);
+    expect(s.count).toBe(P);
+    expect(s.latency).toBeGreaterThan(0);
+    console.info(`TCP x${P}: count=${s.count} latency mean=${(s.latency / 1e6).toFixed(3)} ms max=${(s.latencyMax / 1e6).toFixed(3)} ms`);
+  });
+
+  it('pairs answers larger than the part of them that is copied, over UDP and TCP', async () => {
+    // Earlier tests' lookups share these filters; their counts are final by now.
+    const udpOk = fromClient({ transport: 'udp', dst_ip: hosts.ipB, dst_port: '53', rcode_name: 'NOERROR' });
+    const tcpOk = fromClient({ transport: 'tcp', dst_ip: hosts.ipB, dst_port: '53', rcode_name: 'NOERROR' });
+    const before = { udp: summarize(dnsPoints(udpOk)).count, tcp: summarize(dnsPoints(tcpOk)).count };
+    expect(dig(hosts.ipB, 'pool.dke.test', ['+bufsize=4096']).answers).toHaveLength(200);
+    expect(dig(hosts.ipB, 'pool.dke.test', ['+tcp']).answers).toHaveLength(200);
+    expect((await waitForCount(udpOk, before.udp + 1)).count).toBe(before.udp + 1);
+    expect((await waitForCount(tcpOk, before.tcp + 1)).count).toBe(before.tcp + 1);
+  });
+
+  it('sees IPv6 lookups and a resolver on a port given with --dns-ports', async () => {
+    for (let i = 0; i < 3; i++) expect(dig(hosts.ip6B, 'web.dke.test', ['AAAA']).answers).toContain(hosts.ip6B);
+    for (let i = 0; i < 2; i++) expect(dig(hosts.ipB, 'web.dke.test', ['-p', String(ALT_PORT)]).status).toBe('NOERROR');
+    const v6 = await waitForCount(fromClient({ family: 'IPv6', dst_ip: hosts.ip6B, dst_port: '53', rcode_name: 'NOERROR' }), 3);
+    const alt = await waitForCount(fromClient({ dst_port: String(ALT_PORT), rcode_name: 'NOERROR' }), 2);
+    expect(v6.count).toBe(3);
+    expect(alt.count).toBe(2);
+    expect(dnsPoints(fromClient({ family: 'IPv6' }))[0]!.tags).toMatchObject({ src_ip: hosts.ip6A, server_ip: hosts.ip6B, src_ip_type: 'private' });
+  });
+
+  it('names a TCP connection to an address just resolved (through a CNAME) in netflow dst_domain', async () => {
+    expect(dig(hosts.ipB, 'app.dke.test').answers).toContain(hosts.ipB);
+    const server = await startServer(hosts.b, ['tcp-server', hosts.ipB, String(TCP_PORT), '100']);
+    await runPeer(hosts.a, ['tcp-client', hosts.ipB, String(TCP_PORT), '1', '100']);
+    const isClient = (t: Record<string, string>): boolean => t.direction === 'outgoing' && t.dst_ip === hosts.ipB && t.dst_port === String(TCP_PORT);
+    const flow = await waitFor(() => (receiver.points('netflow') as DnsPoint[]).find((p) => isClient(p.tags)), 20_000);
+    await server.stop();
+    expect(flow?.tags).toMatchObject({ dst_domain: 'app.dke.test', server_domain: 'app.dke.test', server_ip: hosts.ipB });
+  });
+});
+
+describe('DNS capture that cannot start', () => {
+  it('degrades to a warning line and leaves nothing attached (netflow goes on without it)', () => {
+    const onRecords = (): void => {};
+    expect(openDnsCapture({ dnsPorts: [], ipv6Disabled: false }, '/sys/fs/cgroup', onRecords)).toEqual({ attached: [], degraded: [] });
+    expect(openDnsCapture({ dnsPorts: [53], ipv6Disabled: false }, undefined, onRecords).degraded).toEqual(['no cgroup v2 mount found: no dnsflow']);
+    const r = openDnsCapture({ dnsPorts: [53], ipv6Disabled: false }, '/nonexistent-cgroup', onRecords);
+    expect(r.tracer).toBeUndefined();
+    expect(r.attached.map((a) => [a.section, a.ok])).toEqual([
+      ['cgroup_skb/egress', false],
+      ['cgroup_skb/ingress', false],
+    ]);
+    expect(r.degraded[0]).toMatch(/^no dnsflow: attaching cgroup_skb\/egress to \/nonexistent-cgroup failed: No such file or directory/);
+  });
+});

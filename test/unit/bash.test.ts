@@ -1,0 +1,361 @@
+// ebpf-bash without the kernel: the record decoder (against hand-built
+// records and the addon's compiled offsets), user names, redaction, and the
+// points upstream's consumers expect.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { bashMessage, bashPoint, formatRfc3339, toEntries, type BashEntry, type Clocks } from '../../src/bash/log';
+import { assertBashLayout, BASH_LAYOUT, completeUtf8End, decodeBashLines, type BashLineRecord } from '../../src/bash/record';
+import { compileRedactRegex, REDACTED, Redactor } from '../../src/bash/redact';
+import { parsePasswd, UserNames } from '../../src/bash/users';
+import { ElfError, findFunctionOffset } from '../../src/bash/elf';
+import { attachBest, findBashBinaries, readlineOffset, type Attempt } from '../../src/loader/plugins/bash';
+import { LoaderFatal } from '../../src/loader/plugins/types';
+import { encodePoint } from '../../src/lineproto/encode';
+import { ADDON_PATH } from '../../src/paths';
+
+const L = BASH_LAYOUT;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dke-bash-unit-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** A record as the kernel writes it: stale bytes after the NUL. */
+function rawLine(r: { ktimeNs?: bigint; pid: number; uid: number; bytes: Buffer; truncated?: boolean }): Buffer {
+  const b = Buffer.alloc(L.size, 0x5a);
+  b.writeBigUInt64LE(r.ktimeNs ?? 1n, L.ktime_ns);
+  b.writeUInt32LE(r.pid, L.pid);
+  b.writeUInt32LE(r.uid, L.uid);
+  b.writeUInt32LE(r.bytes.length, L.len);
+  b.writeUInt32LE(r.truncated ? L.flagTruncated : 0, L.flags);
+  r.bytes.copy(b, L.line);
+  b[L.line + r.bytes.length] = 0;
+  return b;
+}
+
+describe('bash line records', () => {
+  it('match the addon compiled from bpf/bash.h', () => {
+    if (!fs.existsSync(ADDON_PATH)) {
+      throw new Error(`${ADDON_PATH} is missing: run \`bash scripts/build\` first (this test checks the addon's compiled record offsets)`);
+    }
+    const addon = createRequire(ADDON_PATH)(ADDON_PATH) as { BashTracer: { layout: unknown } };
+    expect(() => assertBashLayout(addon.BashTracer.layout)).not.toThrow();
+    expect(() => assertBashLayout({ ...(addon.BashTracer.layout as object), len: 20 })).toThrow(/len: decoder 16, addon 20/);
+  });
+
+  it('decode a batch of concatenated records, ignoring the bytes after the NUL', () => {
+    const batch = Buffer.concat([
+      rawLine({ ktimeNs: 123_456_789n, pid: 4242, uid: 0, bytes: Buffer.from('ls -la /tmp') }),
+      rawLine({ ktimeNs: 2n ** 63n + 5n, pid: 7, uid: 4_000_000_000, bytes: Buffer.from('echo héllo 世界 🙂') }),
+    ]);
+    expect(decodeBashLines(batch)).toEqual<BashLineRecord[]>([
+      { ktimeNs: 123_456_789n, pid: 4242, uid: 0, line: 'ls -la /tmp', truncated: false },
+      { ktimeNs: 2n ** 63n + 5n, pid: 7, uid: 4_000_000_000, line: 'echo héllo 世界 🙂', truncated: false },
+    ]);
+    expect(decodeBashLines(Buffer.alloc(0))).toEqual([]);
+  });
+
+  it('refuse a batch that is not whole records', () => {
+    expect(() => decodeBashLines(Buffer.alloc(L.size + 1))).toThrow(/not a multiple of 4128/);
+  });
+
+  it('drop a character cut in half at the kernel limit of a truncated line', () => {
+    // 4094 ASCII bytes + the first 2 bytes of a 4-byte emoji = the 4096 bytes kept.
+    const emoji = Buffer.from('🙂');
+    const bytes = Buffer.concat([Buffer.from('x'.repeat(L.lineMax - 2)), emoji.subarray(0, 2)]);
+    const [r] = decodeBashLines(rawLine({ pid: 1, uid: 0, bytes, truncated: true }));
+    expect(r!.truncated).toBe(true);
+    expect(r!.line).toBe('x'.repeat(L.lineMax - 2));
+    // Complete characters at the limit are kept.
+    const whole = Buffer.concat([Buffer.from('x'.repeat(L.lineMax - 4)), emoji]);
+    expect(decodeBashLines(rawLine({ pid: 1, uid: 0, bytes: whole, truncated: true }))[0]!.line).toBe(`${'x'.repeat(L.lineMax - 4)}🙂`);
+  });
+
+  it.each([
+    ['ascii', 'abc', 3],
+    ['complete 2-byte', 'aé', 3],
+    ['cut 2-byte', Buffer.from('aé').subarray(0, 2), 1],
+    ['cut 3-byte after 1', Buffer.from('a世').subarray(0, 2), 1],
+    ['cut 3-byte after 2', Buffer.from('a世').subarray(0, 3), 1],
+    ['complete 4-byte', 'a🙂', 5],
+    ['cut 4-byte after 3', Buffer.from('a🙂').subarray(0, 4), 1],
+  ])('completeUtf8End: %s', (_name, input, want) => {
+    const b = Buffer.isBuffer(input) ? input : Buffer.from(input);
+    expect(completeUtf8End(b, 0, b.length)).toBe(want);
+  });
+});
+
+describe('user names', () => {
+  const passwd = path.join(tmp, 'passwd');
+
+  it('parse passwd(5): login names, the first entry of a uid, no NIS or comment lines', () => {
+    const m = parsePasswd('root:x:0:0:root:/root:/bin/bash\n# c\ntoor:x:0:0::/:/bin/sh\n+nis::::::\nalice:x:1000:1000:Alice Liddell,,,:/home/alice:/bin/bash\nbad:x::1:::\n\n');
+    expect([...m]).toEqual([
+      [0, 'root'],
+      [1000, 'alice'],
+    ]);
+  });
+
+  it('report the uid\'s login name (not the GID, not the full name) and pick up users added later', async () => {
+    fs.writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\nalice:x:1000:2000:Alice Liddell:/home/alice:/bin/bash\n');
+    let now = 0;
+    const asked: number[] = [];
+    const users = new UserNames({ passwdPath: passwd, now: () => now, lookup: async (uid) => (asked.push(uid), undefined) });
+    expect(await users.name(1000)).toBe('alice');
+    expect(await users.name(0)).toBe('root');
+    // Created after start-up: a miss re-reads the changed file at once.
+    fs.appendFileSync(passwd, 'bob:x:1001:1001::/home/bob:/bin/bash\n');
+    expect(await users.name(1001)).toBe('bob');
+    // Renamed: seen within a second without any miss.
+    fs.writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\nalice2:x:1000:2000::/:/bin/sh\nbob:x:1001:1001::/:/bin/sh\n');
+    now += 1500;
+    expect(await users.name(1000)).toBe('alice2');
+    expect(asked).toEqual([]);
+  });
+
+  it('ask NSS about uids the file does not know, cache the answer, fall back to the number', async () => {
+    fs.writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\n');
+    let now = 0;
+    const asked: number[] = [];
+    const users = new UserNames({
+      passwdPath: passwd,
+      now: () => now,
+      lookup: async (uid) => {
+        asked.push(uid);
+        return uid === 5000 ? 'ldapuser' : undefined;
+      },
+    });
+    expect(await users.name(5000)).toBe('ldapuser');
+    expect(await users.name(5000)).toBe('ldapuser');
+    expect(await users.name(6000)).toBe('6000');
+    expect(await users.name(6000)).toBe('6000');
+    expect(asked).toEqual([5000, 6000]);
+    now += 60_000; // the negative answer expired
+    expect(await users.name(6000)).toBe('6000');
+    expect(asked).toEqual([5000, 6000, 6000]);
+  });
+
+  it('survive a missing passwd file and a failing lookup', async () => {
+    const users = new UserNames({ passwdPath: path.join(tmp, 'nope'), lookup: () => Promise.reject(new Error('boom')) });
+    expect(await users.name(0)).toBe('0');
+  });
+});
+
+describe('redaction', () => {
+  const all = new Redactor(['password', 'authorization', 'aws', 'url']);
+  it.each([
+    ['echo password=hunter2', 'echo password=***'],
+    ['mysql --password=S3cr3t -u root', 'mysql --password=*** -u root'],
+    ["export PGPASSWORD='pa ss'", 'export PGPASSWORD=***'],
+    ['cli --api-key abc123 --verbose', 'cli --api-key *** --verbose'],
+    ['docker login --password-stdin -u me', 'docker login --password-stdin -u me'],
+    ['mysql -uroot -pS3cr3t db', 'mysql -uroot -p*** db'],
+    ['mkdir -p /tmp/x', 'mkdir -p /tmp/x'],
+    ['sshpass -p hunter2 ssh host', 'sshpass -p *** ssh host'],
+    ['curl -u admin:hunter2 http://h/', 'curl -u admin:*** http://h/'],
+    ['docker run -u 1000:1000 img', 'docker run -u 1000:1000 img'],
+    ['curl -d \'{"password": "x y"}\' http://h/', 'curl -d \'{"password": ***}\' http://h/'],
+    ['curl -H "Authorization: Bearer eyJhbGciOi.J9" https://api/', 'curl -H "Authorization: Bearer ***" https://api/'],
+    ["curl -H 'authorization: Basic dXNlcjpwYXNz' x", "curl -H 'authorization: Basic ***' x"],
+    ['curl -H "X-Api-Key: k-123" x', 'curl -H "X-Api-Key: ***" x'],
+    ['export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE', 'export AWS_SECRET_ACCESS_KEY=*** AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE'],
+    ['aws configure set aws_secret_access_key wJalrXUtnFEMI', 'aws configure set aws_secret_access_key ***'],
+    ['git clone https://me:ghp_tok3n@github.com/o/r.git', 'git clone https://me:***@github.com/o/r.git'],
+    ['ls -la && cd /var/log', 'ls -la && cd /var/log'],
+  ])('%s', (input, want) => {
+    expect(all.apply(input)).toBe(want);
+  });
+
+  it('applies only the presets asked for', () => {
+    const aws = new Redactor(['aws']);
+    expect(aws.apply('AWS_SECRET_ACCESS_KEY=abc password=x')).toBe('AWS_SECRET_ACCESS_KEY=*** password=x');
+    expect(new Redactor([]).enabled).toBe(false);
+    expect(new Redactor([]).apply('password=x')).toBe('password=x');
+  });
+
+  it('masks capture groups of a user pattern, or the whole match without groups; /re/i sets flags', () => {
+    expect(new Redactor([], ['pin=(\\d+)']).apply('unlock pin=1234 pin=99')).toBe('unlock pin=*** pin=***');
+    expect(new Redactor([], ['tok-[a-z0-9]+']).apply('use tok-ab12 now')).toBe(`use ${REDACTED} now`);
+    expect(new Redactor([], ['/PIN=(\\d+)/i']).apply('pin=42')).toBe('pin=***');
+    expect(new Redactor([], ['(a)|(b)']).apply('xaybz')).toBe('x***y***z');
+  });
+
+  it('refuses patterns that cannot work', () => {
+    expect(() => compileRedactRegex('(')).toThrow();
+    expect(() => compileRedactRegex('a*')).toThrow(/empty string/);
+    expect(() => compileRedactRegex('//')).toThrow(/empty pattern/);
+  });
+});
+
+describe('bash points', () => {
+  const entry: BashEntry = { timeNs: 1_764_000_000_123_456_789n, pid: 4242, user: 'alice', cmd: 'echo "hi" \\ there', truncated: false };
+
+  it('format the time as Go\'s RFC3339 in local time', () => {
+    const d = new Date(2025, 0, 2, 3, 4, 5, 678);
+    const off = -d.getTimezoneOffset();
+    const zone = off === 0 ? 'Z' : `${off > 0 ? '+' : '-'}${String(Math.floor(Math.abs(off) / 60)).padStart(2, '0')}:${String(Math.abs(off) % 60).padStart(2, '0')}`;
+    expect(formatRfc3339(d)).toBe(`2025-01-02T03:04:05${zone}`);
+  });
+
+  it('carry upstream\'s fields and message, plus status and source', () => {
+    const p = bashPoint(entry, { host: 'h1', service: 'ebpf', team: 'ops' });
+    expect(p).toEqual({
+      measurement: 'bash',
+      tags: { host: 'h1', service: 'ebpf', team: 'ops', source: 'bash' },
+      fields: {
+        pid: '4242',
+        user: 'alice',
+        cmd: 'echo "hi" \\ there',
+        message: `${formatRfc3339(new Date(1_764_000_000_123))} pid:\`4242\` user:\`alice\` cmd:\`echo "hi" \\ there\``,
+        status: 'info',
+      },
+      timestampNs: entry.timeNs,
+    });
+    expect(encodePoint(p)).toContain('cmd="echo \\"hi\\" \\\\ there"');
+  });
+
+  it('flag a truncated command', () => {
+    expect(bashPoint({ ...entry, truncated: true }, {}).fields.cmd_truncated).toBe(true);
+    expect(bashMessage({ ...entry, cmd: 'ls' })).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d) pid:`4242` user:`alice` cmd:`ls`$/);
+  });
+
+  it('are built from records: wall time from the monotonic clock, user name, redacted command, blank lines dropped', async () => {
+    const clocks: Clocks = { wallNs: () => 1_000_000_000_000n, monoNs: () => 5_000n };
+    const passwd = path.join(tmp, 'passwd-points');
+    fs.writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\n');
+    const users = new UserNames({ passwdPath: passwd, lookup: async () => undefined });
+    const records: BashLineRecord[] = [
+      { ktimeNs: 4_000n, pid: 1, uid: 0, line: 'export TOKEN=abc', truncated: false },
+      { ktimeNs: 4_500n, pid: 1, uid: 0, line: '   ', truncated: false },
+      { ktimeNs: 4_900n, pid: 2, uid: 77, line: 'ls', truncated: true },
+    ];
+    expect(await toEntries(records, users, new Redactor(['password']), clocks)).toEqual<BashEntry[]>([
+      { timeNs: 999_999_999_000n, pid: 1, user: 'root', cmd: 'export TOKEN=***', truncated: false },
+      { timeNs: 999_999_999_900n, pid: 2, user: '77', cmd: 'ls', truncated: true },
+    ]);
+  });
+});
+
+describe('finding bash', () => {
+  it('probes each file once, keeps paths as given and says why others were skipped', () => {
+    const real = path.join(tmp, 'bash-real');
+    fs.writeFileSync(real, '');
+    fs.symlinkSync(real, path.join(tmp, 'bash-link'));
+    fs.mkdirSync(path.join(tmp, 'dir'));
+    const r = findBashBinaries([path.join(tmp, 'bash-link'), real, path.join(tmp, 'missing'), path.join(tmp, 'dir')]);
+    expect(r.binaries).toEqual([{ path: path.join(tmp, 'bash-link'), aliases: [real] }]);
+    expect(r.skipped).toEqual([`${path.join(tmp, 'missing')}: no such file`, `${path.join(tmp, 'dir')}: not a regular file`]);
+  });
+
+  it('finds readline in the system bash where readelf says it is', () => {
+    const sym = execFileSync('readelf', ['-sW', '/bin/bash'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .find((f) => f[7] === 'readline' && f[3] === 'FUNC');
+    expect(sym, 'the system bash exports readline').toBeDefined();
+    const sections = execFileSync('readelf', ['-SW', '/bin/bash'], { encoding: 'utf8' });
+    const ndx = Number(sym![6]);
+    const sec = new RegExp(`^\\s*\\[\\s*${ndx}\\]\\s+\\S+\\s+\\S+\\s+([0-9a-f]+)\\s+([0-9a-f]+)`, 'm').exec(sections)!;
+    const want = parseInt(sym![1]!, 16) - parseInt(sec[1]!, 16) + parseInt(sec[2]!, 16);
+    expect(readlineOffset('/bin/bash')).toEqual({ offset: want });
+  });
+
+  it('explains a binary without readline, a file that is not ELF and one it cannot read', () => {
+    expect(readlineOffset('/usr/bin/ls')).toEqual({
+      error: '/usr/bin/ls has no readline symbol (not bash, or a bash linked against a shared libreadline): point --bash-path at a bash that exports readline',
+    });
+    const script = path.join(tmp, 'not-elf');
+    fs.writeFileSync(script, '#!/bin/sh\n');
+    expect(readlineOffset(script)).toEqual({ error: `${script} is not a program this collector can probe (not an ELF file)` });
+    expect(readlineOffset('/x', () => {
+      throw Object.assign(new Error('denied'), { code: 'EACCES' });
+    })).toEqual({ error: '/x cannot be read (EACCES)' });
+  });
+
+  it('skips undefined (imported) and non-function symbols', () => {
+    // A minimal ELF64: section 0 null, 1 .text at addr 0x1000 / offset 0x200, 2 .symtab, 3 .strtab.
+    const b = Buffer.alloc(0x400);
+    b.writeUInt32BE(0x7f454c46, 0);
+    b[4] = 2;
+    b[5] = 1;
+    const shoff = 0x40;
+    b.writeBigUInt64LE(BigInt(shoff), 0x28);
+    b.writeUInt16LE(64, 0x3a);
+    b.writeUInt16LE(4, 0x3c);
+    const sh = (i: number, type: number, addr: number, off: number, size: number, link: number, entsize: number): void => {
+      const o = shoff + i * 64;
+      b.writeUInt32LE(type, o + 4);
+      b.writeBigUInt64LE(BigInt(addr), o + 16);
+      b.writeBigUInt64LE(BigInt(off), o + 24);
+      b.writeBigUInt64LE(BigInt(size), o + 32);
+      b.writeUInt32LE(link, o + 40);
+      b.writeBigUInt64LE(BigInt(entsize), o + 56);
+    };
+    const strtab = 0x300;
+    b.write('\0readline\0other\0', strtab);
+    sh(1, 1, 0x1000, 0x200, 0x100, 0, 0);
+    sh(2, 2, 0, 0x140, 24 * 3, 3, 24);
+    sh(3, 3, 0, strtab, 0x20, 0, 0);
+    const sym = (i: number, name: number, info: number, shndx: number, value: number): void => {
+      const o = 0x140 + i * 24;
+      b.writeUInt32LE(name, o);
+      b[o + 4] = info;
+      b.writeUInt16LE(shndx, o + 6);
+      b.writeBigUInt64LE(BigInt(value), o + 8);
+    };
+    sym(0, 1, 0x12, 0, 0); // readline, GLOBAL FUNC, undefined: imported
+    sym(1, 10, 0x11, 1, 0x1010); // other, GLOBAL OBJECT
+    expect(findFunctionOffset(b, 'readline')).toBeUndefined();
+    sym(2, 1, 0x12, 1, 0x1040); // readline, defined in .text
+    expect(findFunctionOffset(b, 'readline')).toBe(0x240);
+    expect(findFunctionOffset(b, 'other')).toBeUndefined();
+    expect(() => findFunctionOffset(Buffer.from('hello world, not elf at all......................................'), 'x')).toThrow(ElfError);
+  });
+});
+
+describe('choosing how to attach', () => {
+  const closed: string[] = [];
+  const tracer = (name: string) => ({ name, close: () => closed.push(name) });
+  const ok = (path: string) => ({ path, ok: true });
+  const bad = (path: string, errno: number, error: string) => ({ path, ok: false, errno, error });
+
+  it('keeps a uprobe_multi link that attached, even if only to some binaries', () => {
+    closed.length = 0;
+    const r = attachBest<{ name: string }>((multi) => ({ tracer: tracer(multi ? 'multi' : 'perf'), results: [ok('/bin/bash'), bad('/opt/bash', 2, 'gone')] }));
+    expect(r.mode).toBe('uprobe_multi link');
+    expect(r.tracer.name).toBe('multi');
+    expect(closed).toEqual([]);
+  });
+
+  it('falls back to a perf uprobe when the kernel has no uprobe_multi links', () => {
+    closed.length = 0;
+    const calls: boolean[] = [];
+    const r = attachBest<{ name: string }>((multi): Attempt<{ name: string }> => {
+      calls.push(multi);
+      return multi ? { tracer: tracer('multi'), results: [bad('/bin/bash', 22, 'Invalid argument (errno 22)')] } : { tracer: tracer('perf'), results: [ok('/bin/bash')] };
+    });
+    expect(calls).toEqual([true, false]);
+    expect(r.mode).toBe('perf uprobe');
+    expect(closed).toEqual(['multi']);
+    expect(attachBest<{ name: string }>((multi) => (multi ? { loadError: 'refused' } : { tracer: tracer('perf'), results: [ok('/bin/bash')] })).mode).toBe('perf uprobe');
+  });
+
+  it('says both reasons and what privilege is missing when neither works', () => {
+    closed.length = 0;
+    let err: unknown;
+    try {
+      attachBest<{ name: string }>((multi) =>
+        multi ? { loadError: 'the kernel refused it: Invalid argument' } : { tracer: tracer('perf'), results: [bad('/bin/bash', 13, 'Permission denied (errno 13)')] },
+      );
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LoaderFatal);
+    expect((err as LoaderFatal).code).toBe('EBPF_ATTACH');
+    expect((err as LoaderFatal).message).toBe(
+      'attaching the readline uretprobe failed: as a uprobe_multi link (Linux >= 6.6): the kernel refused it: Invalid argument; as a perf uprobe: /bin/bash: Permission denied (errno 13); a perf uprobe needs CAP_SYS_ADMIN (a uprobe_multi link, Linux >= 6.6, only CAP_BPF + CAP_PERFMON): run the bash loader as root',
+    );
+    expect(closed).toEqual(['perf']);
+  });
+});
