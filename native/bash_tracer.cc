@@ -13,6 +13,7 @@
 
 #include "bash.h"
 #include "bash.skel.h"
+#include "bpf_common.h"
 #include "errors.h"
 #include "libbpf_log.h"
 
@@ -153,10 +154,7 @@ Napi::Value BashTracer::Attach(const Napi::CallbackInfo& info) {
   }
   r.Set("ok", ok);
   if (!ok) {
-    std::string msg = std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
-    std::string tail = LibbpfLogTail(3);
-    if (!tail.empty()) msg += ": " + tail;
-    r.Set("error", msg);
+    r.Set("error", DescribeAttachError(err));
     r.Set("errno", Napi::Number::New(env, err));
   }
   return r;
@@ -166,18 +164,7 @@ Napi::Value BashTracer::Attach(const Napi::CallbackInfo& info) {
 Napi::Value BashTracer::ReadTelemetry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!EnsureOpen(env)) return env.Undefined();
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) ncpu = 1;
-  std::vector<uint64_t> per_cpu(ncpu);
-  Napi::Array out = Napi::Array::New(env);
-  int fd = bpf_map__fd(skel_->maps.bash_telemetry);
-  for (uint32_t i = 0; i < DKE_BASH_TEL_MAX; i++) {
-    uint64_t sum = 0;
-    if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) == 0)
-      for (uint64_t v : per_cpu) sum += v;
-    out.Set(i, Napi::Number::New(env, static_cast<double>(sum)));
-  }
-  return out;
+  return SumPerCpuCounters(env, bpf_map__fd(skel_->maps.bash_telemetry), DKE_BASH_TEL_MAX);
 }
 
 // startEvents(onBatch: (records: Buffer) => void): concatenated dke_bash_line records.
@@ -188,13 +175,7 @@ Napi::Value BashTracer::StartEvents(const Napi::CallbackInfo& info) {
     ThrowPlain(env, "EINVAL", "events already started");
     return env.Undefined();
   }
-  poller_ = std::make_unique<RingbufPoller>(env, bpf_map__fd(skel_->maps.bash_lines), sizeof(dke_bash_line),
-                                            info[0].As<Napi::Function>());
-  if (!poller_->ok()) {
-    int e = errno;
-    poller_.reset();
-    ThrowErrno(env, "EBPF_LOAD", "opening the bash line ring buffer failed", e, LibbpfLogTail(3));
-  }
+  poller_ = StartPoller(env, bpf_map__fd(skel_->maps.bash_lines), sizeof(dke_bash_line), info[0], "bash line");
   return env.Undefined();
 }
 

@@ -12,6 +12,7 @@
 
 #include "dns.h"
 #include "dns.skel.h"
+#include "bpf_common.h"
 #include "errors.h"
 #include "libbpf_log.h"
 
@@ -126,24 +127,11 @@ Napi::Value DnsTracer::Attach(const Napi::CallbackInfo& info) {
     r.Set("program", bpf_program__name(prog));
     r.Set("section", bpf_program__section_name(prog));
     ResetLibbpfLog();
-    bpf_link* link = nullptr;
     int err = 0;
-    if (cgroup_fd_ < 0) cgroup_fd_ = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (cgroup_fd_ < 0) {
-      err = errno;
-    } else {
-      link = bpf_program__attach_cgroup(prog, cgroup_fd_);
-      if (!link) err = errno;
-    }
+    bpf_link* link = AttachToCgroup(prog, cgroup_path, &cgroup_fd_, &err);
     r.Set("ok", link != nullptr);
-    if (link) {
-      links_.push_back(link);
-    } else {
-      std::string msg = std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
-      std::string tail = LibbpfLogTail(3);
-      if (!tail.empty()) msg += ": " + tail;
-      r.Set("error", msg);
-    }
+    if (link) links_.push_back(link);
+    else r.Set("error", DescribeAttachError(err));
     out.Set(idx++, r);
   }
   return out;
@@ -153,18 +141,7 @@ Napi::Value DnsTracer::Attach(const Napi::CallbackInfo& info) {
 Napi::Value DnsTracer::ReadTelemetry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!EnsureOpen(env)) return env.Undefined();
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) ncpu = 1;
-  std::vector<uint64_t> per_cpu(ncpu);
-  Napi::Array out = Napi::Array::New(env);
-  int fd = bpf_map__fd(skel_->maps.dns_telemetry);
-  for (uint32_t i = 0; i < DKE_DNS_TEL_MAX; i++) {
-    uint64_t sum = 0;
-    if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) == 0)
-      for (uint64_t v : per_cpu) sum += v;
-    out.Set(i, Napi::Number::New(env, static_cast<double>(sum)));
-  }
-  return out;
+  return SumPerCpuCounters(env, bpf_map__fd(skel_->maps.dns_telemetry), DKE_DNS_TEL_MAX);
 }
 
 // startEvents(onBatch: (records: Buffer) => void): [u32 length][dke_dns_event
@@ -176,12 +153,7 @@ Napi::Value DnsTracer::StartEvents(const Napi::CallbackInfo& info) {
     ThrowPlain(env, "EINVAL", "events already started");
     return env.Undefined();
   }
-  poller_ = std::make_unique<RingbufPoller>(env, bpf_map__fd(skel_->maps.dns_events), 0, info[0].As<Napi::Function>());
-  if (!poller_->ok()) {
-    int e = errno;
-    poller_.reset();
-    ThrowErrno(env, "EBPF_LOAD", "opening the dns packet ring buffer failed", e, LibbpfLogTail(3));
-  }
+  poller_ = StartPoller(env, bpf_map__fd(skel_->maps.dns_events), 0, info[0], "dns packet");
   return env.Undefined();
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf_common.h"
 #include "errors.h"
 #include "libbpf_log.h"
 #include "netflow.h"
@@ -166,13 +167,7 @@ Napi::Value Tracer::Attach(const Napi::CallbackInfo& info) {
     }
     if (!pin_path.empty()) unlink(pin_path.c_str());  // stale pin, if any: attach afresh
     if (bpf_program__type(prog) == BPF_PROG_TYPE_CGROUP_SKB) {
-      if (cgroup_fd_ < 0) cgroup_fd_ = open(cgroup_path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (cgroup_fd_ < 0) {
-        err = errno;
-      } else {
-        link = bpf_program__attach_cgroup(prog, cgroup_fd_);
-        if (!link) err = errno;
-      }
+      link = AttachToCgroup(prog, cgroup_path_, &cgroup_fd_, &err);
     } else {
       link = bpf_program__attach(prog);
       if (!link) err = errno;
@@ -184,10 +179,7 @@ Napi::Value Tracer::Attach(const Napi::CallbackInfo& info) {
         r.Set("pinError", std::string(strerror(errno)));
       }
     } else {
-      std::string msg = std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
-      std::string tail = LibbpfLogTail(3);
-      if (!tail.empty()) msg += ": " + tail;
-      r.Set("error", msg);
+      r.Set("error", DescribeAttachError(err));
     }
     out.Set(idx++, r);
   }
@@ -272,18 +264,7 @@ Napi::Value Tracer::LookupAndDelete(const Napi::CallbackInfo& info) {
 Napi::Value Tracer::ReadTelemetry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!EnsureOpen(env)) return env.Undefined();
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) ncpu = 1;
-  std::vector<uint64_t> per_cpu(ncpu);
-  Napi::Array out = Napi::Array::New(env);
-  int fd = bpf_map__fd(skel_->maps.telemetry);
-  for (uint32_t i = 0; i < DKE_TEL_MAX; i++) {
-    uint64_t sum = 0;
-    if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) == 0)
-      for (uint64_t v : per_cpu) sum += v;
-    out.Set(i, Napi::Number::New(env, static_cast<double>(sum)));
-  }
-  return out;
+  return SumPerCpuCounters(env, bpf_map__fd(skel_->maps.telemetry), DKE_TEL_MAX);
 }
 
 // startEvents(onBatch: (records: Buffer) => void): close events stream.
@@ -294,13 +275,7 @@ Napi::Value Tracer::StartEvents(const Napi::CallbackInfo& info) {
     ThrowPlain(env, "EINVAL", "events already started");
     return env.Undefined();
   }
-  poller_ = std::make_unique<RingbufPoller>(env, bpf_map__fd(skel_->maps.tcp_closed_events),
-                                            sizeof(dke_tcp_conn), info[0].As<Napi::Function>());
-  if (!poller_->ok()) {
-    int e = errno;
-    poller_.reset();
-    ThrowErrno(env, "EBPF_LOAD", "opening the close-event ring buffer failed", e, LibbpfLogTail(3));
-  }
+  poller_ = StartPoller(env, bpf_map__fd(skel_->maps.tcp_closed_events), sizeof(dke_tcp_conn), info[0], "close-event");
   return env.Undefined();
 }
 

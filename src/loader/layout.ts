@@ -120,8 +120,9 @@ function u64(buf: Buffer, off: number): number {
 
 export function decodeTuple(buf: Buffer, off: number): Tuple {
   return {
-    localAddr: Buffer.from(buf.subarray(off + T.local_addr, off + T.local_addr + 16)),
-    remoteAddr: Buffer.from(buf.subarray(off + T.remote_addr, off + T.remote_addr + 16)),
+    // Views, not copies: records are consumed while their batch is alive.
+    localAddr: buf.subarray(off + T.local_addr, off + T.local_addr + 16),
+    remoteAddr: buf.subarray(off + T.remote_addr, off + T.remote_addr + 16),
     localPort: buf.readUInt16LE(off + T.local_port),
     remotePort: buf.readUInt16LE(off + T.remote_port),
     family: buf.readUInt16LE(off + T.family),

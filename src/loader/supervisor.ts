@@ -83,6 +83,9 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     const generation = this.generation;
     const child = fork(this.childScript, [JSON.stringify(this.spec)], {
       serialization: 'advanced',
+      // The loader holds no state: a small young generation keeps its RSS
+      // low, map dumps live outside the JS heap anyway.
+      execArgv: ['--max-semi-space-size=2'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     this.child = child;
