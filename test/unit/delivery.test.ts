@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import pino from 'pino';
 import { Metrics } from '../../src/daemon/metrics';
 import { float, type Point } from '../../src/lineproto/point';
 import type { ParsedPoint } from '../../src/lineproto/parse';
@@ -13,25 +12,13 @@ import { dataKitError, startReceiver, type Receiver } from '../../src/receiver/r
 import { Delivery, MemoryQueue, type BatchQueue } from '../../src/upload/delivery';
 import { Spool } from '../../src/upload/spool';
 import { encodeBatches, Uploader } from '../../src/upload/uploader';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
+import { type LogLine, capture } from '../helpers/log-capture';
 
 const INFO = 30;
 const WARN = 40;
 const ERROR = 50;
 const INPUT = 'ebpf-net/netflow';
 const T0 = 1700000000000000000n;
-
-// pino calls write() synchronously with one JSON line per record.
-function capture(): { logger: pino.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
-  return { logger, lines };
-}
 
 /** Netflow-shaped points; `bytes_read` is the point's identity (from + index). */
 function netflow(n: number, from = 0): Point[] {

@@ -5,33 +5,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import pino from 'pino';
 import { Metrics } from '../../src/daemon/metrics';
 import type { Point } from '../../src/lineproto/point';
 import { startReceiver } from '../../src/receiver/receiver';
 import { Delivery } from '../../src/upload/delivery';
 import { Spool } from '../../src/upload/spool';
 import { Uploader } from '../../src/upload/uploader';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
-
-function capture(): { logger: pino.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
-  return { logger, lines };
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { capture, waitUntil as waitFor } from '../helpers/log-capture';
 
 const segName = (seq: number): string => `seg-${String(seq).padStart(16, '0')}.dat`;
 const item = (i: number, points = 1) => ({ category: 'network', input: 'ebpf-net/netflow', points, body: Buffer.from(`m f=${i}i ${i}\n`) });

@@ -5,25 +5,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import pino from 'pino';
 import { Spool, type SpoolRecord } from '../../src/upload/spool';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
+import { type LogLine, capture } from '../helpers/log-capture';
 
 const WARN = 40;
 const ERROR = 50;
 const HEADER = 16;
-
-// pino calls write() synchronously with one JSON line per record.
-function capture(): { logger: pino.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
-  return { logger, lines };
-}
 
 type Item = { category: string; input: string; points: number; body: Buffer };
 

@@ -1,21 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import pino from 'pino';
 import { float, type Point } from '../../src/lineproto/point';
 import { dataKitError, startReceiver, type Receiver } from '../../src/receiver/receiver';
 import { encodeBatches, Uploader } from '../../src/upload/uploader';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
-
-// pino calls write() synchronously with one JSON line per record.
-function capture(): { logger: pino.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
-  return { logger, lines };
-}
+import { capture } from '../helpers/log-capture';
 
 const WARN = 40;
 const ERROR = 50;
