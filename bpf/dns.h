@@ -21,6 +21,9 @@
 
 enum dke_dns_flags {
 	DKE_DNS_EGRESS = 1, /* sent by a local socket (else received by one) */
+	/* Which local side: set when the local port is the DNS port (a resolver on
+	 * this host answering), clear when the remote one is (a local client). */
+	DKE_DNS_LOCAL_SERVER = 2,
 };
 
 /* Payloads up to this size go in a small record, larger ones in a
@@ -43,7 +46,7 @@ struct dke_dns_event {
 	__u32 tcp_seq;    /* TCP: sequence number of the first payload byte; UDP: 0 */
 	__u32 wire_len;   /* payload bytes on the wire (UDP/TCP header excluded) */
 	__u32 cap_len;    /* bytes of payload[] that are the packet's (<= DKE_DNS_PAYLOAD_MAX); the rest is unused */
-	__u32 _pad;
+	__u32 netns;      /* inode of the local socket's network namespace (0: unknown) */
 	__u8 payload[];
 };
 
