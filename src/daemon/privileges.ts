@@ -21,7 +21,7 @@ import { quote } from '../config/values';
 import { CollectorError } from '../errors';
 import { loadAddon, type DroppedCredentials, type PasswdEntry } from '../loader/native';
 import { CAP, LOADER_CAPABILITIES, loaderCapabilities } from '../loader/privileges';
-import { ADDON_PATH, LOADER_CHILD_JS, PROJECT_ROOT } from '../paths';
+import { ADDON_PATH, LOADER_BIN, PROJECT_ROOT } from '../paths';
 
 /** The loader children each DataKit plugin runs (LoaderSpec.plugin names). */
 const PLUGIN_LOADERS: Record<string, string[]> = {
@@ -234,8 +234,7 @@ export function dropDaemonPrivileges(config: CollectorConfig, log: Logger): Priv
       target = { name: 'root', uid: 0, gid: process.getgid!() };
     } else {
       const needed = [
-        { file: process.execPath, exec: true },
-        { file: LOADER_CHILD_JS, exec: false },
+        { file: LOADER_BIN, exec: true },
         { file: ADDON_PATH, exec: false },
         { file: path.join(PROJECT_ROOT, 'package.json'), exec: false },
       ];
