@@ -57,6 +57,8 @@ describe('defaults', () => {
       tags: {},
       enabled: ['ebpf-net'],
       ephemeralPort: 0,
+      maxFlows: 10_000,
+      orphanTimeoutMs: 600_000,
       ipv6Disabled: false,
       includeLoopback: false,
       dnsPorts: [53],
@@ -159,10 +161,12 @@ describe('DataKit quirks', () => {
     const c = run(['--brand-new', 'v', '--hostname', 'h', '--other-new', '--interval', '5s', '--x=y', '-q']);
     expect(c.hostname).toBe('h');
     expect(c.intervalMs).toBe(5000);
-    expect(c.warnings).toHaveLength(4);
+    // Four unknown flags, then the note on the 5 s interval (issue 13).
+    expect(c.warnings).toHaveLength(5);
     expect(c.warnings[0]).toMatch(/^unknown flag --brand-new ignored/);
     expect(c.warnings[2]).toMatch(/^unknown flag --x ignored/);
     expect(c.warnings[3]).toMatch(/^unknown flag -q ignored/);
+    expect(c.warnings[4]).toMatch(/^--interval 5s sends 12x the points/);
   });
 
   it('reads --ephemeral_port (DataKit spelling) and --ephemeral-port, last one winning', () => {
@@ -173,12 +177,18 @@ describe('DataKit quirks', () => {
     expect(run(['--ephemeral_port=0']).ephemeralPort).toBe(0);
   });
 
-  it('takes --ipv6-disabled bare or with a value', () => {
-    expect(run(['--ipv6-disabled']).ipv6Disabled).toBe(true);
-    expect(run(['--ipv6-disabled', '--hostname', 'h']).ipv6Disabled).toBe(true);
-    expect(run(['--ipv6-disabled=true']).ipv6Disabled).toBe(true);
-    expect(run(['--ipv6-disabled=false']).ipv6Disabled).toBe(false);
-    expect(run(['--ipv6-disabled', 'false']).ipv6Disabled).toBe(false);
+  // Issue 13: upstream still reports IPv6 flows with it (it only skips IPv6
+  // offset guessing); before, ours dropped all IPv6 traffic.
+  it('takes --ipv6-disabled bare or with a value, and it changes nothing but a note', () => {
+    const note = '--ipv6-disabled has no effect: IPv6 flows are still reported, as upstream does (it only skipped IPv6 offset guessing)';
+    for (const argv of [['--ipv6-disabled'], ['--ipv6-disabled', '--hostname', 'h'], ['--ipv6-disabled=true']]) {
+      const c = run(argv);
+      expect(c.ipv6Disabled).toBe(false);
+      expect(c.warnings).toEqual([note]);
+    }
+    for (const argv of [['--ipv6-disabled=false'], ['--ipv6-disabled', 'false']]) {
+      expect(run(argv)).toMatchObject({ ipv6Disabled: false, warnings: [] });
+    }
     expect(run(['--include-loopback']).includeLoopback).toBe(true);
   });
 
@@ -339,7 +349,9 @@ describe('precedence: flag > ebpf.conf > ENV_HOSTNAME > default', () => {
     expect(c.hostname).toBe('from-args');
     expect(c.intervalMs).toBe(30_000);
     expect(c.enabled).toEqual(['ebpf-bash']);
-    expect(c.ipv6Disabled).toBe(true);
+    expect(c.ipv6Disabled).toBe(false); // accepted, no effect (issue 13)
+    expect(c.warnings).toContain('ipv6_disabled has no effect: IPv6 flows are still reported, as upstream does (it only skipped IPv6 offset guessing)');
+    expect(c.warnings).toContain('interval 30s sends 2x the points upstream\'s 60 s floor would; Guance bills per point');
     expect(c.ephemeralPort).toBe(10001);
     expect(c.logLevel).toBe('debug');
     expect(c.datakitApiServer).toBe('http://10.1.1.1:9529');
