@@ -288,6 +288,7 @@ export const OPTIONS = {
     combine: (higher, lower) => ({ ...lower, ...higher }),
   }),
 
+  /** Plugins to run, in the order given. */
   enabled: option<Plugin[]>({
     flag: '--enabled',
     arg: '<plugins>',
@@ -353,7 +354,7 @@ export const OPTIONS = {
     flag: '--max-flows',
     arg: '<count>',
     group: 'collect',
-    help: 'flow keys per interval and measurement; beyond it the smallest flows fold into one point per direction, transport and family, addresses, ports and process "*"; 0: no cap',
+    help: 'flow keys per interval and measurement; beyond it the smallest flows fold into one point per direction, transport and family, with addresses, ports and process as "*"; 0: no cap',
     defaultText: String(DEFAULT_MAX_FLOWS),
     default: () => DEFAULT_MAX_FLOWS,
     parse: (text, c) => parseCount(text, c.subject, MAX_MAX_FLOWS, `an integer from 0 (no cap) to ${MAX_MAX_FLOWS} such as ${DEFAULT_MAX_FLOWS}`),
@@ -464,6 +465,7 @@ export const OPTIONS = {
     default: (c) => installedDefault(c.env, 'datakit-ebpf.log'),
     parse: (text, c) => parseLogTarget(text, c.subject),
   }),
+  /** Lowest level logged. */
   logLevel: option<LogLevel>({
     flag: '--log-level',
     arg: '<level>',
@@ -478,6 +480,7 @@ export const OPTIONS = {
     },
   }),
 
+  /** Our pid goes here; removed (or emptied) at exit. */
   pidfile: option<string>({
     flag: '--pidfile',
     arg: '<path>',
@@ -532,11 +535,12 @@ export const OPTIONS = {
     },
   }),
 
+  /** Status endpoint (/metrics, /status) address; 127.0.0.1 when only the port is given. */
   pprofHost: option<string>({
     flag: '--pprof-host',
     arg: '<host>',
     group: 'status',
-    help: 'serve /metrics and /status on this address (DataKit passes it)',
+    help: 'serve /metrics and /status on this address; DataKit passes it',
     defaultText: 'off unless --pprof-port',
     parse: (text, c) => parseNonEmpty(text, c.subject, 'host'),
     key: {
@@ -544,11 +548,12 @@ export const OPTIONS = {
       read: (v) => v.string('a string') || undefined,
     },
   }),
+  /** Status endpoint port; undefined = no status endpoint. */
   pprofPort: option<number>({
     flag: '--pprof-port',
     arg: '<port>',
     group: 'status',
-    help: 'serve /metrics and /status on this port (DataKit passes 6061)',
+    help: 'serve /metrics and /status on this port; DataKit passes 6061',
     parse(text, c) {
       // DataKit always passes it; a bad value costs the status endpoint, never collection.
       try {
@@ -623,6 +628,7 @@ export const ACCEPTED: Record<string, OptionSpec<unknown>> = {
     ...BOOL,
     group: 'collect',
     help: 'accepted as upstream has it, no effect: IPv6 flows are still reported',
+    defaultText: 'false',
     key: boolKey('ipv6_disabled'),
     note: (disabled, name) =>
       disabled
