@@ -370,7 +370,7 @@ export const OPTIONS = {
     flag: '--orphan-timeout',
     arg: '<duration>',
     group: 'collect',
-    help: `forget a connection not seen for this long (its close event was lost), ${formatDuration(MIN_ORPHAN_TIMEOUT_MS)} to ${formatDuration(MAX_ORPHAN_TIMEOUT_MS)}`,
+    help: `when no collector has read the kernel side for this long (it was SIGKILLed for good), its programs stop working until one starts again; ${formatDuration(MIN_ORPHAN_TIMEOUT_MS)} to ${formatDuration(MAX_ORPHAN_TIMEOUT_MS)}`,
     defaultText: 'the larger of 10m and 10 intervals',
     default: (c) => Math.max(10 * 60_000, 10 * (c.value('intervalMs') as number)),
     parse: (text, c) => parseDurationBetween(text, c.subject, MIN_ORPHAN_TIMEOUT_MS, MAX_ORPHAN_TIMEOUT_MS, '10m'),

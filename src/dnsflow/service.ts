@@ -15,6 +15,7 @@ import { ipText } from '../netflow/classify';
 import type { PluginContext } from '../plugins/types';
 import { DnsflowAggregator } from './aggregator';
 import { DOMAIN_CACHE_DEFAULTS, DomainCache } from './domains';
+import { foldDnsflow } from './fold';
 
 export const DNSFLOW_INPUT = 'ebpf-net/dnsflow';
 /** Upstream flushed dnsflow every 30 s whatever the interval. */
@@ -103,7 +104,11 @@ export class DnsflowService {
 
   private async flush(nowNs: bigint): Promise<void> {
     this.schedule();
-    const points = this.agg.flush(nowNs, this.ctx.commonTags);
+    const { points, folded } = foldDnsflow(this.agg.flush(nowNs, this.ctx.commonTags), this.ctx.config.maxFlows);
+    if (folded > 0) {
+      this.ctx.metrics.add('flows_folded', folded, { input: DNSFLOW_INPUT });
+      this.log.warn({ folded, maxFlows: this.ctx.config.maxFlows }, `${folded} dnsflow flow(s) beyond --max-flows folded into one point per direction and transport (tags '*')`);
+    }
     if (this.agg.shed > this.lastShed) {
       this.ctx.metrics.add('dnsflow_dropped', this.agg.shed - this.lastShed, { reason: 'groups_full' });
       this.log.warn({ lookups: this.agg.shed - this.lastShed }, 'dnsflow dropped lookups: too many distinct flows this flush');

@@ -21,6 +21,7 @@ import {
 import { LoaderSupervisor, type LoaderReady } from '../loader/supervisor';
 import { NetflowAggregator } from '../netflow/aggregator';
 import { CollectLog } from '../netflow/collect-log';
+import { foldNetflow } from '../netflow/fold';
 import { LOADER_BIN } from '../paths';
 import type { CollectorPlugin, PluginContext } from './types';
 
@@ -57,7 +58,7 @@ export class NetPlugin implements CollectorPlugin {
     this.log = ctx.log.child({ plugin: this.name });
     const args = ['net', '--pin-root', config.pinRoot, '--ephemeral-port', String(config.ephemeralPort)];
     if (config.dnsPorts.length > 0) args.push('--dns-ports', config.dnsPorts.join(','), '--dns-timeout-ms', String(config.dnsTimeoutMs));
-    args.push('--orphan-timeout-ms', String(orphanTimeoutMs(config)));
+    args.push('--orphan-timeout-ms', String(config.orphanTimeoutMs));
     this.loader = new LoaderSupervisor({ plugin: 'net', file: LOADER_BIN, args }, this.log);
     const dns = config.dnsPorts.length > 0 ? new DnsflowService(ctx, this.loader, this.log) : undefined;
     this.dns = dns;
@@ -99,7 +100,7 @@ export class NetPlugin implements CollectorPlugin {
       // What an earlier daemon durably handed off is the loader's baseline.
       const last = this.durable && info.mapsReused ? this.collects.load((q) => this.ctx.uploader.committed(q)) : 0n;
       this.loader.resume(last);
-      if (info.mapsReused) this.log.info({ pinDir: info.pinDir, lastDurableCollect: String(last) }, 'resuming the counters of the pinned maps');
+      if (info.mapsReused) this.log.info({ pinDir: info.pinDir, lastDurableCollect: String(last) }, 'resuming counters from the pinned maps and the last durable collect');
     } else {
       this.loader.resume(this.collects.lastCommitted);
       this.log.info({ loaderPid: r.pid, generation: r.generation }, 'eBPF loader restarted');
@@ -133,7 +134,11 @@ export class NetPlugin implements CollectorPlugin {
       return;
     }
     await this.dns?.tick(nowNs);
-    const points = this.netflow.flush(nowNs, this.ctx.commonTags);
+    const { points, folded } = foldNetflow(this.netflow.flush(nowNs, this.ctx.commonTags), this.ctx.config.maxFlows);
+    if (folded > 0) {
+      this.ctx.metrics.add('flows_folded', folded, { input: NETFLOW_INPUT });
+      this.log.warn({ folded, maxFlows: this.ctx.config.maxFlows }, `${folded} netflow flow(s) beyond --max-flows folded into one point per direction and transport (tags '*')`);
+    }
     if (points.length > 0 && (await this.commit(seq, points))) this.loader.commit(seq);
   }
 
@@ -184,10 +189,4 @@ export class NetPlugin implements CollectorPlugin {
     this.dns?.close();
     this.loader.destroy();
   }
-}
-
-/** --orphan-timeout: given, or the larger of 10 minutes and 10 intervals. */
-function orphanTimeoutMs(config: PluginContext['config']): number {
-  const given = (config as { orphanTimeoutMs?: number }).orphanTimeoutMs;
-  return given ?? Math.max(600_000, 10 * config.intervalMs);
 }
