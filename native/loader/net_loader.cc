@@ -27,7 +27,6 @@ namespace dke {
 
 namespace {
 
-constexpr uint32_t kIdleCollectsBeforeRemoval = 3;
 constexpr long kBpfFsMagic = 0xcafe4a11;
 
 const char* const kTelemetryNames[DKE_TEL_MAX] = {
@@ -96,32 +95,7 @@ std::string JsonArray(const std::vector<std::string>& items, bool quote) {
   return s + "]";
 }
 
-bool Sub(const dke_flow_stats& cur, const dke_flow_stats& base, dke_flow_stats* d) {
-  const auto* c = reinterpret_cast<const uint64_t*>(&cur);
-  const auto* b = reinterpret_cast<const uint64_t*>(&base);
-  auto* o = reinterpret_cast<uint64_t*>(d);
-  // A counter below its mark means the entry was created anew (removed as
-  // idle, then used again): all of it is new.
-  bool fresh = false;
-  for (size_t i = 0; i < sizeof(dke_flow_stats) / 8; i++) fresh |= c[i] < b[i];
-  bool any = false;
-  for (size_t i = 0; i < sizeof(dke_flow_stats) / 8; i++) {
-    o[i] = fresh ? c[i] : c[i] - b[i];
-    any |= o[i] != 0;
-  }
-  return any;
-}
-
 }  // namespace
-
-size_t FlowKeyHash::operator()(const dke_flow_key& k) const {
-  const auto* p = reinterpret_cast<const unsigned char*>(&k);
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < sizeof(k); i++) h = (h ^ p[i]) * 1099511628211ULL;
-  return static_cast<size_t>(h);
-}
-
-bool FlowKeyEq::operator()(const dke_flow_key& a, const dke_flow_key& b) const { return memcmp(&a, &b, sizeof(a)) == 0; }
 
 NetLoader::NetLoader(NetOptions opts, FrameWriter* out) : opts_(std::move(opts)), out_(out) {}
 
@@ -259,7 +233,7 @@ bool NetLoader::Open() {
     bool first = true;
     while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
       dke_flow_mark m;
-      if (bpf_map_lookup_elem(fd, &next, &m) == 0) marks_[next] = m;
+      if (bpf_map_lookup_elem(fd, &next, &m) == 0) marks_.Restore(next, m);
       key = next;
       first = false;
     }
@@ -379,14 +353,9 @@ void NetLoader::Drain() {
 }
 
 void NetLoader::Resume(uint64_t last_durable_seq) {
-  committed_seq_ = last_durable_seq;
-  const int fd = skel_ ? bpf_map__fd(skel_->maps.flow_marks) : -1;
-  for (auto& [key, m] : marks_) {
-    if (!m.pending_seq) continue;
-    if (m.pending_seq <= last_durable_seq) m.reported = m.pending;
-    m.pending_seq = 0;
-    if (fd >= 0) bpf_map_update_elem(fd, &key, &m, BPF_ANY);
-  }
+  if (!skel_) return;
+  const int fd = bpf_map__fd(skel_->maps.flow_marks);
+  for (const auto& k : marks_.Resume(last_durable_seq)) bpf_map_update_elem(fd, &k, &marks_.marks().at(k), BPF_ANY);
 }
 
 void NetLoader::Collect(uint64_t seq, uint32_t what) {
@@ -443,69 +412,42 @@ void NetLoader::CollectFlows(uint64_t seq) {
     }
   }
 
-  std::vector<dke_flow_delta> deltas;
-  std::vector<dke_flow_key> mark_keys;
-  std::vector<dke_flow_mark> mark_vals;
+  FlowMarks::Step step = marks_.Collect(seq, keys, vals);
+  // Quiet for a while: remove. A socket that speaks again re-creates its
+  // flow from zero; what was added since our read is in the removed value.
+  for (const auto& k : step.to_remove) {
+    dke_flow_stats last;
+    dke_flow_delta residual;
+    if (bpf_map_lookup_and_delete_elem(stats_fd, &k, &last) == 0 && marks_.Removed(k, last, &residual))
+      step.deltas.push_back(residual);
+    bpf_map_delete_elem(marks_fd, &k);
+  }
+  for (const auto& k : step.forgotten) bpf_map_delete_elem(marks_fd, &k);
+  if (!step.changed.empty()) {
+    std::vector<dke_flow_mark> vals_out;
+    vals_out.reserve(step.changed.size());
+    for (const auto& k : step.changed) vals_out.push_back(marks_.marks().at(k));
+    uint32_t n = static_cast<uint32_t>(step.changed.size());
+    LIBBPF_OPTS(bpf_map_batch_opts, o);
+    if (bpf_map_update_batch(marks_fd, step.changed.data(), vals_out.data(), &n, &o) != 0) {
+      for (size_t i = 0; i < step.changed.size(); i++) bpf_map_update_elem(marks_fd, &step.changed[i], &vals_out[i], BPF_ANY);
+    }
+  }
+
   std::vector<uint32_t> new_pids;
   std::vector<std::string> new_comms;
-  auto note_pid = [&](const dke_flow_key& k) {
-    if (!k.pid) return;
-    auto it = named_pids_.find(k.pid);
-    if (it == named_pids_.end()) {
-      new_pids.push_back(k.pid);
-      new_comms.emplace_back(k.comm, strnlen(k.comm, sizeof(k.comm)));
-    }
-    named_pids_[k.pid] = collects_;
-  };
-  std::unordered_map<dke_flow_key, bool, FlowKeyHash, FlowKeyEq> seen;
-  seen.reserve(keys.size());
-  for (size_t i = 0; i < keys.size(); i++) {
-    const dke_flow_key& k = keys[i];
-    seen[k] = true;
-    dke_flow_mark& m = marks_[k];
-    if (m.pending_seq && m.pending_seq <= committed_seq_) {
-      m.reported = m.pending;
-      m.pending_seq = 0;
-    }
-    dke_flow_delta d{};
-    d.key = k;
-    if (Sub(vals[i], m.reported, &d.delta)) {
-      m.pending = vals[i];
-      m.pending_seq = seq;
-      m.idle_collects = 0;
-      deltas.push_back(d);
-      mark_keys.push_back(k);
-      mark_vals.push_back(m);
-      note_pid(k);
-      continue;
-    }
-    if (++m.idle_collects < kIdleCollectsBeforeRemoval) continue;
-    // Quiet for a while: remove it. A socket that speaks again re-creates it
-    // from zero; whatever was added since our read is in the final value.
-    dke_flow_stats last;
-    if (bpf_map_lookup_and_delete_elem(stats_fd, &k, &last) == 0 && Sub(last, m.reported, &d.delta)) deltas.push_back(d);
-    bpf_map_delete_elem(marks_fd, &k);
-    marks_.erase(k);
-  }
-  // Marks of flows that are gone from the kernel map.
-  for (auto it = marks_.begin(); it != marks_.end();) {
-    if (!seen.count(it->first)) {
-      bpf_map_delete_elem(marks_fd, &it->first);
-      it = marks_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  if (!mark_keys.empty()) {
-    uint32_t n = static_cast<uint32_t>(mark_keys.size());
-    LIBBPF_OPTS(bpf_map_batch_opts, o);
-    if (bpf_map_update_batch(marks_fd, mark_keys.data(), mark_vals.data(), &n, &o) != 0) {
-      for (size_t i = 0; i < mark_keys.size(); i++) bpf_map_update_elem(marks_fd, &mark_keys[i], &mark_vals[i], BPF_ANY);
+  for (const auto& d : step.deltas) {
+    if (!d.key.pid) continue;
+    auto [it, added] = named_pids_.try_emplace(d.key.pid, collects_);
+    it->second = collects_;
+    if (added) {
+      new_pids.push_back(d.key.pid);
+      new_comms.emplace_back(d.key.comm, strnlen(d.key.comm, sizeof(d.key.comm)));
     }
   }
   if (!new_pids.empty()) SendProcNames(new_pids, new_comms);
-  if (!deltas.empty()) out_->Records(DKE_FRAME_FLOWS, deltas.data(), sizeof(deltas[0]), deltas.size());
-  // Forget pids not seen for a long while (they are re-sent if they return).
+  if (!step.deltas.empty()) out_->Records(DKE_FRAME_FLOWS, step.deltas.data(), sizeof(step.deltas[0]), step.deltas.size());
+  // Forget pids not seen for a long while (they are named again if they return).
   if (named_pids_.size() > 65536) {
     for (auto it = named_pids_.begin(); it != named_pids_.end();)
       it = collects_ - it->second > 10 ? named_pids_.erase(it) : std::next(it);

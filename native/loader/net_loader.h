@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "flow_marks.h"
 #include "frame_io.h"
 #include "netflow.h"
 #include "plugin.h"
@@ -31,14 +32,6 @@ struct NetOptions {
   uint64_t orphan_timeout_ns = 600'000'000'000ULL;
 };
 
-// One changed flow, as sent to the daemon (DKE_FRAME_FLOWS).
-struct FlowKeyHash {
-  size_t operator()(const dke_flow_key& k) const;
-};
-struct FlowKeyEq {
-  bool operator()(const dke_flow_key& a, const dke_flow_key& b) const;
-};
-
 class NetLoader : public LoaderPlugin {
  public:
   NetLoader(NetOptions opts, FrameWriter* out);
@@ -49,7 +42,7 @@ class NetLoader : public LoaderPlugin {
   int PollFd() const override;
   void Drain() override;
   void Collect(uint64_t seq, uint32_t what) override;
-  void Commit(uint64_t seq) override { committed_seq_ = seq; }
+  void Commit(uint64_t seq) override { marks_.Commit(seq); }
   void Resume(uint64_t last_durable_seq) override;
   // Detaches; with unpin also removes every pin (a clean stop).
   void Close(bool unpin) override;
@@ -72,9 +65,8 @@ class NetLoader : public LoaderPlugin {
   std::vector<bpf_link*> links_;
   ring_buffer* dns_rb_ = nullptr;
   std::unique_ptr<DnsCollector> dns_;
-  uint64_t committed_seq_ = 0;
   uint32_t epoch_ = 0;
-  std::unordered_map<dke_flow_key, dke_flow_mark, FlowKeyHash, FlowKeyEq> marks_;
+  FlowMarks marks_;
   // pid -> the collect it was last named in; names are sent once per pid.
   std::unordered_map<uint32_t, uint64_t> named_pids_;
   uint64_t collects_ = 0;
