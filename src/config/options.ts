@@ -194,7 +194,7 @@ function installedDefault(env: NodeJS.ProcessEnv, name: string): string {
 export const UPSTREAM_MIN_INTERVAL_MS = 60_000;
 export const DEFAULT_MAX_FLOWS = 10_000;
 const MAX_MAX_FLOWS = 10_000_000;
-const MIN_ORPHAN_TIMEOUT_MS = 60_000;
+const MIN_ORPHAN_TIMEOUT_MS = 10_000;
 const MAX_ORPHAN_TIMEOUT_MS = 7 * 24 * 3600_000;
 
 // ------------------------------------------------------------------ table
@@ -375,7 +375,7 @@ export const OPTIONS = {
     default: (c) => Math.max(10 * 60_000, 10 * (c.value('intervalMs') as number)),
     parse: (text, c) => parseDurationBetween(text, c.subject, MIN_ORPHAN_TIMEOUT_MS, MAX_ORPHAN_TIMEOUT_MS, '10m'),
     key: textKey('orphan_timeout', 'a duration string such as "10m"'),
-    suggest: (_value, write) => `write a Go duration from 1m to 168h: ${write('10m')}`,
+    suggest: (_value, write) => `write a Go duration from 10s to 168h: ${write('10m')}`,
   }),
   /** dnsflow: resolver ports (at most 8); empty = dnsflow off. */
   dnsPorts: option<number[]>({
