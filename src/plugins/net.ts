@@ -58,7 +58,9 @@ export class NetPlugin implements CollectorPlugin {
     this.log = ctx.log.child({ plugin: this.name });
     const args = ['net', '--pin-root', config.pinRoot, '--ephemeral-port', String(config.ephemeralPort)];
     if (config.dnsPorts.length > 0) args.push('--dns-ports', config.dnsPorts.join(','), '--dns-timeout-ms', String(config.dnsTimeoutMs));
-    args.push('--orphan-timeout-ms', String(config.orphanTimeoutMs));
+    // A collect is due every interval: programs must not think themselves
+    // orphaned between two of them.
+    args.push('--orphan-timeout-ms', String(Math.max(config.orphanTimeoutMs, 3 * config.intervalMs)));
     this.loader = new LoaderSupervisor({ plugin: 'net', file: LOADER_BIN, args }, this.log);
     const dns = config.dnsPorts.length > 0 ? new DnsflowService(ctx, this.loader, this.log) : undefined;
     this.dns = dns;
