@@ -251,6 +251,7 @@ bool NetLoader::Open() {
     o.max_pending = 65536;
     o.max_groups = 65536;
     o.max_tcp_streams = 4096;
+    o.name_resend_max_s = 600;
     dns_ = std::make_unique<DnsCollector>(o);
     dns_rb_ = ring_buffer__new(
         bpf_map__fd(skel_->maps.dns_events),
