@@ -242,7 +242,8 @@ bool NetLoader::Open() {
   std::string attached;
   if (!Attach(&attached, &degraded)) return false;
 
-  bool dns = !opts_.dns_ports.empty() && !opts_.cgroup.empty();
+  // DNS capture rides on the packet programs.
+  bool dns = !opts_.dns_ports.empty() && packets_attached_;
   if (dns) {
     DnsCollector::Options o;
     o.dns_ports = opts_.dns_ports;
@@ -324,6 +325,7 @@ bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* deg
     }
     items.push_back(item + "}");
     if (link) links_.push_back(link);
+    if (link && name == "dke_skb_egress") packets_attached_ = true;
   }
   *attached_json = JsonArray(items, false);
   if (!failed_required.empty()) {
@@ -362,21 +364,22 @@ void NetLoader::Resume(uint64_t last_durable_seq) {
 void NetLoader::Collect(uint64_t seq, uint32_t what) {
   if (!skel_) return;
   collects_++;
+  // Names first: the daemon tags the flows of this collect with them.
+  if (dns_) {
+    Drain();
+    std::vector<dke_dns_name> names;
+    dns_->TakeNames(&names);
+    if (!names.empty()) out_->Records(DKE_FRAME_DNS_NAMES, names.data(), sizeof(names[0]), names.size());
+  }
   if (what & DKE_COLLECT_FLOWS) {
     WriteControl(true);
     CollectFlows(seq);
     SendTelemetry();
   }
   if ((what & DKE_COLLECT_DNS) && dns_) {
-    Drain();
     std::vector<dke_dnsflow_stat> stats;
     dns_->Collect(MonotonicNs(), &stats);
     if (!stats.empty()) out_->Records(DKE_FRAME_DNS_STATS, stats.data(), sizeof(stats[0]), stats.size());
-  }
-  if (dns_) {
-    std::vector<dke_dns_name> names;
-    dns_->TakeNames(&names);
-    if (!names.empty()) out_->Records(DKE_FRAME_DNS_NAMES, names.data(), sizeof(names[0]), names.size());
   }
   dke_collect_cmd done{};
   done.seq = seq;

@@ -61,6 +61,7 @@ class NetLoader : public LoaderPlugin {
   netflow* skel_ = nullptr;
   std::string pin_dir_;
   bool maps_reused_ = false;
+  bool packets_attached_ = false;
   int cgroup_fd_ = -1;
   std::vector<bpf_link*> links_;
   ring_buffer* dns_rb_ = nullptr;

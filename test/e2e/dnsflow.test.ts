@@ -8,9 +8,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDnsCapture } from '../../src/loader/plugins/dns';
+import { DKE_FRAME_READY } from '../../src/loader/layout.generated';
 import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon';
+import { startLoader } from '../helpers/loader';
 import { createHostPair, inNs, nextJson, runPeer, startServer, type HostPair } from '../helpers/netns';
 
 const OCTET = 3;
@@ -240,16 +241,21 @@ describe('dnsflow', () => {
 });
 
 describe('DNS capture that cannot start', () => {
-  it('degrades to a warning line and leaves nothing attached (netflow goes on without it)', () => {
-    const onRecords = (): void => {};
-    expect(openDnsCapture({ dnsPorts: [], ipv6Disabled: false }, '/sys/fs/cgroup', onRecords)).toEqual({ attached: [], degraded: [] });
-    expect(openDnsCapture({ dnsPorts: [53], ipv6Disabled: false }, undefined, onRecords).degraded).toEqual(['no cgroup v2 mount found: no dnsflow']);
-    const r = openDnsCapture({ dnsPorts: [53], ipv6Disabled: false }, '/nonexistent-cgroup', onRecords);
-    expect(r.tracer).toBeUndefined();
-    expect(r.attached.map((a) => [a.section, a.ok])).toEqual([
-      ['cgroup_skb/egress', false],
-      ['cgroup_skb/ingress', false],
-    ]);
-    expect(r.degraded[0]).toMatch(/^no dnsflow: attaching cgroup_skb\/egress to \/nonexistent-cgroup failed: No such file or directory/);
+  it('degrades to a warning line and leaves nothing attached (netflow goes on without it)', async () => {
+    const loader = await startLoader(['net', '--pin-root', '', '--cgroup', '/nonexistent-cgroup', '--dns-ports', '53']);
+    try {
+      expect(loader.first.type).toBe(DKE_FRAME_READY);
+      const hookSet = loader.first.body.hookSet as { attached: { section: string; ok: boolean }[]; degraded: string[] };
+      expect(hookSet.attached.filter((a) => a.section.startsWith('cgroup')).map((a) => [a.section, a.ok])).toEqual([
+        ['cgroup_skb/egress', false],
+        ['cgroup_skb/ingress', false],
+        ['cgroup/sock_create', false],
+      ]);
+      expect(hookSet.attached.filter((a) => a.section.startsWith('tp_btf')).every((a) => a.ok)).toBe(true);
+      expect(hookSet.degraded).toContain('cgroup_skb/egress: No such file or directory (errno 2): no UDP flows and no dnsflow');
+      expect((loader.first.body.info as { dns: boolean }).dns).toBe(false);
+    } finally {
+      expect(await loader.stop()).toBe(0);
+    }
   });
 });
