@@ -1,75 +1,60 @@
-// ebpf-bash without the kernel: the record decoder (against hand-built
-// records and the addon's compiled offsets), user names, redaction, and the
-// points upstream's consumers expect.
+// ebpf-bash without the kernel: the DKE_FRAME_BASH_LINES decoder (records
+// built by the layout generated from bpf/bash.h), user names, redaction, and
+// the points upstream's consumers expect.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bashMessage, bashPoint, formatRfc3339, toEntries, type BashEntry, type Clocks } from '../../src/bash/log';
-import { assertBashLayout, BASH_LAYOUT, completeUtf8End, decodeBashLines, type BashLineRecord } from '../../src/bash/record';
+import { completeUtf8End, decodeBashLines, type BashLineRecord } from '../../src/bash/record';
 import { compileRedactRegex, REDACTED, Redactor } from '../../src/bash/redact';
 import { parsePasswd, UserNames } from '../../src/bash/users';
-import { ElfError, findFunctionOffset } from '../../src/bash/elf';
-import { attachBest, findBashBinaries, readlineOffset, type Attempt } from '../../src/loader/plugins/bash';
-import { LoaderFatal } from '../../src/loader/plugins/types';
+import { ElfError, findFunctionOffset, findFunctionOffsetInFile } from '../../src/bash/elf';
 import { encodePoint } from '../../src/lineproto/encode';
-import { ADDON_PATH } from '../../src/paths';
+import { DKE_BASH_LINE_MAX, DKE_FRAME_BASH_LINES, dke_bash_line } from '../../src/loader/layout.generated';
+import { bashLine, bashLinesFrame } from '../helpers/records';
 
-const L = BASH_LAYOUT;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dke-bash-unit-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** A record as the kernel writes it: stale bytes after the NUL. */
-function rawLine(r: { ktimeNs?: bigint; pid: number; uid: number; bytes: Buffer; truncated?: boolean }): Buffer {
-  const b = Buffer.alloc(L.size, 0x5a);
-  b.writeBigUInt64LE(r.ktimeNs ?? 1n, L.ktime_ns);
-  b.writeUInt32LE(r.pid, L.pid);
-  b.writeUInt32LE(r.uid, L.uid);
-  b.writeUInt32LE(r.bytes.length, L.len);
-  b.writeUInt32LE(r.truncated ? L.flagTruncated : 0, L.flags);
-  r.bytes.copy(b, L.line);
-  b[L.line + r.bytes.length] = 0;
-  return b;
-}
-
-describe('bash line records', () => {
-  it('match the addon compiled from bpf/bash.h', () => {
-    if (!fs.existsSync(ADDON_PATH)) {
-      throw new Error(`${ADDON_PATH} is missing: run \`bash scripts/build\` first (this test checks the addon's compiled record offsets)`);
-    }
-    const addon = createRequire(ADDON_PATH)(ADDON_PATH) as { BashTracer: { layout: unknown } };
-    expect(() => assertBashLayout(addon.BashTracer.layout)).not.toThrow();
-    expect(() => assertBashLayout({ ...(addon.BashTracer.layout as object), len: 20 })).toThrow(/len: decoder 16, addon 20/);
-  });
-
-  it('decode a batch of concatenated records, ignoring the bytes after the NUL', () => {
-    const batch = Buffer.concat([
-      rawLine({ ktimeNs: 123_456_789n, pid: 4242, uid: 0, bytes: Buffer.from('ls -la /tmp') }),
-      rawLine({ ktimeNs: 2n ** 63n + 5n, pid: 7, uid: 4_000_000_000, bytes: Buffer.from('echo héllo 世界 🙂') }),
-    ]);
-    expect(decodeBashLines(batch)).toEqual<BashLineRecord[]>([
+describe('bash line frames', () => {
+  it('decode every record of a frame, ignoring the stale bytes after the NUL', () => {
+    const frame = bashLinesFrame(
+      { ktimeNs: 123_456_789n, pid: 4242, uid: 0, bytes: 'ls -la /tmp' },
+      { ktimeNs: 2n ** 63n + 5n, pid: 7, uid: 4_000_000_000, bytes: 'echo héllo 世界 🙂' },
+      { ktimeNs: 3n, pid: 8, uid: 1, bytes: '' },
+    );
+    expect(decodeBashLines(frame)).toEqual<BashLineRecord[]>([
       { ktimeNs: 123_456_789n, pid: 4242, uid: 0, line: 'ls -la /tmp', truncated: false },
       { ktimeNs: 2n ** 63n + 5n, pid: 7, uid: 4_000_000_000, line: 'echo héllo 世界 🙂', truncated: false },
+      { ktimeNs: 3n, pid: 8, uid: 1, line: '', truncated: false },
     ]);
-    expect(decodeBashLines(Buffer.alloc(0))).toEqual([]);
+    expect(decodeBashLines(bashLinesFrame())).toEqual([]);
   });
 
-  it('refuse a batch that is not whole records', () => {
-    expect(() => decodeBashLines(Buffer.alloc(L.size + 1))).toThrow(/not a multiple of 4128/);
+  it('refuse a frame that is not whole records', () => {
+    const rec = bashLine({ pid: 1, uid: 0, bytes: 'ls' });
+    const frame = { type: DKE_FRAME_BASH_LINES, count: 1, payload: Buffer.concat([rec, Buffer.alloc(1)]) };
+    expect(() => decodeBashLines(frame)).toThrow(`holds ${dke_bash_line.size + 1} bytes, not 1 records of ${dke_bash_line.size}`);
+  });
+
+  it('never read past the line field when len is larger than the kernel limit', () => {
+    const bytes = Buffer.from('y'.repeat(DKE_BASH_LINE_MAX));
+    const [r] = decodeBashLines(bashLinesFrame({ pid: 1, uid: 0, bytes, len: 0xffffffff }));
+    expect(r!.line).toBe('y'.repeat(DKE_BASH_LINE_MAX));
   });
 
   it('drop a character cut in half at the kernel limit of a truncated line', () => {
     // 4094 ASCII bytes + the first 2 bytes of a 4-byte emoji = the 4096 bytes kept.
     const emoji = Buffer.from('🙂');
-    const bytes = Buffer.concat([Buffer.from('x'.repeat(L.lineMax - 2)), emoji.subarray(0, 2)]);
-    const [r] = decodeBashLines(rawLine({ pid: 1, uid: 0, bytes, truncated: true }));
+    const bytes = Buffer.concat([Buffer.from('x'.repeat(DKE_BASH_LINE_MAX - 2)), emoji.subarray(0, 2)]);
+    const [r] = decodeBashLines(bashLinesFrame({ pid: 1, uid: 0, bytes, truncated: true }));
     expect(r!.truncated).toBe(true);
-    expect(r!.line).toBe('x'.repeat(L.lineMax - 2));
+    expect(r!.line).toBe('x'.repeat(DKE_BASH_LINE_MAX - 2));
     // Complete characters at the limit are kept.
-    const whole = Buffer.concat([Buffer.from('x'.repeat(L.lineMax - 4)), emoji]);
-    expect(decodeBashLines(rawLine({ pid: 1, uid: 0, bytes: whole, truncated: true }))[0]!.line).toBe(`${'x'.repeat(L.lineMax - 4)}🙂`);
+    const whole = Buffer.concat([Buffer.from('x'.repeat(DKE_BASH_LINE_MAX - 4)), emoji]);
+    expect(decodeBashLines(bashLinesFrame({ pid: 1, uid: 0, bytes: whole, truncated: true }))[0]!.line).toBe(`${'x'.repeat(DKE_BASH_LINE_MAX - 4)}🙂`);
   });
 
   it.each([
@@ -237,17 +222,7 @@ describe('bash points', () => {
   });
 });
 
-describe('finding bash', () => {
-  it('probes each file once, keeps paths as given and says why others were skipped', () => {
-    const real = path.join(tmp, 'bash-real');
-    fs.writeFileSync(real, '');
-    fs.symlinkSync(real, path.join(tmp, 'bash-link'));
-    fs.mkdirSync(path.join(tmp, 'dir'));
-    const r = findBashBinaries([path.join(tmp, 'bash-link'), real, path.join(tmp, 'missing'), path.join(tmp, 'dir')]);
-    expect(r.binaries).toEqual([{ path: path.join(tmp, 'bash-link'), aliases: [real] }]);
-    expect(r.skipped).toEqual([`${path.join(tmp, 'missing')}: no such file`, `${path.join(tmp, 'dir')}: not a regular file`]);
-  });
-
+describe('finding readline in an ELF file', () => {
   it('finds readline in the system bash where readelf says it is', () => {
     const sym = execFileSync('readelf', ['-sW', '/bin/bash'], { encoding: 'utf8' })
       .split('\n')
@@ -258,19 +233,14 @@ describe('finding bash', () => {
     const ndx = Number(sym![6]);
     const sec = new RegExp(`^\\s*\\[\\s*${ndx}\\]\\s+\\S+\\s+\\S+\\s+([0-9a-f]+)\\s+([0-9a-f]+)`, 'm').exec(sections)!;
     const want = parseInt(sym![1]!, 16) - parseInt(sec[1]!, 16) + parseInt(sec[2]!, 16);
-    expect(readlineOffset('/bin/bash')).toEqual({ offset: want });
+    expect(findFunctionOffsetInFile('/bin/bash', 'readline')).toBe(want);
   });
 
-  it('explains a binary without readline, a file that is not ELF and one it cannot read', () => {
-    expect(readlineOffset('/usr/bin/ls')).toEqual({
-      error: '/usr/bin/ls has no readline symbol (not bash, or a bash linked against a shared libreadline): point --bash-path at a bash that exports readline',
-    });
+  it('finds no readline in a binary without it, and refuses a file that is not ELF', () => {
+    expect(findFunctionOffsetInFile('/usr/bin/ls', 'readline')).toBeUndefined();
     const script = path.join(tmp, 'not-elf');
     fs.writeFileSync(script, '#!/bin/sh\n');
-    expect(readlineOffset(script)).toEqual({ error: `${script} is not a program this collector can probe (not an ELF file)` });
-    expect(readlineOffset('/x', () => {
-      throw Object.assign(new Error('denied'), { code: 'EACCES' });
-    })).toEqual({ error: '/x cannot be read (EACCES)' });
+    expect(() => findFunctionOffsetInFile(script, 'readline')).toThrow(ElfError);
   });
 
   it('skips undefined (imported) and non-function symbols', () => {
@@ -311,51 +281,5 @@ describe('finding bash', () => {
     expect(findFunctionOffset(b, 'readline')).toBe(0x240);
     expect(findFunctionOffset(b, 'other')).toBeUndefined();
     expect(() => findFunctionOffset(Buffer.from('hello world, not elf at all......................................'), 'x')).toThrow(ElfError);
-  });
-});
-
-describe('choosing how to attach', () => {
-  const closed: string[] = [];
-  const tracer = (name: string) => ({ name, close: () => closed.push(name) });
-  const ok = (path: string) => ({ path, ok: true });
-  const bad = (path: string, errno: number, error: string) => ({ path, ok: false, errno, error });
-
-  it('keeps a uprobe_multi link that attached, even if only to some binaries', () => {
-    closed.length = 0;
-    const r = attachBest<{ name: string }>((multi) => ({ tracer: tracer(multi ? 'multi' : 'perf'), results: [ok('/bin/bash'), bad('/opt/bash', 2, 'gone')] }));
-    expect(r.mode).toBe('uprobe_multi link');
-    expect(r.tracer.name).toBe('multi');
-    expect(closed).toEqual([]);
-  });
-
-  it('falls back to a perf uprobe when the kernel has no uprobe_multi links', () => {
-    closed.length = 0;
-    const calls: boolean[] = [];
-    const r = attachBest<{ name: string }>((multi): Attempt<{ name: string }> => {
-      calls.push(multi);
-      return multi ? { tracer: tracer('multi'), results: [bad('/bin/bash', 22, 'Invalid argument (errno 22)')] } : { tracer: tracer('perf'), results: [ok('/bin/bash')] };
-    });
-    expect(calls).toEqual([true, false]);
-    expect(r.mode).toBe('perf uprobe');
-    expect(closed).toEqual(['multi']);
-    expect(attachBest<{ name: string }>((multi) => (multi ? { loadError: 'refused' } : { tracer: tracer('perf'), results: [ok('/bin/bash')] })).mode).toBe('perf uprobe');
-  });
-
-  it('says both reasons and what privilege is missing when neither works', () => {
-    closed.length = 0;
-    let err: unknown;
-    try {
-      attachBest<{ name: string }>((multi) =>
-        multi ? { loadError: 'the kernel refused it: Invalid argument' } : { tracer: tracer('perf'), results: [bad('/bin/bash', 13, 'Permission denied (errno 13)')] },
-      );
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(LoaderFatal);
-    expect((err as LoaderFatal).code).toBe('EBPF_ATTACH');
-    expect((err as LoaderFatal).message).toBe(
-      'attaching the readline uretprobe failed: as a uprobe_multi link (Linux >= 6.6): the kernel refused it: Invalid argument; as a perf uprobe: /bin/bash: Permission denied (errno 13); a perf uprobe needs CAP_SYS_ADMIN (a uprobe_multi link, Linux >= 6.6, only CAP_BPF + CAP_PERFMON): run the bash loader as root',
-    );
-    expect(closed).toEqual(['perf']);
   });
 });

@@ -11,18 +11,10 @@ import { Delivery, MemoryQueue, type BatchQueue } from '../../src/upload/deliver
 import { Spool } from '../../src/upload/spool';
 import { Uploader, type SendOutcome } from '../../src/upload/uploader';
 import { capture, waitUntil as waitFor } from '../helpers/log-capture';
+import { netflowPoints } from '../helpers/records';
 
 const segName = (seq: number): string => `seg-${String(seq).padStart(16, '0')}.dat`;
 const line = (i: number): Buffer => Buffer.from(`m f=${i}i ${i}\n`);
-
-function netflow(n: number, from = 0): Point[] {
-  return Array.from({ length: n }, (_, k) => ({
-    measurement: 'netflow',
-    tags: { host: 'h1', transport: 'tcp', dst_ip: '10.1.2.3', dst_port: String(1000 + from + k) },
-    fields: { bytes_read: from + k },
-    timestampNs: 1700000000000000000n + BigInt(from + k),
-  }));
-}
 
 let root: string;
 let cleanups: (() => Promise<void> | void)[];
@@ -163,11 +155,11 @@ describe('delivery.ts', () => {
       await delivery.close();
     });
 
-    await delivery.write('network', 'ebpf-net/netflow', netflow(1, 0));
+    await delivery.write('network', 'ebpf-net/netflow', netflowPoints(1, 0));
     expect(bodies).toHaveLength(1);
     // DataKit answers the only batch; the next write arrives in the same microtask checkpoint.
     answers[0]!({ kind: 'ok' });
-    queueMicrotask(() => void delivery.write('network', 'ebpf-net/netflow', netflow(1, 1)));
+    queueMicrotask(() => void delivery.write('network', 'ebpf-net/netflow', netflowPoints(1, 1)));
 
     await waitFor('the second batch to be posted', () => bodies.length === 2, 2_000);
     expect(bodies[1]).toContain('bytes_read=1i');
@@ -200,7 +192,7 @@ describe('delivery.ts', () => {
     cleanups.push(() => void process.off('unhandledRejection', onUnhandled));
 
     const { delivery } = deliveryTo(receiver.url, spool);
-    await delivery.write('network', 'ebpf-net/netflow', netflow(600));
+    await delivery.write('network', 'ebpf-net/netflow', netflowPoints(600));
     const arrived = (): number => receiver.points('netflow').length;
     await waitFor('all 600 points (3 batches), or an unhandled rejection', () => arrived() >= 600 || unhandled.length > 0, 5_000);
     expect(unhandled.map(String)).toEqual([]);
@@ -222,11 +214,11 @@ describe('delivery.ts', () => {
     const queue = new MemoryQueue(64 << 20);
     // First retry no sooner than 30 s.
     const { delivery, metrics } = deliveryTo(receiver.url, queue, { backoffInitialMs: 60_000, backoffMaxMs: 60_000 });
-    await delivery.write('network', 'ebpf-net/netflow', netflow(1, 0));
+    await delivery.write('network', 'ebpf-net/netflow', netflowPoints(1, 0));
     // batches_retried is counted as the sender starts waiting.
     await waitFor('the sender to back off', () => (metrics.summary().batches_retried ?? 0) === 1, 5_000);
     expect(receiver.writes).toHaveLength(1);
-    await delivery.write('network', 'ebpf-net/netflow', netflow(1, 1));
+    await delivery.write('network', 'ebpf-net/netflow', netflowPoints(1, 1));
     // Bounded wait for requests that must not come (the bug sends them within milliseconds).
     await new Promise((r) => setTimeout(r, 300));
     expect(receiver.writes).toHaveLength(1);

@@ -1,5 +1,6 @@
-// DnsflowService's schedule: dnsflow is flushed on every plugin tick, and
-// every 30 s in between when --interval is longer (upstream's 30 s period).
+// DnsflowService: frames from the loader in, points out. dnsflow is flushed
+// on every plugin tick, and every 30 s in between when --interval is longer
+// (upstream's 30 s period); names the loader learnt feed netflow's domains.
 import { EventEmitter } from 'node:events';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -7,13 +8,13 @@ import type { CollectorConfig } from '../../src/config/types';
 import { Metrics } from '../../src/daemon/metrics';
 import { DNS_FLUSH_MS, DNSFLOW_INPUT, DnsflowService } from '../../src/dnsflow/service';
 import type { Point } from '../../src/lineproto/point';
-import { NET_STREAM_DNS } from '../../src/loader/plugins/dns';
+import { DKE_COLLECT_DNS, DKE_FRAME_DNS_STATS } from '../../src/loader/layout.generated';
 import type { LoaderReady, LoaderSupervisor } from '../../src/loader/supervisor';
 import type { PluginContext } from '../../src/plugins/types';
 import type { PointSink } from '../../src/upload/delivery';
-import { buildMessage, rawRecord } from '../helpers/dns-wire';
+import { dnsNamesFrame, dnsStatsFrame } from '../helpers/records';
 
-function setup(intervalMs: number, telemetry: number[] = [0, 0, 0, 0]) {
+function setup(intervalMs: number) {
   const writes: { input: string; points: readonly Point[] }[] = [];
   const uploader = {
     durable: false,
@@ -23,32 +24,16 @@ function setup(intervalMs: number, telemetry: number[] = [0, 0, 0, 0]) {
     }),
   } as unknown as PointSink;
   const metrics = new Metrics();
-  const config = { dnsPorts: [53], dnsTimeoutMs: 6000, includeLoopback: false, intervalMs } as unknown as CollectorConfig;
+  const config = { dnsPorts: [53], dnsTimeoutMs: 6000, includeLoopback: false, intervalMs, maxFlows: 0 } as unknown as CollectorConfig;
   const ctx: PluginContext = { config, log: pino({ level: 'silent' }), uploader, metrics, commonTags: { host: 'h' } };
-  const loader = Object.assign(new EventEmitter(), {
-    generation: 1,
-    request: vi.fn(async () => telemetry),
-  });
+  const loader = Object.assign(new EventEmitter(), { collect: vi.fn(async () => {}) });
   const service = new DnsflowService(ctx, loader as unknown as LoaderSupervisor, ctx.log);
   service.onReady({ generation: 1, info: { dns: true }, kernel: 'k', hookSet: { name: 'x', attached: [], degraded: [] }, pid: 1 } as LoaderReady);
-  let id = 0;
-  /** One answered lookup, as the loader would stream it. */
+  /** One answered lookup (1 µs), as the loader sends it. */
   const lookup = (): void => {
-    id++;
-    const t = process.hrtime.bigint();
-    const q = buildMessage({ id, questions: [{ name: 'a.test', type: 1 }] });
-    const a = buildMessage({ id, qr: true, questions: [{ name: 'a.test', type: 1 }], answers: [{ name: 'a.test', type: 1, data: '10.0.0.9' }] });
-    loader.emit(
-      'event',
-      NET_STREAM_DNS,
-      Buffer.concat([
-        rawRecord({ ktimeNs: t, src: '10.0.0.1', dst: '10.0.0.2', sport: 40000, dport: 53, egress: true, payload: q }),
-        rawRecord({ ktimeNs: t + 1000n, src: '10.0.0.2', dst: '10.0.0.1', sport: 53, dport: 40000, egress: false, payload: a }),
-      ]),
-      1,
-    );
+    loader.emit('frame', dnsStatsFrame({ client: '10.0.0.1', server: '10.0.0.2', latencySumNs: 1000, latencyMaxNs: 1000 }), 1);
   };
-  return { service, writes, metrics, lookup };
+  return { service, writes, metrics, loader, lookup };
 }
 
 const now = (): bigint => BigInt(Date.now()) * 1_000_000n;
@@ -61,15 +46,18 @@ describe('DnsflowService', () => {
     vi.useRealTimers();
   });
 
-  it('with a 60 s interval flushes on each tick and once 30 s after it', async () => {
-    const { service, writes, lookup } = setup(60_000);
+  it('with a 60 s interval flushes on each tick and once 30 s after it, collecting DNS first', async () => {
+    const { service, writes, loader, lookup } = setup(60_000);
     lookup();
     await service.tick(now());
     expect(writes).toHaveLength(1);
     expect(writes[0]!.input).toBe(DNSFLOW_INPUT);
-    expect(writes[0]!.points[0]!.fields).toMatchObject({ count: 1, rcode: 0, latency: 1000 });
+    expect(writes[0]!.points[0]!.fields).toEqual({ count: 1, rcode: 0, latency: 1000, latency_max: 1000 });
+    expect(writes[0]!.points[0]!.tags).toMatchObject({ host: 'h', source: 'dnsflow', src_ip: '10.0.0.1', dst_ip: '10.0.0.2' });
+    expect(loader.collect).not.toHaveBeenCalled(); // the plugin's tick collected
     lookup();
     await vi.advanceTimersByTimeAsync(DNS_FLUSH_MS);
+    expect(loader.collect).toHaveBeenCalledExactlyOnceWith(0n, DKE_COLLECT_DNS);
     expect(writes).toHaveLength(2);
     lookup();
     await vi.advanceTimersByTimeAsync(DNS_FLUSH_MS - 1);
@@ -86,20 +74,48 @@ describe('DnsflowService', () => {
   });
 
   it('with an interval under 30 s flushes on ticks only', async () => {
-    const { service, writes, lookup } = setup(10_000);
+    const { service, writes, loader, lookup } = setup(10_000);
     lookup();
     await service.tick(now());
     lookup();
     await vi.advanceTimersByTimeAsync(2 * DNS_FLUSH_MS);
     expect(writes).toHaveLength(1);
+    expect(loader.collect).not.toHaveBeenCalled();
     await service.tick(now());
     expect(writes).toHaveLength(2);
   });
 
-  it('counts what the kernel lost and writes nothing when there is nothing to send', async () => {
-    const { service, writes, metrics } = setup(10_000, [10, 3, 2, 0]);
+  it('a timer flush still sends what arrived when the collect fails', async () => {
+    const { writes, loader, lookup } = setup(60_000);
+    loader.collect.mockRejectedValueOnce(new Error('the net eBPF loader is not running'));
+    lookup();
+    await vi.advanceTimersByTimeAsync(DNS_FLUSH_MS);
+    expect(writes).toHaveLength(1);
+    expect(writes[0]!.points[0]!.fields.count).toBe(1);
+  });
+
+  it('writes nothing when there is nothing to send', async () => {
+    const { service, writes } = setup(10_000);
     await service.tick(now());
     expect(writes).toHaveLength(0);
-    expect(metrics.summary()).toMatchObject({ kernel_dropped: 3, dnsflow_truncated_packets: 2 });
+  });
+
+  it('learns the names the loader sends, for netflow', async () => {
+    const { service, loader, metrics } = setup(10_000);
+    loader.emit('frame', dnsNamesFrame({ addr: '23.1.2.3', domain: 'api.example.com', ttlS: 5 }, { addr: '2600:1400::17', domain: 'api.example.com', ttlS: 5 }), 1);
+    expect(service.domainOf('23.1.2.3')).toBe('api.example.com');
+    expect(service.domainOf('2600:1400::17')).toBe('api.example.com');
+    expect(service.domainOf('10.9.9.9')).toBe('');
+    expect(metrics.summary()).toMatchObject({ dnsflow_known_domains: 2 });
+  });
+
+  it('drops a frame that does not decode and keeps going', async () => {
+    const { service, writes, loader, lookup } = setup(10_000);
+    const bad = dnsStatsFrame({ client: '10.0.0.1', server: '10.0.0.2' });
+    loader.emit('frame', { type: DKE_FRAME_DNS_STATS, count: 2, payload: bad.payload }, 1);
+    lookup();
+    await service.tick(now());
+    expect(writes).toHaveLength(1);
+    expect(writes[0]!.points.map((p) => p.fields.count)).toEqual([1]);
   });
 });

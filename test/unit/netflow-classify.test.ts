@@ -1,10 +1,12 @@
 // Pure classification rules of netflow (src/netflow/classify.ts): address text,
 // address type, direction of connections seen mid-life, the ephemeral `*`.
 import { describe, expect, it } from 'vitest';
-import { ipBytes } from '../helpers/records';
-import { AF_INET, AF_INET6, Direction, type DirectionCode, IPPROTO_TCP, type Tuple } from '../../src/loader/layout';
-import { collapsePort, endpoints, ipType, resolveDirection } from '../../src/netflow/classify';
+import { familyOf, ipBytes } from '../helpers/records';
+import { DKE_DIR_INCOMING, DKE_DIR_OUTGOING, DKE_DIR_UNKNOWN } from '../../src/loader/layout.generated';
+import { AF_INET, collapsePort, endpoints, ipText, ipType, resolveDirection, type DirectionCode, type Tuple } from '../../src/netflow/classify';
 
+const Direction = { outgoing: DKE_DIR_OUTGOING, incoming: DKE_DIR_INCOMING, unknown: DKE_DIR_UNKNOWN } as const;
+const AF_INET6 = 10;
 
 function tuple(
   local: string,
@@ -12,18 +14,9 @@ function tuple(
   remote: string,
   remotePort: number,
   direction: DirectionCode = Direction.outgoing,
-  family = local.includes(':') ? AF_INET6 : AF_INET,
+  family = familyOf(local),
 ): Tuple {
-  return {
-    localAddr: ipBytes(local),
-    remoteAddr: ipBytes(remote),
-    localPort,
-    remotePort,
-    family,
-    proto: IPPROTO_TCP,
-    direction,
-    netns: 4026531840,
-  };
+  return { localAddr: ipBytes(local), remoteAddr: ipBytes(remote), localPort, remotePort, family, direction };
 }
 
 describe('ipType', () => {
@@ -134,6 +127,15 @@ describe('endpoints', () => {
   });
 });
 
+describe('ipText', () => {
+  it('writes one kernel address field by its family', () => {
+    expect(ipText(ipBytes('10.1.2.3'), AF_INET)).toBe('10.1.2.3');
+    expect(ipText(ipBytes('2001:db8::53'), AF_INET6)).toBe('2001:db8::53');
+    // No unmapping here: that is endpoints' business, for a pair.
+    expect(ipText(ipBytes('::ffff:10.0.0.1'), AF_INET6)).toBe('::ffff:a00:1');
+  });
+});
+
 describe('resolveDirection', () => {
   const none = new Set<number>();
 
@@ -192,5 +194,10 @@ describe('collapsePort', () => {
     expect(collapsePort(32768, 32768)).toBe('*');
     expect(collapsePort(60000, 32768)).toBe('*');
     expect(collapsePort(65535, 32768)).toBe('*');
+  });
+
+  it('port 0 is a port the kernel already collapsed: * whatever ephemeralPort says', () => {
+    expect(collapsePort(0, 32768)).toBe('*');
+    expect(collapsePort(0, 65535)).toBe('*');
   });
 });

@@ -6,24 +6,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/daemon/metrics';
-import type { Point } from '../../src/lineproto/point';
 import { startReceiver } from '../../src/receiver/receiver';
 import { Delivery } from '../../src/upload/delivery';
 import { Spool } from '../../src/upload/spool';
 import { Uploader } from '../../src/upload/uploader';
 import { capture, waitUntil as waitFor } from '../helpers/log-capture';
+import { netflowPoints } from '../helpers/records';
 
 const segName = (seq: number): string => `seg-${String(seq).padStart(16, '0')}.dat`;
 const item = (i: number, points = 1) => ({ category: 'network', input: 'ebpf-net/netflow', points, body: Buffer.from(`m f=${i}i ${i}\n`) });
-
-function netflow(n: number, from: number): Point[] {
-  return Array.from({ length: n }, (_, k) => ({
-    measurement: 'netflow',
-    tags: { host: 'h1', transport: 'tcp', dst_ip: '10.1.2.3', dst_port: String(1000 + from + k) },
-    fields: { bytes_read: from + k },
-    timestampNs: 1700000000000000000n + BigInt(from + k),
-  }));
-}
 
 let root: string;
 let dir: string;
@@ -108,7 +99,7 @@ describe('delivery.ts', () => {
     });
     fs.unlinkSync(path.join(dir, segName(1)));
 
-    await delivery.write('network', 'ebpf-net/netflow', netflow(5, 100));
+    await delivery.write('network', 'ebpf-net/netflow', netflowPoints(5, 100));
     expect(fs.existsSync(path.join(dir, segName(2)))).toBe(true);
     await waitFor('the points written after the loss to arrive', () => receiver.points('netflow').length >= 5, 3_000);
     expect(receiver.points('netflow').map((p) => p.fields.bytes_read)).toEqual([100, 101, 102, 103, 104]);
