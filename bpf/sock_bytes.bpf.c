@@ -1,5 +1,5 @@
 /* Bytes per send/recv syscall from the sock_send_length / sock_recv_length
- * tracepoints (Linux >= 6.4). They fire in the caller's context, so they also
+ * tracepoints (Linux >= 6.4), or fexit on tcp_sendmsg/tcp_recvmsg before. They fire in the caller's context, so they also
  * tell us which process owns a socket. Cost is per syscall, not per packet:
  * a socket-local storage look-up and one flow-counter add. UDP bytes are
  * counted per packet (skb.bpf.c, which sees the peer); here a UDP socket
@@ -105,6 +105,29 @@ int BPF_PROG(dke_sock_send, struct sock *sk, int ret, int flags)
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(dke_sock_recv, struct sock *sk, int ret, int flags)
+{
+	return dke_on_bytes(sk, ret, flags, 0);
+}
+
+/* Kernels without those tracepoints (before 6.4: Debian 12, Ubuntu 22.04,
+ * RHEL 9): the same from fexit on the TCP send and receive functions, where
+ * the kernel has BPF trampolines. The loader loads one set or the other. */
+SEC("fexit/tcp_sendmsg")
+int BPF_PROG(dke_tcp_sendmsg_exit, struct sock *sk, struct msghdr *msg, size_t size, int ret)
+{
+	return dke_on_bytes(sk, ret, 0, 1);
+}
+
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(dke_tcp_recvmsg_exit, struct sock *sk, struct msghdr *msg, size_t len, int flags, int *addr_len, int ret)
+{
+	return dke_on_bytes(sk, ret, flags, 0);
+}
+
+/* Before 5.19 tcp_recvmsg had a `nonblock` argument. */
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(dke_tcp_recvmsg_exit_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock, int flags, int *addr_len,
+	     int ret)
 {
 	return dke_on_bytes(sk, ret, flags, 0);
 }

@@ -34,8 +34,17 @@ const char* const kTelemetryNames[DKE_TEL_MAX] = {
     "dns_packets",   "dns_truncated",       "orphan_skipped",  "",
 };
 
-// Without these there is no netflow at all.
-const std::set<std::string> kRequired = {"dke_tcp_set_state", "dke_tcp_destroy", "dke_sock_send", "dke_sock_recv"};
+// Without these there is no netflow at all (whichever byte hooks were chosen).
+const std::set<std::string> kRequired = {"dke_tcp_set_state", "dke_tcp_destroy", "dke_sock_send", "dke_sock_recv",
+                                         "dke_tcp_sendmsg_exit", "dke_tcp_recvmsg_exit", "dke_tcp_recvmsg_exit_nb"};
+
+// Parameters of a kernel function in BTF, or -1 when it is not there.
+int FuncParams(const btf* b, const char* fn) {
+  int id = b ? btf__find_by_name_kind(b, fn, BTF_KIND_FUNC) : -1;
+  if (id <= 0) return -1;
+  const btf_type* proto = btf__type_by_id(b, btf__type_by_id(b, id)->type);
+  return proto ? btf_vlen(proto) : -1;
+}
 
 uint64_t MonotonicNs() {
   timespec ts;
@@ -162,23 +171,6 @@ bool NetLoader::Open() {
                                            " has no BTF (/sys/kernel/btf/vmlinux): the collector needs a kernel built "
                                            "with CONFIG_DEBUG_INFO_BTF=y");
   }
-  {
-    // Name what the kernel lacks before libbpf fails with a raw errno.
-    btf* vmlinux = btf__load_vmlinux_btf();
-    std::string missing;
-    for (const char* tp : {"inet_sock_set_state", "sock_send_length", "sock_recv_length", "tcp_destroy_sock"}) {
-      std::string type = std::string("btf_trace_") + tp;
-      if (!vmlinux || btf__find_by_name_kind(vmlinux, type.c_str(), BTF_KIND_TYPEDEF) <= 0)
-        missing += std::string(missing.empty() ? "" : ", ") + (tp[0] == 's' ? "sock:" : tp[0] == 'i' ? "sock:" : "tcp:") + tp;
-    }
-    if (vmlinux) btf__free(vmlinux);
-    if (!missing.empty()) {
-      utsname u{};
-      uname(&u);
-      return Fatal("KERNEL_UNSUPPORTED", std::string("kernel ") + u.release + " lacks the tracepoints netflow needs: " +
-                                             missing + " (sock_send_length/sock_recv_length: Linux >= 6.4); upgrade the kernel");
-    }
-  }
   if (!PreparePinDir(&degraded)) return false;
 
   ResetLibbpfLog();
@@ -190,6 +182,7 @@ bool NetLoader::Open() {
     bpf_map* m;
     bpf_object__for_each_map(m, skel_->obj) bpf_map__set_pin_path(m, nullptr);
   }
+  if (!ChooseHooks(&degraded)) return false;
   if (opts_.cgroup.empty()) opts_.cgroup = FindCgroup2();
   if (opts_.cgroup.empty()) {
     bpf_program__set_autoload(skel_->progs.dke_skb_egress, false);
@@ -272,7 +265,7 @@ bool NetLoader::Open() {
   uname(&u);
   std::vector<std::string> ports;
   for (int p : ListeningPorts()) ports.push_back(std::to_string(p));
-  std::string name = "tracepoints (tp_btf) + cgroup_skb";
+  std::string name = hook_set_ + " + cgroup_skb";
   if (dns) name += " + DNS packets (cgroup_skb)";
   char quiet[64];
   snprintf(quiet, sizeof(quiet), "%.1f", quiet_s);
@@ -282,6 +275,44 @@ bool NetLoader::Open() {
                       ",\"mapsReused\":" + (maps_reused_ ? "true" : "false") + ",\"dns\":" + (dns ? "true" : "false") +
                       ",\"quietSeconds\":" + quiet + "}}";
   return out_->Json(DKE_FRAME_READY, ready);
+}
+
+// The cheapest set of hooks this kernel offers that gives the same records:
+// one place decides, and the start-up line says which.
+bool NetLoader::ChooseHooks(std::vector<std::string>* degraded) {
+  utsname u{};
+  uname(&u);
+  btf* vmlinux = btf__load_vmlinux_btf();
+  auto has_tp = [&](const char* tp) {
+    std::string type = std::string("btf_trace_") + tp;
+    return vmlinux && btf__find_by_name_kind(vmlinux, type.c_str(), BTF_KIND_TYPEDEF) > 0;
+  };
+  std::string missing;
+  for (const char* tp : {"inet_sock_set_state", "tcp_destroy_sock"})
+    if (!has_tp(tp)) missing += std::string(missing.empty() ? "" : ", ") + (tp[0] == 'i' ? "sock:" : "tcp:") + tp;
+  if (!has_tp("tcp_retransmit_skb")) {
+    bpf_program__set_autoload(skel_->progs.dke_tcp_retransmit, false);
+    degraded->push_back("tcp:tcp_retransmit_skb missing: retransmits are counted at close");
+  }
+  const bool syscall_tps = has_tp("sock_send_length") && has_tp("sock_recv_length");
+  const int recv_params = FuncParams(vmlinux, "tcp_recvmsg");
+  const bool fexit = FuncParams(vmlinux, "tcp_sendmsg") == 3 && (recv_params == 5 || recv_params == 6);
+  if (vmlinux) btf__free(vmlinux);
+  if (!missing.empty() || (!syscall_tps && !fexit)) {
+    if (!syscall_tps && !fexit) missing += std::string(missing.empty() ? "" : ", ") + "sock:sock_send_length/sock_recv_length (Linux >= 6.4) or fexit on tcp_sendmsg/tcp_recvmsg";
+    return Fatal("KERNEL_UNSUPPORTED", std::string("kernel ") + u.release + " lacks what netflow needs: " + missing +
+                                           "; the collector needs Linux >= 5.8 with BTF");
+  }
+  // Syscall tracepoints where they exist (no trampolines needed, and the
+  // only choice on kernels that disable them); fexit before 6.4.
+  bpf_program__set_autoload(skel_->progs.dke_sock_send, syscall_tps);
+  bpf_program__set_autoload(skel_->progs.dke_sock_recv, syscall_tps);
+  bpf_program__set_autoload(skel_->progs.dke_tcp_sendmsg_exit, !syscall_tps);
+  bpf_program__set_autoload(skel_->progs.dke_tcp_recvmsg_exit, !syscall_tps && recv_params == 5);
+  bpf_program__set_autoload(skel_->progs.dke_tcp_recvmsg_exit_nb, !syscall_tps && recv_params == 6);
+  hook_set_ = syscall_tps ? "tracepoints (tp_btf)" : "tracepoints (tp_btf) + fexit on tcp_sendmsg/tcp_recvmsg";
+  if (!syscall_tps) degraded->push_back("no sock:sock_send_length (Linux < 6.4): UDP sockets are named at socket() and their first datagram");
+  return true;
 }
 
 bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* degraded) {

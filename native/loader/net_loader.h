@@ -50,6 +50,7 @@ class NetLoader : public LoaderPlugin {
  private:
   bool Fatal(const char* code, const std::string& msg);
   bool PreparePinDir(std::vector<std::string>* degraded);
+  bool ChooseHooks(std::vector<std::string>* degraded);
   bool Attach(std::string* attached_json, std::vector<std::string>* degraded);
   void WriteControl(bool bump_epoch);
   void CollectFlows(uint64_t seq);
@@ -62,6 +63,7 @@ class NetLoader : public LoaderPlugin {
   std::string pin_dir_;
   bool maps_reused_ = false;
   bool packets_attached_ = false;
+  std::string hook_set_;
   int cgroup_fd_ = -1;
   std::vector<bpf_link*> links_;
   ring_buffer* dns_rb_ = nullptr;
