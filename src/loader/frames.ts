@@ -18,12 +18,31 @@ export interface Frame {
 
 const H = dke_frame.fields;
 
-/** Splits a byte stream into frames; throws on a frame that is not ours. */
+/** No frame is larger than this (the loader splits batches at 4 MiB). */
+export const MAX_FRAME_BYTES = 64 << 20;
+
+/**
+ * Splits a byte stream into frames; throws on a frame that is not ours.
+ * Chunks of a frame that is still incomplete are only collected, and joined
+ * once it is whole: a large frame costs one copy, not one per chunk.
+ */
 export class FrameReader {
   private pending: Buffer = Buffer.alloc(0);
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  /** Bytes the frame at the head of `pending` needs in all (0: header not read yet). */
+  private need = 0;
 
   push(chunk: Buffer, onFrame: (f: Frame) => void): void {
-    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    if (this.need > 0 && this.partBytes + chunk.length < this.need) {
+      this.parts.push(chunk);
+      this.partBytes += chunk.length;
+      return;
+    }
+    this.pending = this.parts.length || this.pending.length ? Buffer.concat([...this.parts, chunk]) : chunk;
+    this.parts = [];
+    this.partBytes = 0;
+    this.need = 0;
     let off = 0;
     while (this.pending.length - off >= dke_frame.size) {
       const magic = this.pending.readUInt32LE(off + H.magic.offset);
@@ -31,7 +50,11 @@ export class FrameReader {
         throw new Error(`dke-loader sent a frame of another version (magic 0x${magic.toString(16)}): the loader and the daemon come from different builds; reinstall`);
       }
       const len = this.pending.readUInt32LE(off + H.len.offset);
-      if (this.pending.length - off - dke_frame.size < len) break;
+      if (len > MAX_FRAME_BYTES) throw new Error(`dke-loader sent a frame of ${len} bytes (at most ${MAX_FRAME_BYTES}): the stream is corrupt`);
+      if (this.pending.length - off - dke_frame.size < len) {
+        this.need = dke_frame.size + len;
+        break;
+      }
       const start = off + dke_frame.size;
       onFrame({
         type: this.pending.readUInt16LE(off + H.type.offset),
@@ -40,7 +63,13 @@ export class FrameReader {
       });
       off = start + len;
     }
-    this.pending = off === this.pending.length ? Buffer.alloc(0) : this.pending.subarray(off);
+    const rest = off === this.pending.length ? Buffer.alloc(0) : this.pending.subarray(off);
+    this.pending = Buffer.alloc(0);
+    if (rest.length) {
+      // Kept as the first part; `need` counts from its start.
+      this.parts = [rest];
+      this.partBytes = rest.length;
+    }
   }
 }
 

@@ -10,7 +10,6 @@ import { bashMessage, bashPoint, formatRfc3339, toEntries, type BashEntry, type 
 import { completeUtf8End, decodeBashLines, type BashLineRecord } from '../../src/bash/record';
 import { compileRedactRegex, REDACTED, Redactor } from '../../src/bash/redact';
 import { parsePasswd, UserNames } from '../../src/bash/users';
-import { ElfError, findFunctionOffset, findFunctionOffsetInFile } from '../../src/bash/elf';
 import { encodePoint } from '../../src/lineproto/encode';
 import { DKE_BASH_LINE_MAX, DKE_FRAME_BASH_LINES, dke_bash_line } from '../../src/loader/layout.generated';
 import { bashLine, bashLinesFrame } from '../helpers/records';
@@ -222,64 +221,3 @@ describe('bash points', () => {
   });
 });
 
-describe('finding readline in an ELF file', () => {
-  it('finds readline in the system bash where readelf says it is', () => {
-    const sym = execFileSync('readelf', ['-sW', '/bin/bash'], { encoding: 'utf8' })
-      .split('\n')
-      .map((l) => l.trim().split(/\s+/))
-      .find((f) => f[7] === 'readline' && f[3] === 'FUNC');
-    expect(sym, 'the system bash exports readline').toBeDefined();
-    const sections = execFileSync('readelf', ['-SW', '/bin/bash'], { encoding: 'utf8' });
-    const ndx = Number(sym![6]);
-    const sec = new RegExp(`^\\s*\\[\\s*${ndx}\\]\\s+\\S+\\s+\\S+\\s+([0-9a-f]+)\\s+([0-9a-f]+)`, 'm').exec(sections)!;
-    const want = parseInt(sym![1]!, 16) - parseInt(sec[1]!, 16) + parseInt(sec[2]!, 16);
-    expect(findFunctionOffsetInFile('/bin/bash', 'readline')).toBe(want);
-  });
-
-  it('finds no readline in a binary without it, and refuses a file that is not ELF', () => {
-    expect(findFunctionOffsetInFile('/usr/bin/ls', 'readline')).toBeUndefined();
-    const script = path.join(tmp, 'not-elf');
-    fs.writeFileSync(script, '#!/bin/sh\n');
-    expect(() => findFunctionOffsetInFile(script, 'readline')).toThrow(ElfError);
-  });
-
-  it('skips undefined (imported) and non-function symbols', () => {
-    // A minimal ELF64: section 0 null, 1 .text at addr 0x1000 / offset 0x200, 2 .symtab, 3 .strtab.
-    const b = Buffer.alloc(0x400);
-    b.writeUInt32BE(0x7f454c46, 0);
-    b[4] = 2;
-    b[5] = 1;
-    const shoff = 0x40;
-    b.writeBigUInt64LE(BigInt(shoff), 0x28);
-    b.writeUInt16LE(64, 0x3a);
-    b.writeUInt16LE(4, 0x3c);
-    const sh = (i: number, type: number, addr: number, off: number, size: number, link: number, entsize: number): void => {
-      const o = shoff + i * 64;
-      b.writeUInt32LE(type, o + 4);
-      b.writeBigUInt64LE(BigInt(addr), o + 16);
-      b.writeBigUInt64LE(BigInt(off), o + 24);
-      b.writeBigUInt64LE(BigInt(size), o + 32);
-      b.writeUInt32LE(link, o + 40);
-      b.writeBigUInt64LE(BigInt(entsize), o + 56);
-    };
-    const strtab = 0x300;
-    b.write('\0readline\0other\0', strtab);
-    sh(1, 1, 0x1000, 0x200, 0x100, 0, 0);
-    sh(2, 2, 0, 0x140, 24 * 3, 3, 24);
-    sh(3, 3, 0, strtab, 0x20, 0, 0);
-    const sym = (i: number, name: number, info: number, shndx: number, value: number): void => {
-      const o = 0x140 + i * 24;
-      b.writeUInt32LE(name, o);
-      b[o + 4] = info;
-      b.writeUInt16LE(shndx, o + 6);
-      b.writeBigUInt64LE(BigInt(value), o + 8);
-    };
-    sym(0, 1, 0x12, 0, 0); // readline, GLOBAL FUNC, undefined: imported
-    sym(1, 10, 0x11, 1, 0x1010); // other, GLOBAL OBJECT
-    expect(findFunctionOffset(b, 'readline')).toBeUndefined();
-    sym(2, 1, 0x12, 1, 0x1040); // readline, defined in .text
-    expect(findFunctionOffset(b, 'readline')).toBe(0x240);
-    expect(findFunctionOffset(b, 'other')).toBeUndefined();
-    expect(() => findFunctionOffset(Buffer.from('hello world, not elf at all......................................'), 'x')).toThrow(ElfError);
-  });
-});
