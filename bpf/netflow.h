@@ -87,6 +87,16 @@ struct dke_owner {
 	char comm[DKE_COMM_LEN];
 };
 
+/* Bytes of an executed file's path kept (struct dke_exec_name). */
+#define DKE_EXEC_PATH_MAX 128
+
+/* Value of exec_names, keyed by pid: what the process executed, so the loader
+ * can name a process whose comm was cut at 15 characters even when it has
+ * exited before the loader could read /proc. */
+struct dke_exec_name {
+	char path[DKE_EXEC_PATH_MAX]; /* bprm->filename, NUL-terminated (cut when longer) */
+};
+
 #define DKE_DNS_PORTS_MAX 8
 
 /* control[0]: written by the loader, read by every program at its top. In a

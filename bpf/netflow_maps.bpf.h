@@ -66,6 +66,16 @@ DKE_MAP struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } listeners SEC(".maps");
 
+/* pid -> struct dke_exec_name: the file each recent process executed. LRU:
+ * only pids seen lately matter (the loader reads it for new flow owners). */
+DKE_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct dke_exec_name);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} exec_names SEC(".maps");
+
 /* 0 -> struct dke_control. */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

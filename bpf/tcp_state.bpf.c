@@ -148,4 +148,23 @@ int BPF_PROG(dke_tcp_retransmit, const struct sock *sk, const struct sk_buff *sk
 	return 0;
 }
 
+/* What each process executed: upstream names a process whose comm was cut
+ * at 15 characters by its command line's basename. Once per exec. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(dke_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct dke_exec_name *e;
+	__u32 pid = BPF_CORE_READ(p, tgid);
+	static const struct dke_exec_name zero;
+
+	if (!dke_control_live())
+		return 0;
+	if (bpf_map_update_elem(&exec_names, &pid, &zero, BPF_ANY))
+		return 0;
+	e = bpf_map_lookup_elem(&exec_names, &pid);
+	if (e)
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path), BPF_CORE_READ(bprm, filename));
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

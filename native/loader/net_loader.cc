@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -37,6 +38,15 @@ const char* const kTelemetryNames[DKE_TEL_MAX] = {
 // Without these there is no netflow at all (whichever byte hooks were chosen).
 const std::set<std::string> kRequired = {"dke_tcp_set_state", "dke_tcp_destroy", "dke_sock_send", "dke_sock_recv",
                                          "dke_tcp_sendmsg_exit", "dke_tcp_recvmsg_exit", "dke_tcp_recvmsg_exit_nb"};
+
+// What the user loses when an optional program cannot attach.
+const std::map<std::string, std::string> kOptionalLoss = {
+    {"dke_tcp_retransmit", "retransmits are counted at close"},
+    {"dke_skb_egress", "no UDP flows and no dnsflow"},
+    {"dke_skb_ingress", "no UDP flows and no dnsflow"},
+    {"dke_sock_create", "a UDP server is named at its first syscall, not its first datagram"},
+    {"dke_process_exec", "a process whose name was cut at 15 characters and exited at once keeps the cut name"},
+};
 
 // Parameters of a kernel function in BTF, or -1 when it is not there.
 int FuncParams(const btf* b, const char* fn) {
@@ -352,7 +362,7 @@ bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* deg
       std::string why = std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
       item += ",\"error\":" + JsonString(why);
       if (kRequired.count(name)) failed_required.push_back(section + " (" + why + ")");
-      else degraded->push_back(section + ": " + why + ": " + (name.rfind("dke_skb", 0) == 0 ? "no UDP flows and no dnsflow" : name == "dke_sock_create" ? "a UDP server is named at its first syscall, not its first datagram" : "retransmits only at close"));
+      else degraded->push_back(section + ": " + why + ": " + (kOptionalLoss.count(name) ? kOptionalLoss.at(name) : "less data"));
     }
     items.push_back(item + "}");
     if (link) links_.push_back(link);
@@ -493,7 +503,9 @@ void NetLoader::SendProcNames(const std::vector<uint32_t>& pids, const std::vect
   std::vector<dke_proc_name> recs(pids.size());
   for (size_t i = 0; i < pids.size(); i++) {
     recs[i].pid = pids[i];
-    std::string name = ProcessName(pids[i], comms[i]);
+    dke_exec_name exec{};
+    bpf_map_lookup_elem(bpf_map__fd(skel_->maps.exec_names), &pids[i], &exec);
+    std::string name = ProcessName(pids[i], comms[i], std::string(exec.path, strnlen(exec.path, sizeof(exec.path))));
     strncpy(recs[i].name, name.c_str(), sizeof(recs[i].name) - 1);
   }
   out_->Records(DKE_FRAME_PROCS, recs.data(), sizeof(recs[0]), recs.size());

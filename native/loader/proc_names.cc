@@ -9,7 +9,12 @@ namespace {
 constexpr size_t kCommMax = 15;  // TASK_COMM_LEN - 1
 }
 
-std::string ProcessName(uint32_t pid, const std::string& comm) {
+std::string Basename(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string ProcessName(uint32_t pid, const std::string& comm, const std::string& exec_path) {
   std::string name = comm;
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
@@ -21,11 +26,11 @@ std::string ProcessName(uint32_t pid, const std::string& comm) {
   // Cut by the kernel: the command line's first word says more.
   std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
   std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::string argv0 = cmdline.substr(0, cmdline.find('\0'));
-  size_t slash = argv0.rfind('/');
-  std::string base = slash == std::string::npos ? argv0 : argv0.substr(slash + 1);
-  // Only when it extends what the kernel kept (a renamed process keeps its name).
-  if (!base.empty() && base.compare(0, name.size(), name) == 0) return base;
+  // The command line's first word, or what was executed when the process is gone.
+  for (const std::string& candidate : {Basename(cmdline.substr(0, cmdline.find('\0'))), Basename(exec_path)}) {
+    // Only when it extends what the kernel kept (a renamed process keeps its name).
+    if (!candidate.empty() && candidate.size() > name.size() && candidate.compare(0, name.size(), name) == 0) return candidate;
+  }
   return name;
 }
 

@@ -8,8 +8,12 @@
 
 namespace dke {
 
-// `comm` is what BPF saw (the thread group leader's comm): the answer when the
-// process is already gone.
-std::string ProcessName(uint32_t pid, const std::string& comm);
+// `comm` is what BPF saw (the thread group leader's comm) and `exec_path`
+// the file it executed (BPF's exec_names, "" if unknown): the answer when
+// the process is already gone.
+std::string ProcessName(uint32_t pid, const std::string& comm, const std::string& exec_path);
+
+// The last path component.
+std::string Basename(const std::string& path);
 
 }  // namespace dke

@@ -2,6 +2,10 @@
 // loopback), the real daemon with the real eBPF programs, a real HTTP
 // receiver. Every number is checked against what the test itself moved or
 // what the kernel says (/proc/net/snmp, ss -tin).
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import { createHostPair, inNs, runPeer, snmp, startServer, type HostPair } from '../helpers/netns';
@@ -255,5 +259,44 @@ describe('what reaches DataKit', () => {
     expect(line).toMatchObject({ plugins: ['ebpf-net'], intervalMs: 1000, apiServer: `http://127.0.0.1:${receiver.port}` });
     expect(String(line.kernel)).toMatch(/^\d+\.\d+/);
     expect(String(line.hookSet)).toContain('tp_btf');
+  });
+});
+
+describe('process names', () => {
+  // Upstream reports the process's own name, never a thread's, and the
+  // command line's basename when the kernel cut the name at 15 characters.
+  it('names a process by itself, not by its renamed sending thread, with its full long name even after it exited', async () => {
+    const port = 18095;
+    const server = await startServer(hosts.b, ['tcp-server', hosts.ipB, String(port), '10']);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dke-names-'));
+    const longName = 'dke-long-process-name-client'; // comm keeps 'dke-long-proces'
+    fs.symlinkSync(fs.realpathSync('/usr/bin/python3'), path.join(dir, longName));
+    const script = [
+      'import ctypes, socket, sys, threading',
+      'libc = ctypes.CDLL(None)',
+      'def send():',
+      '    libc.prctl(15, b"sender-thread", 0, 0, 0)  # PR_SET_NAME',
+      `    s = socket.create_connection(("${hosts.ipB}", ${port}))`,
+      '    s.sendall(b"x" * 4321)',
+      '    s.shutdown(socket.SHUT_WR)',
+      '    while s.recv(65536): pass',
+      '    s.close()',
+      'for _ in range(3):',
+      '    t = threading.Thread(target=send); t.start(); t.join()',
+    ].join('\n');
+    try {
+      const child = spawn('ip', ['netns', 'exec', hosts.a, path.join(dir, longName), '-c', script], { stdio: 'inherit' });
+      const code = await new Promise((r) => child.once('exit', r));
+      expect(code).toBe(0);
+      const pid = String(child.pid);
+      const isClient = (t: Record<string, string>) => t.direction === 'outgoing' && t.dst_port === String(port) && t.pid === pid;
+      const out = await waitForTotals(isClient, { bytes_written: 3 * 4321, tcp_closed: 3 });
+      expect(out).toMatchObject({ bytes_written: 3 * 4321, tcp_established: 3, tcp_closed: 3 });
+      // One process, one name, in every point of its flow.
+      expect([...new Set(netflow(isClient).map((p) => p.tags.process_name))]).toEqual([longName]);
+    } finally {
+      await server.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
