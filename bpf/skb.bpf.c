@@ -217,12 +217,6 @@ static __always_inline void dke_count_udp(struct __sk_buff *skb, const struct dk
 		st->flags |= DKE_SOCK_UDP;
 		st->key.direction = egress ? DKE_DIR_OUTGOING : DKE_DIR_INCOMING;
 	}
-	if (!(st->flags & DKE_SOCK_OWNED) && egress) {
-		/* Egress runs in the sender's context. */
-		st->flags |= DKE_SOCK_OWNED;
-		dke_take_owner(&st->key.pid, st->key.comm);
-		st->key.netns = dke_current_netns();
-	}
 	__builtin_memcpy(&key, &st->key, sizeof(key));
 	key.family = p->family;
 	key.proto = IPPROTO_UDP;
@@ -273,8 +267,16 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 	st = bpf_sk_storage_get(&sock_state, sk, 0, p.proto == IPPROTO_UDP ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!st && p.proto == IPPROTO_UDP)
 		dke_count(DKE_TEL_STATE_FAILED);
+	if (st && egress && p.proto == IPPROTO_UDP && !(st->flags & DKE_SOCK_OWNED)) {
+		/* A UDP socket older than us: egress runs in the sender's context. */
+		st->flags |= DKE_SOCK_OWNED;
+		dke_take_owner(&st->key.pid, st->key.comm);
+		st->key.netns = dke_current_netns();
+	}
 	if (dke_is_dns_port(ctl, p.sport) || dke_is_dns_port(ctl, p.dport)) {
-		netns = st && st->key.netns ? st->key.netns : egress ? dke_current_netns() : 0;
+		/* The socket's namespace, or 0 until it is known (an older socket
+		 * that has only received so far; the loader pairs across that). */
+		netns = st ? st->key.netns : 0;
 		dke_capture_dns(skb, &p, netns, ctl, egress);
 	}
 	if (st && p.proto == IPPROTO_UDP)

@@ -260,8 +260,15 @@ class DnsCollector::Impl final : public dns::TcpMessageSink, public dns::Address
     oldest_pending_ns_ = std::min(oldest_pending_ns_, t_ns);
   }
 
-  void OnAnswer(const PairKey& k, int32_t rcode, uint64_t t_ns) {
+  void OnAnswer(const PairKey& answer, int32_t rcode, uint64_t t_ns) {
+    PairKey k = answer;
     size_t i = pending_.Find(k, pending_.Hash(k));
+    if (i == FlatMap<PairKey, uint64_t>::kNone && k.netns != 0) {
+      // The query reached a socket older than the collector before its
+      // namespace was known (netns 0 in the event): same exchange otherwise.
+      k.netns = 0;
+      i = pending_.Find(k, pending_.Hash(k));
+    }
     if (i == FlatMap<PairKey, uint64_t>::kNone) {
       stats_.unmatched_answers++;
       return;

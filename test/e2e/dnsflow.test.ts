@@ -164,6 +164,13 @@ describe('dnsflow', () => {
       service: 'ebpf',
     });
     expect(num(p.fields.rcode)).toBe(0);
+    // The resolver runs on this host too (namespace b): its side of the same
+    // lookups is a point of its own, as upstream reports a resolver's.
+    const resolverSide = (t: Record<string, string>) => t.conn_side === 'server' && t.src_ip === hosts.ipB && t.src_port === '53' && t.dst_ip === hosts.ipA && t.transport === 'udp' && t.rcode_name === 'NOERROR';
+    const srv = await waitForCount(resolverSide, N);
+    expect(srv.count).toBe(N);
+    expect(srv.latencyMax).toBeLessThanOrEqual(s.latencyMax); // the resolver's time is inside the client's
+    expect(dnsPoints(resolverSide)[0]!.tags).toMatchObject({ direction: 'incoming', dst_port: '*', client_ip: hosts.ipA, client_port: '*', server_ip: hosts.ipB, server_port: '53' });
   });
 
   it('reports NXDOMAIN as rcode 3 apart from the successful lookups', async () => {
