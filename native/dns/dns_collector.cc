@@ -272,19 +272,20 @@ class DnsCollector::Impl final : public dns::TcpMessageSink {
     }
     uint64_t sent = pending_.ValueAt(i);
     pending_.EraseAt(i);
-    int64_t latency = static_cast<int64_t>(t_ns - sent);
+    // An answer stamped before its query (CPUs' clocks) took no time.
+    uint64_t latency = t_ns > sent ? t_ns - sent : 0;
     // Too late is no answer, whenever we learn of it.
-    if (latency > static_cast<int64_t>(opts_.timeout_ns)) {
+    if (latency > opts_.timeout_ns) {
       AddLookup(k, kRcodeTimeout, 0);
     } else {
-      AddLookup(k, rcode, latency > 0 ? static_cast<uint64_t>(latency) : 0);
+      AddLookup(k, rcode, latency);
     }
   }
 
   // Queries sent at or before now - timeout - grace become lookups with rcode -1.
   void ExpirePending(uint64_t now_ns) {
     uint64_t wait = opts_.timeout_ns + opts_.grace_ns;
-    if (now_ns < wait) return;
+    if (wait < opts_.timeout_ns || now_ns < wait) return;  // (a wait past 2^64 ns never ends)
     uint64_t cutoff = now_ns - wait;
     if (oldest_pending_ns_ > cutoff) return;  // nothing is that old: no scan
     uint64_t oldest = UINT64_MAX;
