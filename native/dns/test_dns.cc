@@ -227,6 +227,16 @@ std::string NameOf(const std::vector<dke_dns_name>& v, const std::string& ip) {
   return "";
 }
 
+// An answer with n A records: <prefix><i / 256>.<i % 256>.
+Msg PoolAnswer(uint16_t id, const std::string& name, int n, const std::string& prefix) {
+  Msg m;
+  m.id = id;
+  m.qr = true;
+  m.questions = {{name, kA}};
+  for (int i = 0; i < n; i++) m.answers.push_back({name, kA, prefix + std::to_string(i >> 8) + "." + std::to_string(i & 255)});
+  return m;
+}
+
 // ---- parser ----------------------------------------------------------------
 
 TEST(parser_reads_a_query_as_dig_sends_it) {
@@ -329,13 +339,8 @@ TEST(parser_stops_at_counts_that_promise_more_than_the_message_holds) {
 }
 
 TEST(parser_keeps_at_most_64_answers) {
-  Msg msg;
-  msg.id = 3;
-  msg.qr = true;
-  msg.questions = {{"pool.test", kA}};
-  for (int i = 0; i < 100; i++) msg.answers.push_back({"pool.test", kA, "10.0." + std::to_string(i >> 8) + "." + std::to_string(i & 255)});
   Message m;
-  CHECK(Parse(Build(msg), &m));
+  CHECK(Parse(Build(PoolAnswer(3, "pool.test", 100, "10.0.")), &m));
   CHECK_EQ(m.n_answers, kMaxAnswers);
   CHECK(!m.truncated);
 }
@@ -706,11 +711,7 @@ TEST(tcp_two_messages_in_one_segment_are_two_lookups) {
 }
 
 TEST(answers_longer_than_the_captured_part_pair_and_name_what_was_captured) {
-  Msg am;
-  am.id = 77;
-  am.qr = true;
-  am.questions = {{"pool.dke.test", kA}};
-  for (int i = 0; i < 200; i++) am.answers.push_back({"pool.dke.test", kA, "10.77." + std::to_string(i >> 8) + "." + std::to_string(i & 255)});
+  Msg am = PoolAnswer(77, "pool.dke.test", 200, "10.77.");
   am.compress = false;  // ~5.8 KB, as the e2e test's server sends it
   Bytes full = Build(am);
   CHECK(full.size() > DKE_DNS_PAYLOAD_MAX);
