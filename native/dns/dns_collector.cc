@@ -75,7 +75,7 @@ uint64_t RandomSeed() {
 
 }  // namespace
 
-class DnsCollector::Impl final : public dns::TcpMessageSink, public dns::AddressSink {
+class DnsCollector::Impl final : public dns::TcpMessageSink {
  public:
   explicit Impl(Options opts)
       : opts_(std::move(opts)),
@@ -157,26 +157,6 @@ class DnsCollector::Impl final : public dns::TcpMessageSink, public dns::Address
     names_.clear();
   }
 
-  void OnAddress(const uint8_t* addr, uint16_t family, uint32_t ttl_s, const dns::NameText& domain,
-                 uint64_t domain_hash) override {
-    // The root, or a name whose escaped text does not fit the record: no use to netflow.
-    if (domain.len >= sizeof(dke_dns_name::domain) || (domain.len == 1 && domain.text[0] == '.')) return;
-    uint64_t hold_s = std::clamp<uint64_t>(ttl_s, 1, std::max<uint32_t>(opts_.name_resend_max_s, 1));
-    if (!dedupe_.ShouldSend(addr, family, domain_hash, hold_s * 1'000'000'000ull, now_ns_)) return;
-    if (names_.size() >= opts_.max_queued_names) {
-      stats_.names_shed++;
-      dedupe_.Forget(addr, family);
-      return;
-    }
-    dke_dns_name n;
-    std::memset(&n, 0, sizeof(n));
-    std::memcpy(n.addr, addr, family == dns::kAfInet ? 4 : 16);
-    n.family = family;
-    n.ttl_s = ttl_s;
-    std::memcpy(n.domain, domain.text, domain.len);
-    names_.push_back(n);
-  }
-
   Stats stats() const {
     Stats s = stats_;
     s.tcp_streams_shed = tcp_.shed();
@@ -233,10 +213,34 @@ class DnsCollector::Impl final : public dns::TcpMessageSink, public dns::Address
       return;
     }
     if (!local_server) {
-      now_ns_ = t_ns;
-      learner_.Learn(buf, len, msg_, this);
+      size_t n = learner_.Learn(buf, len, msg_, learned_);
+      for (size_t i = 0; i < n; i++) OnAddress(buf, len, learned_[i], t_ns);
     }
     OnAnswer(k, msg_.rcode, t_ns);
+  }
+
+  // An address a local client resolved: queued when it is news.
+  void OnAddress(const uint8_t* buf, size_t len, const dns::LearnedAddress& a, uint64_t t_ns) {
+    uint64_t hold_s = std::clamp<uint64_t>(a.ttl_s, 1, std::max<uint32_t>(opts_.name_resend_max_s, 1));
+    if (!dedupe_.ShouldSend(a.addr, a.family, a.domain_hash, hold_s * 1'000'000'000ull, t_ns)) return;
+    if (names_.size() >= opts_.max_queued_names) {
+      stats_.names_shed++;
+      dedupe_.Forget(a.addr, a.family);
+      return;
+    }
+    size_t next;
+    // The root, or a name whose escaped text does not fit the record, is of no use to netflow.
+    if (!dns::ReadName(buf, len, a.domain_off, &text_, &next) || text_.len >= sizeof(dke_dns_name::domain) ||
+        (text_.len == 1 && text_.text[0] == '.')) {
+      return;
+    }
+    dke_dns_name n;
+    std::memset(&n, 0, sizeof(n));
+    std::memcpy(n.addr, a.addr, a.family == dns::kAfInet ? 4 : 16);
+    n.family = a.family;
+    n.ttl_s = a.ttl_s;
+    std::memcpy(n.domain, text_.text, text_.len);
+    names_.push_back(n);
   }
 
   void OnQuery(const PairKey& k, uint64_t t_ns) {
@@ -275,19 +279,20 @@ class DnsCollector::Impl final : public dns::TcpMessageSink, public dns::Address
     }
     uint64_t sent = pending_.ValueAt(i);
     pending_.EraseAt(i);
-    int64_t latency = static_cast<int64_t>(t_ns - sent);
+    // An answer stamped before its query (CPUs' clocks) took no time.
+    uint64_t latency = t_ns > sent ? t_ns - sent : 0;
     // Too late is no answer, whenever we learn of it.
-    if (latency > static_cast<int64_t>(opts_.timeout_ns)) {
+    if (latency > opts_.timeout_ns) {
       AddLookup(k, kRcodeTimeout, 0);
     } else {
-      AddLookup(k, rcode, latency > 0 ? static_cast<uint64_t>(latency) : 0);
+      AddLookup(k, rcode, latency);
     }
   }
 
   // Queries sent at or before now - timeout - grace become lookups with rcode -1.
   void ExpirePending(uint64_t now_ns) {
     uint64_t wait = opts_.timeout_ns + opts_.grace_ns;
-    if (now_ns < wait) return;
+    if (wait < opts_.timeout_ns || now_ns < wait) return;  // (a wait past 2^64 ns never ends)
     uint64_t cutoff = now_ns - wait;
     if (oldest_pending_ns_ > cutoff) return;  // nothing is that old: no scan
     uint64_t oldest = UINT64_MAX;
@@ -334,9 +339,11 @@ class DnsCollector::Impl final : public dns::TcpMessageSink, public dns::Address
   dns::NameLearner learner_;
   dns::NameDedupe dedupe_;
   std::vector<dke_dns_name> names_;
+  // Scratch of one message.
   dns::Message msg_;
+  dns::LearnedAddress learned_[dns::kMaxAnswers];
+  dns::NameText text_;
   const dke_dns_event* cur_ = nullptr;  // the packet whose TCP segment is being reassembled
-  uint64_t now_ns_ = 0;                 // kernel time of the answer whose names are learnt
   Stats stats_{};
 };
 

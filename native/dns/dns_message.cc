@@ -27,17 +27,16 @@ inline void AppendLabel(const uint8_t* p, size_t n, NameText* out) {
   out->len = static_cast<uint32_t>(t - out->text);
 }
 
-}  // namespace
-
-bool ReadName(const uint8_t* buf, size_t len, size_t off, NameText* out, size_t* next, int* jumps_out) {
+// Walks the name at `off` under the rules above, calling label(p, n) for
+// each label in order; false when it is malformed or leaves the buffer.
+template <class OnLabel>
+bool WalkName(const uint8_t* buf, size_t len, size_t off, size_t* next, int* jumps_out, OnLabel&& label) {
   size_t octets = 1;  // the root label
   size_t pos = off;
   size_t after = 0;  // 0: not known yet (a name never ends at offset 0)
   int jumps = 0;
   // Pointers may only go below this: the start of the earliest label read so far.
   size_t floor = off;
-  bool labels = false;
-  if (out) out->len = 0;
   for (;;) {
     if (pos >= len) return false;
     uint8_t l = buf[pos];
@@ -60,20 +59,43 @@ bool ReadName(const uint8_t* buf, size_t len, size_t off, NameText* out, size_t*
     octets += l + 1u;
     if (octets > kMaxNameOctets) return false;
     if (pos + 1 + l > len) return false;
-    if (out) {
-      if (labels) out->text[out->len++] = '.';
-      AppendLabel(buf + pos + 1, l, out);
-    }
-    labels = true;
+    label(buf + pos + 1, l);
     pos += 1 + l;
-  }
-  if (out) {
-    if (!labels) out->text[out->len++] = '.';
-    out->text[out->len] = '\0';
   }
   *next = after;
   if (jumps_out) *jumps_out = jumps;
   return true;
+}
+
+}  // namespace
+
+bool ReadName(const uint8_t* buf, size_t len, size_t off, NameText* out, size_t* next, int* jumps) {
+  if (!out) return WalkName(buf, len, off, next, jumps, [](const uint8_t*, size_t) {});
+  out->len = 0;
+  bool ok = WalkName(buf, len, off, next, jumps, [out](const uint8_t* p, size_t n) {
+    if (out->len > 0) out->text[out->len++] = '.';
+    AppendLabel(p, n, out);
+  });
+  if (out->len == 0) out->text[out->len++] = '.';
+  out->text[out->len] = '\0';
+  return ok;
+}
+
+bool ReadNameKey(const uint8_t* buf, size_t len, size_t off, NameKey* out, size_t* next, int* jumps) {
+  uint8_t* w = out->wire;
+  bool ok = WalkName(buf, len, off, next, jumps, [&w](const uint8_t* p, size_t n) {
+    *w++ = static_cast<uint8_t>(n);
+    for (size_t i = 0; i < n; i++) {
+      uint8_t c = p[i];
+      w[i] = static_cast<uint8_t>(c + ((static_cast<uint8_t>(c - 'A') < 26) << 5));
+    }
+    w += n;
+  });
+  *w++ = 0;
+  out->len = static_cast<uint32_t>(w - out->wire);
+  out->padded = (out->len + 7) & ~7u;
+  while (w < out->wire + out->padded) *w++ = 0;
+  return ok;
 }
 
 bool ReadCnameTarget(const uint8_t* buf, size_t len, const Answer& a, NameText* out) {

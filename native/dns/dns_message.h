@@ -84,6 +84,18 @@ struct NameText {
 // buffer; *jumps = pointers followed. `out` may be null (validation only).
 bool ReadName(const uint8_t* buf, size_t len, size_t off, NameText* out, size_t* next, int* jumps = nullptr);
 
+// A name as compared: its labels lower-cased in wire form (length, bytes,
+// ..., the root's 0), zero-padded to whole words. Equal names (as DNS
+// compares them, case-insensitively) have equal keys.
+struct NameKey {
+  uint32_t len;        // wire bytes, the root's 0 included
+  uint32_t padded;     // len rounded up to a multiple of 8
+  uint8_t wire[kMaxNameOctets + 1];
+};
+
+// As ReadName, the key of the name at `off`.
+bool ReadNameKey(const uint8_t* buf, size_t len, size_t off, NameKey* out, size_t* next, int* jumps = nullptr);
+
 // The target of a CNAME answer, which may point back into the message but
 // must end inside its own record.
 bool ReadCnameTarget(const uint8_t* buf, size_t len, const Answer& a, NameText* out);

@@ -1,25 +1,15 @@
 #include "dns_names.h"
 
+#include <algorithm>
 #include <cstring>
 
-#include "flat_map.h"
-
 namespace dke::dns {
-namespace {
 
-uint64_t HashText(const NameText& t) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
-  for (uint32_t i = 0; i < t.len; i++) h = (h ^ static_cast<uint8_t>(t.text[i])) * 0x100000001b3ull;
-  return h;
-}
-
-}  // namespace
-
-NameLearner::NameLearner() : texts_(kMaxNames) {}
+NameLearner::NameLearner() : keys_(kMaxNames) {}
 
 bool NameLearner::Same(const Decoded* a, const Decoded* b) {
-  return a == b || (a->hash == b->hash && a->text->len == b->text->len &&
-                    std::memcmp(a->text->text, b->text->text, a->text->len) == 0);
+  return a->key == b->key || (a->hash == b->hash && a->key->len == b->key->len &&
+                              std::memcmp(a->key->wire, b->key->wire, a->key->len) == 0);
 }
 
 const NameLearner::Decoded* NameLearner::Decode(const uint8_t* buf, size_t len, size_t off) {
@@ -34,29 +24,30 @@ const NameLearner::Decoded* NameLearner::Decode(const uint8_t* buf, size_t len, 
         const Decoded& d = decoded_[i];
         if (d.off == target && d.jumps < kMaxPointerJumps) {
           if (n_decoded_ == kMaxNames) return nullptr;
-          decoded_[n_decoded_] = {static_cast<uint32_t>(off), static_cast<uint32_t>(off + 2), d.jumps + 1, d.hash, d.text};
+          decoded_[n_decoded_] = {static_cast<uint32_t>(off), static_cast<uint32_t>(off + 2), d.jumps + 1, d.hash, d.key};
           return &decoded_[n_decoded_++];
         }
       }
     }
   }
   if (n_decoded_ == kMaxNames) return nullptr;
-  NameText* t = &texts_[n_decoded_];
+  NameKey* k = &keys_[n_decoded_];
   size_t next;
   int jumps;
-  if (!ReadName(buf, len, off, t, &next, &jumps)) return nullptr;
-  decoded_[n_decoded_] = {static_cast<uint32_t>(off), static_cast<uint32_t>(next), jumps, HashText(*t), t};
+  if (!ReadNameKey(buf, len, off, k, &next, &jumps)) return nullptr;
+  decoded_[n_decoded_] = {static_cast<uint32_t>(off), static_cast<uint32_t>(next), jumps,
+                          HashKeyBytes(k->wire, k->padded, 0), k};
   return &decoded_[n_decoded_++];
 }
 
-void NameLearner::Learn(const uint8_t* buf, size_t len, const Message& m, AddressSink* sink) {
-  if (!m.qr || m.rcode != 0) return;
+size_t NameLearner::Learn(const uint8_t* buf, size_t len, const Message& m, LearnedAddress* out) {
+  if (!m.qr || m.rcode != 0) return 0;
   bool any = false;
   for (uint32_t i = 0; i < m.n_answers && !any; i++) {
     const Answer& a = m.answers[i];
     any = a.cls == kClassIn && ((a.type == kTypeA && a.rdlen == 4) || (a.type == kTypeAaaa && a.rdlen == 16));
   }
-  if (!any) return;
+  if (!any) return 0;
   n_decoded_ = 0;
 
   struct Cname {
@@ -105,6 +96,7 @@ void NameLearner::Learn(const uint8_t* buf, size_t len, const Message& m, Addres
     }
   }
 
+  size_t n = 0;
   for (uint32_t i = 0; i < m.n_answers; i++) {
     const Answer& a = m.answers[i];
     if (a.cls != kClassIn) continue;
@@ -120,54 +112,55 @@ void NameLearner::Learn(const uint8_t* buf, size_t len, const Message& m, Addres
     if (!owner) continue;
     const Head* h = find_head(owner);
     const Decoded* domain = h ? h->question : owner;
-    sink->OnAddress(buf + a.rdata_off, family, a.ttl, *domain->text, domain->hash);
+    out[n++] = {buf + a.rdata_off, family, a.ttl, domain->off, domain->hash};
   }
+  return n;
 }
 
-NameDedupe::NameDedupe(size_t max_entries, uint64_t seed) : seed_(seed) {
-  size_t sets = 1;
-  while (sets * kWays < max_entries) sets <<= 1;
-  entries_.resize(sets * kWays);
-  set_mask_ = sets - 1;
+NameDedupe::NameDedupe(size_t max_entries, uint64_t seed) : sent_(max_entries, seed) {}
+
+NameDedupe::Key NameDedupe::MakeKey(const uint8_t* addr, uint16_t family) {
+  Key k{};
+  std::memcpy(k.addr, addr, family == kAfInet ? 4 : 16);
+  k.family = family;
+  return k;
 }
 
-NameDedupe::Entry* NameDedupe::Set(const uint8_t* addr, uint16_t family) {
-  uint64_t key[3] = {0, 0, family};
-  std::memcpy(key, addr, family == kAfInet ? 4 : 16);
-  return &entries_[(HashKeyBytes(key, sizeof(key), seed_) & set_mask_) * kWays];
+// The entry expiring first among the next few from the cursor goes.
+void NameDedupe::EvictOne() {
+  size_t looks = std::min<size_t>(8, sent_.size());
+  size_t victim = FlatMap<Key, Sent>::kNone;
+  size_t i = cursor_;
+  for (size_t seen = 0; seen < looks;) {
+    i = (i + 1) % sent_.capacity();
+    if (!sent_.OccupiedAt(i)) continue;
+    if (victim == FlatMap<Key, Sent>::kNone || sent_.ValueAt(i).expires_ns < sent_.ValueAt(victim).expires_ns) victim = i;
+    seen++;
+  }
+  cursor_ = i;
+  sent_.EraseAt(victim);
 }
 
 bool NameDedupe::ShouldSend(const uint8_t* addr, uint16_t family, uint64_t domain_hash, uint64_t hold_ns,
                             uint64_t now_ns) {
-  size_t n = family == kAfInet ? 4 : 16;
-  Entry* set = Set(addr, family);
-  Entry* slot = nullptr;
-  for (size_t w = 0; w < kWays; w++) {
-    Entry& e = set[w];
-    if (e.family == family && std::memcmp(e.addr, addr, n) == 0) {
-      if (e.domain_hash == domain_hash && now_ns < e.expires_ns) return false;
-      slot = &e;
-      break;
-    }
+  Key k = MakeKey(addr, family);
+  uint64_t h = sent_.Hash(k);
+  bool inserted = false;
+  Sent* s = sent_.Insert(k, h, &inserted);
+  if (!s) {
+    EvictOne();
+    s = sent_.Insert(k, h, &inserted);
   }
-  if (!slot) {
-    slot = &set[0];
-    for (size_t w = 0; w < kWays && slot->family != 0; w++)
-      if (set[w].family == 0 || set[w].expires_ns < slot->expires_ns) slot = &set[w];
-  }
-  std::memset(slot->addr, 0, sizeof(slot->addr));
-  std::memcpy(slot->addr, addr, n);
-  slot->family = family;
-  slot->domain_hash = domain_hash;
-  slot->expires_ns = now_ns + hold_ns;
+  if (!inserted && s->domain_hash == domain_hash && now_ns < s->expires_ns) return false;
+  s->domain_hash = domain_hash;
+  s->expires_ns = now_ns + hold_ns;
   return true;
 }
 
 void NameDedupe::Forget(const uint8_t* addr, uint16_t family) {
-  size_t n = family == kAfInet ? 4 : 16;
-  Entry* set = Set(addr, family);
-  for (size_t w = 0; w < kWays; w++)
-    if (set[w].family == family && std::memcmp(set[w].addr, addr, n) == 0) set[w].family = 0;
+  Key k = MakeKey(addr, family);
+  size_t i = sent_.Find(k, sent_.Hash(k));
+  if (i != FlatMap<Key, Sent>::kNone) sent_.EraseAt(i);
 }
 
 }  // namespace dke::dns

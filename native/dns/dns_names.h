@@ -5,6 +5,7 @@
 // answers no question keeps its own name. The daemon keeps the cache (TTL
 // floor and cap, its size); here a bounded table remembers what was sent, so
 // an address is sent again only when its domain changes or its TTL passed.
+// Names are compared in wire form; text is made only for what is sent.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "dns_message.h"
+#include "flat_map.h"
 
 namespace dke::dns {
 
@@ -21,22 +23,22 @@ constexpr uint16_t kAfInet6 = 10;
 // A CNAME chain longer than this is not followed (resolvers stop near 8-16).
 constexpr int kMaxCnameHops = 16;
 
-class AddressSink {
- public:
-  // addr: 4 (kAfInet) or 16 (kAfInet6) bytes, network order. domain_hash
-  // identifies domain's text.
-  virtual void OnAddress(const uint8_t* addr, uint16_t family, uint32_t ttl_s, const NameText& domain,
-                         uint64_t domain_hash) = 0;
-
- protected:
-  ~AddressSink() = default;
+// An address an answer names, with the offset of its domain's name in the
+// message (render it with ReadName only when it is to be sent).
+struct LearnedAddress {
+  const uint8_t* addr;  // 4 (kAfInet) or 16 (kAfInet6) bytes, network order
+  uint16_t family;
+  uint32_t ttl_s;
+  uint32_t domain_off;
+  uint64_t domain_hash;  // equal for equal domains (case-insensitively)
 };
 
 class NameLearner {
  public:
   NameLearner();
-  // The addresses of a successful answer (qr, rcode 0) parsed with ParseDepth::kAll.
-  void Learn(const uint8_t* buf, size_t len, const Message& m, AddressSink* sink);
+  // The addresses of a successful answer (qr, rcode 0) parsed with
+  // ParseDepth::kAll, at most kMaxAnswers into `out`; returns how many.
+  size_t Learn(const uint8_t* buf, size_t len, const Message& m, LearnedAddress* out);
 
  private:
   static constexpr size_t kMaxNames = kMaxQuestions + 2 * kMaxAnswers;
@@ -45,20 +47,21 @@ class NameLearner {
     uint32_t next;  // offset after it in place
     int jumps;
     uint64_t hash;
-    const NameText* text;
+    const NameKey* key;
   };
   // The name at `off` (memoised per message), or null when malformed.
   const Decoded* Decode(const uint8_t* buf, size_t len, size_t off);
   static bool Same(const Decoded* a, const Decoded* b);
 
-  std::vector<NameText> texts_;
+  std::vector<NameKey> keys_;
   Decoded decoded_[kMaxNames];
   size_t n_decoded_ = 0;
 };
 
-// Remembers which domain each address was last sent with and until when:
-// `ways` entries per set, the one expiring first replaced when a set is full
-// (forgetting only means sending a name once more).
+// Remembers which domain each address was last sent with and until when. At
+// most max_entries: a new address that finds it full replaces the entry
+// expiring first among a few looked at from a rotating cursor (forgetting
+// only means sending a name once more).
 class NameDedupe {
  public:
   NameDedupe(size_t max_entries, uint64_t seed);
@@ -67,20 +70,23 @@ class NameDedupe {
   bool ShouldSend(const uint8_t* addr, uint16_t family, uint64_t domain_hash, uint64_t hold_ns, uint64_t now_ns);
   // Forgets an address (its name could not be queued): it is sent next time.
   void Forget(const uint8_t* addr, uint16_t family);
+  size_t size() const { return sent_.size(); }
 
  private:
-  static constexpr size_t kWays = 4;
-  struct Entry {
-    uint8_t addr[16];
+  struct Key {
+    uint8_t addr[16];  // IPv4 in the first 4 bytes, the rest 0
+    uint16_t family;
+    uint16_t pad[3];
+  };
+  struct Sent {
     uint64_t domain_hash;
     uint64_t expires_ns;
-    uint16_t family;  // 0: unused
   };
-  Entry* Set(const uint8_t* addr, uint16_t family);
+  static Key MakeKey(const uint8_t* addr, uint16_t family);
+  void EvictOne();
 
-  std::vector<Entry> entries_;
-  size_t set_mask_;
-  uint64_t seed_;
+  FlatMap<Key, Sent> sent_;
+  size_t cursor_ = 0;
 };
 
 }  // namespace dke::dns

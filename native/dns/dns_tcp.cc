@@ -81,6 +81,16 @@ void TcpReassembler::Push(const TcpStreamKey& key, const TcpSegment& seg, TcpMes
 void TcpReassembler::ConsumeData(Stream* s, const uint8_t* p, size_t n, uint64_t ktime_ns, TcpMessageSink* sink) {
   size_t i = 0;
   while (i < n && !s->lost) {
+    if (s->prefix_got == 0 && n - i >= 2) {
+      // The common case: a whole message in this segment is handed over in place.
+      uint32_t len = (uint32_t{p[i]} << 8) | p[i + 1];
+      if (len > 0 && n - i - 2 >= len) {
+        sink->OnTcpMessage(p + i + 2, std::min<size_t>(len, opts_.max_message_bytes), false, ktime_ns, ktime_ns);
+        i += 2 + len;
+        s->next += 2 + len;
+        continue;
+      }
+    }
     if (s->prefix_got < 2) {
       if (s->prefix_got == 0) {
         s->prefix_high = p[i];

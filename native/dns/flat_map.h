@@ -89,6 +89,9 @@ class FlatMap {
     return &s.value;
   }
 
+  // Slots, for a caller that walks them itself (e.g. to pick an entry to evict).
+  size_t capacity() const { return slots_.size(); }
+  bool OccupiedAt(size_t i) const { return slots_[i].hash != 0; }
   const K& KeyAt(size_t i) const { return slots_[i].key; }
   V& ValueAt(size_t i) { return slots_[i].value; }
 

@@ -125,9 +125,10 @@ inline Bytes Build(const Msg& m) {
 
 // A DNS-over-TCP message: its 2-byte length, then the message.
 inline Bytes TcpFramed(const Bytes& msg) {
-  Bytes b;
-  Put16(&b, static_cast<uint16_t>(msg.size()));
-  b.insert(b.end(), msg.begin(), msg.end());
+  Bytes b(2 + msg.size());
+  b[0] = static_cast<uint8_t>(msg.size() >> 8);
+  b[1] = static_cast<uint8_t>(msg.size());
+  if (!msg.empty()) std::memcpy(b.data() + 2, msg.data(), msg.size());
   return b;
 }
 

@@ -8,7 +8,7 @@
 namespace dke {
 
 bool FrameWriter::Write(uint16_t type, const void* data, size_t len, uint32_t count) {
-  if (!ok_) return false;
+  if (!ok_ || len > UINT32_MAX) return false;
   dke_frame hdr{};
   hdr.magic = DKE_FRAME_MAGIC | DKE_FRAME_VERSION;
   hdr.type = type;

@@ -7,7 +7,7 @@ import { PROJECT_ROOT } from '../../src/paths';
 
 describe('dke-loader native units', () => {
   it('flow marks: a collect reports exactly what is not yet durable (test_flow_marks)', () => {
-    const r = spawnSync(path.join(PROJECT_ROOT, 'build', 'Release', 'test_flow_marks'), { encoding: 'utf8' });
+    const r = spawnSync(path.join(PROJECT_ROOT, 'build', 'native', 'test_flow_marks'), { encoding: 'utf8' });
     expect(r.error).toBeUndefined();
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
