@@ -39,6 +39,14 @@ interface Pending {
 }
 
 export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
+  /** Set once the daemon stops: a loader that exits from then on is not restarted. */
+  private static restartsHeld = false;
+
+  /** The daemon is stopping (src/daemon/daemon.ts): no loader is restarted any more. */
+  static holdRestarts(): void {
+    LoaderSupervisor.restartsHeld = true;
+  }
+
   private child?: ChildProcess;
   private ready = false;
   private closing = false;
@@ -130,7 +138,7 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
       this.pending.delete(id);
     }
     this.emit('exit', { code, signal, generation });
-    if (this.closing) return;
+    if (this.closing || LoaderSupervisor.restartsHeld) return;
     // A loader that cannot start at all (no root, old kernel) will not get
     // better by retrying: start() reports it and the daemon decides.
     if (this.firstStart && this.lastFatal) return;
@@ -142,7 +150,9 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
       { code, signal, plugin: this.spec.plugin, restartInMs: delay, restarts: this.restarts },
       `eBPF loader exited (${signal ? `signal ${signal}` : `code ${code}`}); restarting in ${delay} ms, collected data is kept`,
     );
-    this.restartTimer = setTimeout(() => this.spawn(false), delay);
+    this.restartTimer = setTimeout(() => {
+      if (!LoaderSupervisor.restartsHeld) this.spawn(false);
+    }, delay);
   }
 
   get childPid(): number | undefined {
