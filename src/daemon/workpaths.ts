@@ -89,6 +89,54 @@ function preparePinRoot(pinRoot: string, log: Logger): boolean {
 }
 
 /**
+ * Whether everything under `dir` is the collector's: directories leading to
+ * `keep` (the state directory, the log) and files named datakit-ebpf*.
+ */
+function onlyOurs(dir: string, keep: string[]): boolean {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return false;
+  }
+  return entries.every((e) => {
+    const p = path.join(dir, e.name);
+    if (e.name.startsWith('datakit-ebpf')) return true;
+    return e.isDirectory() && keep.some((k) => k.startsWith(`${p}/`)) && onlyOurs(p, keep);
+  });
+}
+
+/**
+ * Earlier versions created missing parents 0750 root (e.g. /usr/local/datakit
+ * on a host without DataKit), which the daemon's user cannot traverse. Such a
+ * parent, holding nothing but the collector's files, gets the search bit
+ * (not the read bit) for everyone; any other parent is left alone and
+ * checkPaths() names it.
+ */
+function repairOurParents(paths: string[], owner: PathOwner, log: Logger): void {
+  for (const target of paths) {
+    let cur = '/';
+    for (const part of path.resolve(target).split('/').filter(Boolean).slice(0, -1)) {
+      cur = path.join(cur, part);
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(cur);
+      } catch {
+        break;
+      }
+      const searchable = ((st.mode >> (st.uid === owner.uid ? 6 : st.gid === owner.gid ? 3 : 0)) & 1) !== 0;
+      if (searchable || st.uid !== 0 || !onlyOurs(cur, paths)) continue;
+      try {
+        fs.chmodSync(cur, (st.mode & 0o7777) | 0o011);
+        log.info({ dir: cur }, `made ${cur} traversable for ${owner.name}: it holds only the collector's files (an earlier version created it 0750)`);
+      } catch {
+        /* checkPaths() names it */
+      }
+    }
+  }
+}
+
+/**
  * Before the privilege drop (usually as root): creates the state directory
  * and the pin root, and with `owner` gives the log file, the state directory
  * and the pin root to the user the daemon becomes. Returns whether the pin
@@ -105,6 +153,7 @@ export function preparePaths(config: CollectorConfig, owner: PathOwner | undefin
   }
   if (!owner) return { pinRoot };
   const { uid, gid } = owner;
+  repairOurParents([...(config.dryRun ? [] : [config.stateDir]), ...(config.log === 'stdout' || config.log === 'stderr' ? [] : [config.log])], owner, log);
   if (config.log !== 'stdout' && config.log !== 'stderr') {
     try {
       fs.chownSync(config.log, uid, gid);

@@ -185,11 +185,11 @@ describe('paths that cannot work', () => {
       why: () => /its file system is full/,
     },
     {
-      // What the old start-up left: DataKit's directory created 0750 root.
       name: 'a parent the user cannot traverse',
-      setup: (dir) => `mkdir -m 0750 ${dir}/datakit`,
-      state: (dir) => path.join(dir, 'datakit/externals/datakit-ebpf.state'),
-      why: (dir) => new RegExp(`${dir}/datakit is not searchable by this user \\(mode 0750, owner uid 0 gid 0\\)`),
+      setup: (dir) => `mkdir -m 0750 ${dir}/private
+touch ${dir}/private/someone-elses`,
+      state: (dir) => path.join(dir, 'private/externals/datakit-ebpf.state'),
+      why: (dir) => new RegExp(`${dir}/private is not searchable by this user \\(mode 0750, owner uid 0 gid 0\\)`),
     },
   ];
   for (const c of cases) {
@@ -209,6 +209,24 @@ describe('paths that cannot work', () => {
       expect(pinnedFiles(pins)).toEqual([]);
     });
   }
+});
+
+describe('what an earlier version left', () => {
+  it('a parent it created 0750 root that holds only the collector\'s files is made traversable, and the collector runs', async () => {
+    const dir = fs.mkdtempSync(path.join(scratch, 'old-'));
+    fs.chmodSync(dir, 0o755);
+    // As the start-up before this fix left /usr/local/datakit on a host without DataKit.
+    const state = path.join(dir, 'datakit/externals/datakit-ebpf.state');
+    fs.mkdirSync(path.join(state, 'spool'), { recursive: true, mode: 0o750 });
+    for (const d of ['datakit', 'datakit/externals']) fs.chmodSync(path.join(dir, d), 0o750);
+    const pins = tempPinRoot();
+    const r = run(['run', '--datakit-apiserver', `127.0.0.1:${receiver.port}`, '--log', 'stdout', '--pin-root', pins, '--state-dir', state]);
+    await started(r);
+    expect(mode(path.join(dir, 'datakit'))).toBe(0o751); // search, not read, for others
+    expect(r.logs().filter((l) => String(l.msg).startsWith('made ')).map((l) => l.dir)).toEqual([path.join(dir, 'datakit'), path.join(dir, 'datakit/externals')]);
+    r.proc.kill('SIGTERM');
+    expect(await exitOf(r)).toBe(0);
+  });
 });
 
 describe('stopping by signal', () => {
