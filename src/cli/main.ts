@@ -11,7 +11,7 @@ import { Daemon } from '../daemon/daemon';
 import { createLogger, reopenLogFile } from '../daemon/logger';
 import { Pidfile } from '../daemon/pidfile';
 import { PinRootLock } from '../daemon/pinlock';
-import { removeEmptyPinRoot, removePins } from '../daemon/pins';
+import { removePins } from '../daemon/pins';
 import { applyDrop, planDrop } from '../daemon/privileges';
 import { checkLogReopen, checkPaths, preparePaths } from '../daemon/workpaths';
 import { EXIT_2_CODES, isCollectorError } from '../errors';
@@ -63,7 +63,6 @@ class Collector {
       }
       for (const f of r.failed) this.log.warn({ path: f.path, err: f.error }, `cannot remove the pinned object ${f.path}: ${f.error}; datakit-ebpf cleanup removes it`);
       this.lock.release();
-      removeEmptyPinRoot(this.config.pinRoot);
     }
     this.pidfile?.remove(this.log);
     process.exit(code);
