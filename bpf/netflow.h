@@ -1,8 +1,15 @@
 /* Records that cross the kernel/user boundary for the ebpf-net netflow plugin.
- * Plain C with fixed-width types only: included by the BPF programs, by the
- * native addon (which static_asserts the sizes and exports the offsets) and
- * mirrored by the TypeScript decoder (src/loader/layout.ts), whose unit test
- * checks it against the offsets the addon reports. Change all three together. */
+ * Plain C with fixed-width types only: included by the BPF programs and the
+ * native loader; the daemon's decoder is generated from their BTF
+ * (scripts/gen-layout), never written by hand.
+ *
+ * The design in one paragraph: the kernel aggregates. Every TCP/UDP socket
+ * has a small socket-local state (struct dke_sock_state, freed with the
+ * socket) that says which flow key its counts go to; every hook adds what it
+ * saw straight into that flow's counters (flow_stats). A closed connection is
+ * folded into its flow at tcp_destroy_sock and leaves nothing behind, so the
+ * map's size is the number of distinct flow keys, not of connections, and user
+ * space reads O(flow keys) per interval whatever the connection rate. */
 #ifndef DKE_NETFLOW_H
 #define DKE_NETFLOW_H
 
@@ -18,9 +25,12 @@ enum dke_direction {
 	DKE_DIR_INCOMING = 2,
 };
 
-/* Addresses are in network byte order, IPv4 in the first 4 bytes; ports are in
- * host byte order. "local" is always this host's side of the socket. */
-struct dke_tuple {
+/* Key of flow_stats: netflow's aggregation key as the kernel can build it.
+ * Addresses are in network byte order, IPv4 in the first 4 bytes; ports in
+ * host order. "local" is this host's side. The client's port is 0 when it
+ * collapses (>= --ephemeral-port); with DKE_DIR_UNKNOWN both ports are kept
+ * and user space decides which side is the client. */
+struct dke_flow_key {
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
 	__u16 local_port;
@@ -29,45 +39,37 @@ struct dke_tuple {
 	__u8 proto;   /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
 	__u8 direction;
 	__u32 netns; /* inode of the socket's network namespace */
+	__u32 pid;   /* tgid of the owner; 0 while unknown */
+	char comm[DKE_COMM_LEN]; /* the owner's thread group leader's comm */
+};
+
+/* Value of flow_stats: cumulative since the entry was created. User space
+ * reports differences against what it already reported (flow_marks). */
+struct dke_flow_stats {
+	__u64 bytes_sent;     /* payload accepted by send syscalls (TCP), or UDP payload sent */
+	__u64 bytes_received; /* payload returned by recv syscalls (TCP), or UDP payload received */
+	__u64 retransmits;    /* tcp_sock.total_retrans increases (segments) */
+	__u64 established;    /* connections that reached ESTABLISHED after attach */
+	__u64 closed;         /* connections destroyed */
+	__u64 rtt_sum_us;     /* sum of srtt samples (tcp_sock.srtt_us >> 3), one per socket per epoch and at close */
+	__u64 rttvar_sum_us;  /* sum of mdev_us >> 2 with the same samples */
+	__u64 rtt_count;      /* samples */
+};
+
+enum dke_sock_flags {
+	DKE_SOCK_COUNTED = 1,     /* reached ESTABLISHED or moved bytes: a connection worth reporting */
+	DKE_SOCK_EST_PENDING = 2, /* accepted; tcp_established is added once the owner is known (first syscall) or at close */
+	DKE_SOCK_UDP = 4,         /* a UDP socket whose direction is set (by its first datagram) */
+	DKE_SOCK_OWNED = 8,       /* pid, comm and netns are set (UDP: at socket(), first send or first syscall) */
+};
+
+/* Value of sock_state (socket-local storage): where this socket's counts go. */
+struct dke_sock_state {
+	struct dke_flow_key key;
+	__u32 retrans_seen; /* tcp_sock.total_retrans already added to the flow */
+	__u32 rtt_epoch;    /* control.epoch of this socket's last rtt sample */
+	__u32 flags;        /* enum dke_sock_flags */
 	__u32 _pad;
-};
-
-/* Value of the tcp_conns map and payload of a close event. Counters are
- * cumulative for the life of the socket; user space turns them into deltas. */
-struct dke_tcp_conn {
-	struct dke_tuple tuple;
-	__u64 cookie;
-	__u64 bytes_sent;     /* payload accepted by send syscalls */
-	__u64 bytes_received; /* payload returned by recv syscalls */
-	__u32 pid;            /* tgid of the last process that sent or received, 0 if none yet */
-	__u32 total_retrans;  /* tcp_sock.total_retrans (segments) */
-	__u32 srtt_us;        /* tcp_sock.srtt_us >> 3 */
-	__u32 rttvar_us;      /* tcp_sock.mdev_us >> 2 */
-	__u32 established;    /* 1 once this socket reached ESTABLISHED after attach */
-	__u32 closed;         /* 1 once the socket is destroyed: counters are final */
-	char comm[DKE_COMM_LEN];
-};
-
-/* Key of the udp_flows map: one UDP socket talking to one peer. Filled from
- * packets (cgroup_skb), so unconnected sockets get their real peer and source. */
-struct dke_udp_key {
-	struct dke_tuple tuple; /* direction: who sent the first packet of the flow */
-	__u64 cookie;
-};
-
-struct dke_udp_stats {
-	__u64 bytes_sent;     /* UDP payload */
-	__u64 bytes_received; /* UDP payload */
-	__u64 last_seen_ns;   /* bpf_ktime_get_ns of the last packet */
-};
-
-/* Value of sock_owners, keyed by socket cookie: who owns a socket, learned in
- * process context (send/recv syscalls), for sockets whose packets are seen in
- * softirq context. */
-struct dke_sock_owner {
-	__u32 pid;
-	__u32 netns;
-	char comm[DKE_COMM_LEN];
 };
 
 /* Key of the listeners map: a listening TCP port in a network namespace. */
@@ -77,13 +79,48 @@ struct dke_listen_key {
 	__u16 _pad;
 };
 
-/* Indexes of the telemetry array: every place the kernel side loses data. */
+/* Value of listeners: who called listen(), the owner of accepted sockets
+ * until one of its processes (a worker) uses them. */
+struct dke_owner {
+	__u32 pid;
+	__u32 _pad;
+	char comm[DKE_COMM_LEN];
+};
+
+#define DKE_DNS_PORTS_MAX 8
+
+/* control[0]: written by the loader, read by every program at its top. In a
+ * pinned map, not in .rodata/.bss, so programs of an earlier loader (kept
+ * attached through pinned links) obey the loader that runs now. */
+struct dke_control {
+	__u64 last_commit_ns;    /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the reader's last collect */
+	__u64 orphan_timeout_ns; /* no collect for this long: programs stop working (0: never) */
+	__u32 epoch;             /* bumped at every collect */
+	__u16 ephemeral_port;    /* --ephemeral-port */
+	__u16 _pad;
+	__u16 dns_ports[DKE_DNS_PORTS_MAX]; /* --dns-ports; 0 = unused slot; all 0: no DNS capture */
+};
+
+/* Value of flow_marks (user space only, pinned): what was reported of a flow.
+ * `pending` is what the collect `pending_seq` is reporting; it becomes
+ * `reported` once the daemon says that collect is durable. */
+struct dke_flow_mark {
+	struct dke_flow_stats reported;
+	struct dke_flow_stats pending;
+	__u64 pending_seq; /* 0: nothing pending */
+	__u32 idle_collects; /* collects in a row without change: removed after a few */
+	__u32 _pad;
+};
+
+/* Indexes of the telemetry array: every place the kernel side loses or skips data. */
 enum dke_telemetry {
-	DKE_TEL_TCP_MAP_FULL = 0,
-	DKE_TEL_UDP_MAP_FULL = 1,
-	DKE_TEL_OWNER_MAP_FULL = 2,
-	DKE_TEL_RINGBUF_FULL = 3,
-	DKE_TEL_TCP_CLOSED = 4, /* close events submitted */
+	DKE_TEL_FLOW_MAP_FULL = 0,  /* a flow could not be created: its counts are lost */
+	DKE_TEL_STATE_FAILED = 1,   /* socket storage could not be created: the socket is not counted */
+	DKE_TEL_LISTEN_MAP_FULL = 2,
+	DKE_TEL_DNS_RINGBUF_FULL = 3, /* DNS packets lost */
+	DKE_TEL_DNS_PACKETS = 4,      /* DNS packets captured */
+	DKE_TEL_DNS_TRUNCATED = 5,    /* DNS payloads cut at DKE_DNS_PAYLOAD_MAX */
+	DKE_TEL_ORPHAN_SKIPPED = 6,   /* program runs that did nothing: no reader for --orphan-timeout */
 	DKE_TEL_MAX = 8,
 };
 

@@ -1,14 +1,22 @@
-/* Maps shared by the netflow programs. netflow_maps.bpf.c defines them
+/* Maps shared by the ebpf-net programs. netflow_maps.bpf.c defines them
  * (DKE_DEFINE_MAPS); every other object declares them extern and
- * `bpftool gen object` links the objects so all programs share one instance. */
+ * `bpftool gen object` links the objects so all programs share one instance.
+ *
+ * Every map is pinned by name under the loader's pin directory
+ * (/sys/fs/bpf/datakit-ebpf/net-<object hash>/), and so are the links: a
+ * loader or daemon that dies (DataKit stops it with SIGKILL) leaves the
+ * programs counting, and the next loader continues with the same counters. */
 #ifndef DKE_NETFLOW_MAPS_BPF_H
 #define DKE_NETFLOW_MAPS_BPF_H
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "netflow.h"
+#include "dns.h"
 
 #define DKE_E2BIG 7 /* errno.h is not available to BPF objects */
+#define DKE_EEXIST 17
 
 #ifdef DKE_DEFINE_MAPS
 #define DKE_MAP
@@ -16,60 +24,56 @@
 #define DKE_MAP extern
 #endif
 
-/* Every map is pinned by name under the loader's pin root
- * (/sys/fs/bpf/datakit-ebpf/netflow-<object hash>/), so counting survives a
- * restart of the loader or the daemon and a new loader continues with the
- * same counters. */
+/* socket -> struct dke_sock_state, for TCP and UDP sockets we count. Freed
+ * by the kernel with the socket: nothing to clean up, no capacity limit. */
+DKE_MAP struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct dke_sock_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sock_state SEC(".maps");
 
-/* socket cookie -> struct dke_tcp_conn; one entry per TCP connection. A
- * destroyed socket's entry stays, marked closed with its final counters,
- * until user space has durably reported them and deletes it: a crash between
- * reading and reporting can then never lose a closed connection. */
+/* struct dke_flow_key -> struct dke_flow_stats: cumulative counters per flow
+ * key. Its size is the number of distinct flow keys that moved data since
+ * user space last removed idle ones (it does after a few quiet collects). */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);
-	__type(value, struct dke_tcp_conn);
+	__type(key, struct dke_flow_key);
+	__type(value, struct dke_flow_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tcp_conns SEC(".maps");
+} flow_stats SEC(".maps");
 
-/* struct dke_udp_key -> struct dke_udp_stats; LRU so a UDP flood can never
- * fill it; user space removes idle flows with lookup-and-delete. */
+/* struct dke_flow_key -> struct dke_flow_mark: what user space reported of
+ * each flow (never touched by programs; pinned so a restart resumes exactly). */
 DKE_MAP struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct dke_udp_key);
-	__type(value, struct dke_udp_stats);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dke_flow_key);
+	__type(value, struct dke_flow_mark);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} udp_flows SEC(".maps");
+} flow_marks SEC(".maps");
 
-/* socket cookie -> struct dke_sock_owner (UDP sockets only). */
-DKE_MAP struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct dke_sock_owner);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sock_owners SEC(".maps");
-
-/* struct dke_listen_key -> struct dke_sock_owner: who called listen() on a
- * port, so an accepted connection (established in softirq) gets its server
- * process before the server's first read. */
+/* struct dke_listen_key -> struct dke_owner: who called listen() on a port. */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct dke_listen_key);
-	__type(value, struct dke_sock_owner);
+	__type(value, struct dke_owner);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } listeners SEC(".maps");
 
-/* struct dke_tcp_conn of every tracked connection that closed. */
+/* 0 -> struct dke_control. */
 DKE_MAP struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dke_control);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tcp_closed_events SEC(".maps");
+} control SEC(".maps");
 
 /* enum dke_telemetry -> u64 count. */
 DKE_MAP struct {
@@ -80,14 +84,72 @@ DKE_MAP struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } telemetry SEC(".maps");
 
-/* Set by the loader before load. */
-extern const volatile __u8 dke_ipv6_disabled;
+/* struct dke_dns_event records (bpf/dns.h), parsed by the loader. */
+DKE_MAP struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dns_events SEC(".maps");
 
 static __always_inline void dke_count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&telemetry, &idx);
 	if (v)
 		*v += 1;
+}
+
+/* The control block, or NULL when no reader has collected for
+ * --orphan-timeout: then the programs do nothing (and count that) until a
+ * loader collects again. */
+static __always_inline struct dke_control *dke_control_live(void)
+{
+	__u32 zero = 0;
+	struct dke_control *c = bpf_map_lookup_elem(&control, &zero);
+
+	if (!c)
+		return 0;
+	if (c->orphan_timeout_ns && bpf_ktime_get_ns() - c->last_commit_ns > c->orphan_timeout_ns) {
+		dke_count(DKE_TEL_ORPHAN_SKIPPED);
+		return 0;
+	}
+	return c;
+}
+
+/* The flow's counters, created on first use. */
+static __always_inline struct dke_flow_stats *dke_flow(const struct dke_flow_key *key)
+{
+	struct dke_flow_stats *fs = bpf_map_lookup_elem(&flow_stats, key);
+	struct dke_flow_stats zero = {};
+
+	if (fs)
+		return fs;
+	if (bpf_map_update_elem(&flow_stats, key, &zero, BPF_NOEXIST) == -DKE_E2BIG)
+		dke_count(DKE_TEL_FLOW_MAP_FULL);
+	return bpf_map_lookup_elem(&flow_stats, key);
+}
+
+/* The calling process: its tgid and its own name (the thread group leader's
+ * comm), not the calling thread's: a Java or tokio program is one process. */
+static __always_inline void dke_take_owner(__u32 *pid, char *comm)
+{
+	struct task_struct *leader = BPF_CORE_READ(bpf_get_current_task_btf(), group_leader);
+
+	*pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_core_read_str(comm, DKE_COMM_LEN, &leader->comm);
+}
+
+/* The calling process's network namespace (where the sockets it creates live). */
+static __always_inline __u32 dke_current_netns(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+}
+
+/* The client's port, as it goes into the key (0 collapses to `*`). */
+static __always_inline __u16 dke_client_port(__u16 port, const struct dke_control *c)
+{
+	return port >= c->ephemeral_port ? 0 : port;
 }
 
 #endif

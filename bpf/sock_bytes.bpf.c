@@ -1,7 +1,9 @@
 /* Bytes per send/recv syscall from the sock_send_length / sock_recv_length
- * tracepoints. They fire in the caller's context, so they also tell us which
- * process owns a socket. Cost is per syscall, not per packet. */
-#include "netflow_maps.bpf.h"
+ * tracepoints (Linux >= 6.4). They fire in the caller's context, so they also
+ * tell us which process owns a socket. Cost is per syscall, not per packet:
+ * a socket-local storage look-up and one flow-counter add. UDP bytes are
+ * counted per packet (skb.bpf.c, which sees the peer); here a UDP socket
+ * only learns its owner. */
 #include "sock_common.bpf.h"
 
 #define DKE_MSG_PEEK 2
@@ -10,42 +12,49 @@
 
 /* A connection that predates attach shows up here first. Track it from now
  * on; user space decides its direction from the listening ports. */
-static __always_inline struct dke_tcp_conn *dke_adopt_tcp(struct sock *sk, __u64 cookie)
+static __always_inline struct dke_sock_state *dke_adopt_tcp(struct sock *sk)
 {
-	struct dke_tcp_conn fresh = {};
+	struct dke_sock_state *st;
 	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
 
 	if (state != DKE_TCP_ESTABLISHED && state != DKE_TCP_CLOSE_WAIT)
 		return 0;
-	if (!dke_read_tuple(sk, &fresh.tuple, dke_ipv6_disabled))
+	st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		dke_count(DKE_TEL_STATE_FAILED);
 		return 0;
-	fresh.tuple.proto = IPPROTO_TCP;
-	fresh.tuple.direction = DKE_DIR_UNKNOWN;
-	fresh.cookie = cookie;
-	if (bpf_map_update_elem(&tcp_conns, &cookie, &fresh, BPF_NOEXIST) == -DKE_E2BIG)
-		dke_count(DKE_TEL_TCP_MAP_FULL);
-	return bpf_map_lookup_elem(&tcp_conns, &cookie);
+	}
+	if (!dke_read_tuple(sk, &st->key))
+		return 0;
+	st->key.proto = IPPROTO_TCP;
+	st->key.direction = DKE_DIR_UNKNOWN;
+	/* Retransmits from before we watched are not this interval's. */
+	st->retrans_seen = BPF_CORE_READ((const struct tcp_sock *)sk, total_retrans);
+	st->flags = DKE_SOCK_COUNTED;
+	return st;
 }
 
-static __always_inline void dke_note_udp_owner(struct sock *sk, __u64 cookie)
+static __always_inline void dke_udp_owner(struct sock *sk, __u32 pid)
 {
-	struct dke_sock_owner owner = {}, *known;
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct dke_sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
-	known = bpf_map_lookup_elem(&sock_owners, &cookie);
-	if (known && known->pid == pid)
+	if (!st) {
+		dke_count(DKE_TEL_STATE_FAILED);
 		return;
-	owner.pid = pid;
-	owner.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	bpf_get_current_comm(owner.comm, sizeof(owner.comm));
-	if (bpf_map_update_elem(&sock_owners, &cookie, &owner, BPF_ANY))
-		dke_count(DKE_TEL_OWNER_MAP_FULL);
+	}
+	if (st->key.pid == pid && (st->flags & DKE_SOCK_OWNED))
+		return;
+	dke_take_owner(&st->key.pid, st->key.comm);
+	st->key.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	st->flags |= DKE_SOCK_OWNED;
 }
 
 static __always_inline int dke_on_bytes(struct sock *sk, int ret, int flags, int sending)
 {
-	struct dke_tcp_conn *c;
-	__u64 cookie;
+	struct dke_control *ctl;
+	struct dke_sock_state *st;
+	struct dke_flow_stats *fs;
+	__u32 pid;
 	__u16 proto;
 
 	if (ret <= 0 || (!sending && (flags & DKE_MSG_PEEK)))
@@ -53,26 +62,38 @@ static __always_inline int dke_on_bytes(struct sock *sk, int ret, int flags, int
 	proto = BPF_CORE_READ(sk, sk_protocol);
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return 0;
-	cookie = bpf_get_socket_cookie(sk);
+	ctl = dke_control_live();
+	if (!ctl)
+		return 0;
+	pid = bpf_get_current_pid_tgid() >> 32;
 	if (proto == IPPROTO_UDP) {
-		/* UDP bytes are counted per packet by udp_skb.bpf.c, which sees the
-		 * real peer; here we only learn the owner. */
-		dke_note_udp_owner(sk, cookie);
+		dke_udp_owner(sk, pid);
 		return 0;
 	}
 
-	c = bpf_map_lookup_elem(&tcp_conns, &cookie);
-	if (!c)
-		c = dke_adopt_tcp(sk, cookie);
-	if (!c)
+	st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
+	if (!st)
+		st = dke_adopt_tcp(sk);
+	if (!st || !(st->flags & DKE_SOCK_COUNTED))
+		return 0;
+	if (st->key.pid != pid) {
+		/* A worker took the connection from the listener (or a
+		 * forked child inherited it): its counts go to the new owner's
+		 * flow from now on. */
+		dke_take_owner(&st->key.pid, st->key.comm);
+	}
+	fs = dke_flow(&st->key);
+	if (!fs)
 		return 0;
 	if (sending)
-		__sync_fetch_and_add(&c->bytes_sent, ret);
+		__sync_fetch_and_add(&fs->bytes_sent, ret);
 	else
-		__sync_fetch_and_add(&c->bytes_received, ret);
-	if (c->pid != (__u32)(bpf_get_current_pid_tgid() >> 32))
-		dke_set_owner(c);
-	dke_read_tcp_metrics(sk, c);
+		__sync_fetch_and_add(&fs->bytes_received, ret);
+	if (st->flags & DKE_SOCK_EST_PENDING) {
+		st->flags &= ~DKE_SOCK_EST_PENDING;
+		__sync_fetch_and_add(&fs->established, 1);
+	}
+	dke_sample_rtt(sk, st, fs, ctl->epoch, 0);
 	return 0;
 }
 

@@ -16,12 +16,13 @@
 #ifndef __VMLINUX_H__
 #include <linux/types.h>
 #endif
+#include "netflow.h"
 
 /* Bump on any change to a frame or record layout: the daemon refuses a loader
  * that speaks another version (they ship together; a mismatch is a broken
  * install). */
-#define DKE_FRAME_MAGIC 0x454b4400u /* "\0DKE" little-endian, low byte = version */
-#define DKE_FRAME_VERSION 1u
+#define DKE_FRAME_MAGIC 0x454b4400 /* "\0DKE" little-endian, low byte = version */
+#define DKE_FRAME_VERSION 1
 
 enum dke_frame_type {
 	/* loader -> daemon */
@@ -52,8 +53,21 @@ struct dke_frame {
 	__u32 count; /* records in the payload (0 for JSON) */
 };
 
+enum dke_collect_what {
+	DKE_COLLECT_FLOWS = 1, /* netflow deltas (seq is then a commit id) */
+	DKE_COLLECT_DNS = 2,   /* dnsflow stats and names */
+};
+
 struct dke_collect_cmd {
-	__u64 seq;
+	__u64 seq;  /* increasing across restarts of the daemon (it persists the last one) */
+	__u32 what; /* enum dke_collect_what */
+	__u32 _pad;
+};
+
+/* One flow that changed since the last durable collect. */
+struct dke_flow_delta {
+	struct dke_flow_key key;
+	struct dke_flow_stats delta;
 };
 
 struct dke_stop_cmd {

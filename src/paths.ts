@@ -24,8 +24,8 @@ function isOurPackage(dir: string): boolean {
 
 export const PROJECT_ROOT = findRoot(__dirname);
 export const ADDON_PATH = path.join(PROJECT_ROOT, 'build', 'Release', 'dke_native.node');
-/** The compiled loader child; the daemon always runs the compiled JS. */
-export const LOADER_CHILD_JS = path.join(PROJECT_ROOT, 'dist', 'src', 'loader', 'child.js');
+/** The native eBPF loader (native/loader, built by CMake beside the addon). */
+export const LOADER_BIN = path.join(PROJECT_ROOT, 'build', 'Release', 'dke-loader');
 
 export function packageVersion(): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };

@@ -1,22 +1,7 @@
-// Decoder for the records of bpf/bash.h. The offsets are written out once and
-// checked against the ones the compiler gave the addon (assertBashLayout, run
-// by the bash loader at start-up and by a unit test).
-
-export const BASH_LAYOUT = {
-  size: 4128,
-  ktime_ns: 0,
-  pid: 8,
-  uid: 12,
-  len: 16,
-  flags: 20,
-  line: 24,
-  lineMax: 4096,
-  flagTruncated: 1,
-  telemetryMax: 4,
-} as const;
-
-/** Indexes of the kernel's bash_telemetry counters (enum dke_bash_telemetry). */
-export const BASH_TELEMETRY = { lines: 0, ringbufFull: 1, readFailed: 2 } as const;
+// Decoder for the records of bpf/bash.h, by the layout generated from the
+// header (src/loader/layout.generated.ts).
+import { forEachRecord, readBigField, readField, type Frame } from '../loader/frames';
+import { DKE_BASH_LINE_MAX, DKE_BASH_TRUNCATED, dke_bash_line } from '../loader/layout.generated';
 
 export interface BashLineRecord {
   /** CLOCK_MONOTONIC nanoseconds when readline() returned. */
@@ -25,19 +10,8 @@ export interface BashLineRecord {
   uid: number;
   /** The line as typed, UTF-8 decoded (invalid bytes become U+FFFD). */
   line: string;
-  /** The typed line was longer than BASH_LAYOUT.lineMax bytes and was cut. */
+  /** The typed line was longer than DKE_BASH_LINE_MAX bytes and was cut. */
   truncated: boolean;
-}
-
-/** Throws when the addon's compiled layout differs from the one decoded here. */
-export function assertBashLayout(native: unknown): void {
-  const got = native as Record<string, unknown> | undefined;
-  const mismatches = Object.entries(BASH_LAYOUT)
-    .filter(([k, v]) => got?.[k] !== v)
-    .map(([k, v]) => `${k}: decoder ${v}, addon ${String(got?.[k])}`);
-  if (mismatches.length > 0) {
-    throw new Error(`record layout mismatch between bpf/bash.h and src/bash/record.ts: ${mismatches.join('; ')}`);
-  }
 }
 
 /**
@@ -56,25 +30,23 @@ export function completeUtf8End(buf: Buffer, start: number, end: number): number
   return end;
 }
 
-/** Ring-buffer batches are concatenated dke_bash_line records. */
-export function decodeBashLines(buf: Buffer): BashLineRecord[] {
-  const L = BASH_LAYOUT;
-  if (buf.length % L.size !== 0) {
-    throw new Error(`truncated bash record batch: ${buf.length} bytes is not a multiple of ${L.size}`);
-  }
+/** A DKE_FRAME_BASH_LINES frame: dke_bash_line records. */
+export function decodeBashLines(frame: Frame): BashLineRecord[] {
+  const L = dke_bash_line.fields;
+  const buf = frame.payload;
   const out: BashLineRecord[] = [];
-  for (let off = 0; off < buf.length; off += L.size) {
-    const len = Math.min(buf.readUInt32LE(off + L.len), L.lineMax);
-    const truncated = (buf.readUInt32LE(off + L.flags) & L.flagTruncated) !== 0;
-    const start = off + L.line;
+  forEachRecord(frame, dke_bash_line, (off) => {
+    const len = Math.min(readField(buf, off, L.len), DKE_BASH_LINE_MAX);
+    const truncated = (readField(buf, off, L.flags) & DKE_BASH_TRUNCATED) !== 0;
+    const start = off + L.line.offset;
     const end = truncated ? completeUtf8End(buf, start, start + len) : start + len;
     out.push({
-      ktimeNs: buf.readBigUInt64LE(off + L.ktime_ns),
-      pid: buf.readUInt32LE(off + L.pid),
-      uid: buf.readUInt32LE(off + L.uid),
+      ktimeNs: readBigField(buf, off, L.ktime_ns),
+      pid: readField(buf, off, L.pid),
+      uid: readField(buf, off, L.uid),
       line: buf.toString('utf8', start, end),
       truncated,
     });
-  }
+  });
   return out;
 }

@@ -4,15 +4,16 @@
 // uninstall. Refuses while a collector runs on that pin root.
 import fs from 'node:fs';
 import path from 'node:path';
-import { DEFAULTS } from '../config/cli';
+import { OPTIONS } from '../config/options';
 import { PinRootLock } from '../daemon/pinlock';
 import { legacyPins, listPins, removeEmptyPinRoot, removePins } from '../daemon/pins';
 import { isCollectorError } from '../errors';
 
-const USAGE = 'usage: datakit-ebpf cleanup [--pin-root <dir>]   (default pin root: ' + DEFAULTS.pinRoot + ')';
+const DEFAULT_PIN_ROOT = OPTIONS.pinRoot.default!({} as never);
+const USAGE = `usage: datakit-ebpf cleanup [--pin-root <dir>]   (default pin root: ${DEFAULT_PIN_ROOT})`;
 
 function parse(args: string[]): { pinRoot: string } | string {
-  let pinRoot: string = DEFAULTS.pinRoot;
+  let pinRoot: string = DEFAULT_PIN_ROOT;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--pin-root' && args[i + 1] !== undefined) pinRoot = args[++i]!;

@@ -1,13 +1,14 @@
 // `datakit-ebpf check-config <file>`: every problem of an ebpf.conf, one line
 // each, as `file:line:column: severity: key "k": what; expected X; suggestion: Y`.
-// The checks are the daemon's own (src/config/ebpfconf.ts and the flag
-// parsers in cli.ts); this module collects them all instead of stopping at
-// the first, locates them and adds the likely fix.
+// The checks are the daemon's own (src/config/ebpfconf.ts and the option
+// table's parsers); this module collects them all instead of stopping at the
+// first, locates them and adds the likely fix (the option's own `suggest`).
+// Notes (accepted, but worth knowing: a short interval, an option with no
+// effect) do not fail the check.
 import { checkFlags, type FlagProblem } from './cli';
 import { checkEbpfConf, SECTION, type ConfProblem, type KeyLines } from './ebpfconf';
-import { closest } from './suggest';
-import { PLUGINS } from './types';
-import { DATAKIT_ONLY_PLUGINS, goDurationNs, MAX_INTERVAL_MS, MIN_INTERVAL_MS, quote } from './values';
+import { BY_FLAG, BY_KEY } from './options';
+import { quote } from './values';
 
 export interface CheckReport {
   path: string;
@@ -18,14 +19,16 @@ export interface CheckReport {
   lines: string[];
 }
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
-
 export function checkConfigFile(path: string): CheckReport {
   const r = checkEbpfConf(path);
   const problems = [...r.problems];
   if (r.conf && r.lines && r.conf.args.length > 0) {
     const where = `${path}${r.conf.argsLine ? `:${r.conf.argsLine}` : ''}: args`;
-    for (const f of checkFlags(r.conf.args, where)) problems.push(flagProblem(f, r.conf.args, r.lines, where));
+    for (const f of checkFlags(r.conf.args, where)) {
+      // A key outranks `args`: a note on a value the key replaces would be wrong.
+      if (f.option && (r.conf as Record<string, unknown>)[f.option] !== undefined) continue;
+      problems.push(flagProblem(f, r.conf.args, r.lines, where));
+    }
   }
   for (const p of problems) p.suggestion ??= suggest(p);
   problems.sort((a, b) => a.line - b.line || a.column - b.column);
@@ -91,6 +94,7 @@ function flagProblem(f: FlagProblem, args: string[], lines: KeyLines, where: str
   if (expected) p.expected = expected;
   const near = /did you mean (\S+)\?/.exec(f.message);
   if (near) p.suggestion = `did you mean ${near[1]}?`;
+  if (f.suggestion) p.suggestion = f.suggestion;
   return p;
 }
 
@@ -102,24 +106,11 @@ export function suggest(p: ConfProblem): string | undefined {
   if (p.severity === 'note') return undefined;
 
   if (p.message.endsWith('has the wrong type')) return typeFix(key, v, p.expected ?? '');
-
-  const name = flag ?? key;
   if (typeof v !== 'string') return undefined;
-  if (name === 'interval' || name === '--interval') return intervalFix(v, flag ? (s) => `${flag} ${quote(s)}` : (s) => `interval = ${quote(s)}`);
-  if (name === 'enabled_plugins' || name === '--enabled') {
-    const bad = /unknown plugin ("(?:[^"\\]|\\.)*")/.exec(p.message);
-    const word = bad ? (JSON.parse(bad[1] as string) as string) : v;
-    const near = closest(word.trim(), [...PLUGINS, ...DATAKIT_ONLY_PLUGINS]);
-    return near ? `did you mean ${quote(near)}?` : `use one of ${PLUGINS.map((x) => quote(x)).join(', ')}`;
-  }
-  if (name === '--datakit-apiserver') return addressFix(v);
-  if (name === '--log-level') {
-    const near = closest(v.trim(), LOG_LEVELS);
-    return near ? `did you mean ${near}?` : `use one of ${LOG_LEVELS.join(', ')}`;
-  }
-  if (name === 'envs') return /^[A-Za-z_]\w*$/.test(v.trim()) ? `write ${quote(`${v.trim()}=<value>`)}` : 'write "NAME=value", e.g. "ENV_HOSTNAME=web-1"';
-  if (name === 'ephemeral_port' || name === '--ephemeral-port') return 'use a port from 0 to 65535, or remove the key';
-  return undefined;
+  if (!flag && key === 'envs') return /^[A-Za-z_]\w*$/.test(v.trim()) ? `write ${quote(`${v.trim()}=<value>`)}` : 'write "NAME=value", e.g. "ENV_HOSTNAME=web-1"';
+  const option = flag ? BY_FLAG.get(flag) : BY_KEY.get(key);
+  const write = flag ? (s: string): string => `${flag} ${quote(s)}` : (s: string): string => `${key} = ${quote(s)}`;
+  return option?.spec.suggest?.(v, write, p.message);
 }
 
 function typeFix(key: string, v: unknown, expected: string): string | undefined {
@@ -139,26 +130,4 @@ function typeFix(key: string, v: unknown, expected: string): string | undefined 
     return `write ${key} = ${quote(String(v))}`;
   }
   return undefined;
-}
-
-function intervalFix(v: string, write: (s: string) => string): string {
-  const t = v.trim();
-  if (/^\d+(\.\d+)?$/.test(t)) return `add a unit: ${write(`${t}s`)}`;
-  const ns = goDurationNs(t);
-  if (ns === undefined) return `write a Go duration: ${write('60s')} or ${write('1m30s')}`;
-  if (ns < MIN_INTERVAL_MS * 1e6) return `the shortest interval is ${write('1s')}`;
-  if (ns > MAX_INTERVAL_MS * 1e6) return `the longest interval is ${write('24h')}`;
-  return `write a Go duration: ${write('60s')}`;
-}
-
-function addressFix(v: string): string {
-  const t = v.trim();
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(t);
-  if (scheme && !['http', 'https'].includes((scheme[1] as string).toLowerCase())) {
-    return `use http:// or https://: ${t.replace(/^[a-z][a-z0-9+.-]*:\/\//i, 'http://')}`;
-  }
-  const host = t.replace(/^https?:\/\//i, '').replace(/\/.*$/, '');
-  if (host !== '' && !/:\d+$/.test(host)) return `add DataKit's port: ${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:9529`;
-  if (/:0*$/.test(host) || /:\d{6,}$/.test(host)) return `use DataKit's port, e.g. ${host.replace(/:\d*$/, '')}:9529`;
-  return 'write host:port, e.g. 127.0.0.1:9529 or http://datakit.local:9529';
 }

@@ -1,4 +1,6 @@
 // Turns the command line DataKit (or a person) gives us into a CollectorConfig.
+// The options themselves (flags, keys, parsers, defaults) are the table in
+// options.ts; this module runs the command line through it.
 //
 // Precedence, highest first:
 //   1. a flag on the real command line;
@@ -17,167 +19,29 @@
 // flags are removed before commander sees the arguments.
 
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { CollectorError, isCollectorError } from '../errors';
 import { readEbpfConf } from './ebpfconf';
+import { compatFlags, flagsMarkdown, helpText, inHelpOrder } from './help';
+import { ALL_OPTIONS, BY_FLAG, FLAG_SPELLINGS, GROUP_HEADINGS, OPTIONS, type DefaultContext, type NamedOption, type OptionLayer } from './options';
 import { closest } from './suggest';
-import type { RedactPreset } from '../bash/redact';
-import { CollectorConfig, LogLevel, Plugin } from './types';
-import {
-  invalid,
-  parseApiServer,
-  parseBool,
-  parseByteSize,
-  parseDnsPorts,
-  parseDnsTimeout,
-  parseInterval,
-  parseLogLevel,
-  parseLogTarget,
-  parseNonEmpty,
-  parsePlugins,
-  parseRedactPresetList,
-  parseRedactRegex,
-  parsePort,
-  parseTags,
-  quote,
-  splitList,
-} from './values';
+import type { CollectorConfig } from './types';
+import { dialUrl, flagNotImplementedWarning, quote } from './values';
+
+export { flagNotImplementedWarning };
 
 export type ParsedCommand = { kind: 'run'; config: CollectorConfig } | { kind: 'exit'; code: number; output: string };
 
-export const DEFAULTS = {
-  datakitApiServer: '0.0.0.0:9529',
-  intervalMs: 60_000,
-  log: '/usr/local/datakit/externals/datakit-ebpf.log',
-  logLevel: 'info' as LogLevel,
-  service: 'ebpf',
-  enabled: ['ebpf-net'] as Plugin[],
-  ephemeralPort: 0,
-  ipv6Disabled: false,
-  includeLoopback: false,
-  dnsPorts: [53] as readonly number[],
-  dnsTimeoutMs: 6000,
-  stateDir: '/usr/local/datakit/externals/datakit-ebpf.state',
-  spoolMaxBytes: 256 * 1024 * 1024,
-  gzip: true,
-  pinRoot: '/sys/fs/bpf/datakit-ebpf',
-  uploadTimeoutMs: 10_000,
-} as const;
-
-// ------------------------------------------------------------- flag table
-
-type Group = 'datakit' | 'tags' | 'collect' | 'logging' | 'process' | 'status' | 'compat';
-
-// In the order --help shows them: what people look for first comes first.
-const GROUP_HEADINGS: Record<Group, string> = {
-  datakit: 'Sending to DataKit:',
-  tags: 'Tags on every point:',
-  collect: 'What to collect:',
-  logging: 'Logging:',
-  process: 'Service, files and privileges:',
-  status: 'Status endpoint:',
-  compat: 'Accepted for DataKit compatibility (not implemented, a warning each):',
-};
-
-interface FlagSpec {
-  /** Long flag as written, e.g. `--interval`. */
-  flag: string;
-  /** Commander's value syntax: `<x>` required, `[x]` optional. */
-  arg: string;
-  help: string;
-  group: Group;
-  /** Spelling variants that share the same setting, hidden from help. */
-  aliases?: string[];
-}
-
-const FLAGS: FlagSpec[] = [
-  { flag: '--datakit-apiserver', arg: '<addr>', group: 'datakit', help: 'DataKit API server: host:port, [ipv6]:port or http(s):// URL (default: 0.0.0.0:9529, dialled as 127.0.0.1)' },
-  { flag: '--dry-run', arg: '[bool]', group: 'datakit', help: 'print the line protocol that would be sent to stdout instead of sending it (also: --datakit-apiserver stdout)' },
-  { flag: '--hostname', arg: '<name>', group: 'tags', help: 'value of the host tag (default: $ENV_HOSTNAME, else the OS host name)' },
-  { flag: '--service', arg: '<name>', group: 'tags', help: 'value of the service tag (default: ebpf)' },
-  { flag: '--tags', arg: '<k=v;...>', group: 'tags', help: 'extra tags, pairs separated by ";" or ","; repeatable' },
-  { flag: '--enabled', arg: '<plugins>', group: 'collect', help: 'plugins to run, comma-separated: ebpf-net, ebpf-bash; repeatable (default: ebpf-net)' },
-  { flag: '--interval', arg: '<duration>', group: 'collect', help: 'flush interval, a Go duration such as 10s or 1m30s, at least 1s (default: 60s)' },
-  { flag: '--ephemeral-port', arg: '<port>', group: 'collect', aliases: ['--ephemeral_port'], help: 'client ports >= this collapse to "*"; 0 collapses all (default: 0; alias --ephemeral_port)' },
-  { flag: '--ipv6-disabled', arg: '[bool]', group: 'collect', help: 'ignore IPv6 traffic (default: false)' },
-  { flag: '--dns-ports', arg: '<ports>', group: 'collect', help: 'dnsflow: resolver ports to watch, comma-separated, at most 8; "off" turns dnsflow off (default: 53)' },
-  { flag: '--dns-timeout', arg: '<duration>', group: 'collect', help: 'dnsflow: a query unanswered this long is reported with rcode -1, 100ms to 5m (default: 6s)' },
-  { flag: '--include-loopback', arg: '[bool]', group: 'collect', help: 'also report loopback-to-loopback flows, which upstream drops (default: false)' },
-  { flag: '--bash-path', arg: '<paths>', group: 'collect', help: 'ebpf-bash: bash binaries to audit, comma-separated; repeatable (default: /bin/bash and /usr/bin/bash)' },
-  { flag: '--bash-redact', arg: '<presets>', group: 'collect', help: 'ebpf-bash: mask secrets in commands before they leave the collector; presets password, authorization, aws, url, or all; none clears (default: none)' },
-  { flag: '--bash-redact-regex', arg: '<regex>', group: 'collect', help: 'ebpf-bash: also mask what this pattern matches (only its capture groups, if it has any); /re/i for flags; repeatable' },
-  { flag: '--log', arg: '<path>', group: 'logging', help: `log file (reopened on SIGHUP), or "stdout" for the journal (default: ${DEFAULTS.log})` },
-  { flag: '--log-level', arg: '<level>', group: 'logging', help: 'trace, debug, info, warn, error or fatal (default: info)' },
-  { flag: '--pidfile', arg: '<path>', group: 'process', help: 'write our pid to this file; removed (or emptied) at exit' },
-  { flag: '--user', arg: '<name>', group: 'process', help: 'user the daemon switches to once its privileges are set up; only the eBPF loader children keep the BPF capabilities; root or "" keeps root (default: datakit-ebpf if it exists, else nobody)' },
-  { flag: '--config', arg: '<file>', group: 'process', help: 'read settings from a DataKit ebpf.conf; command-line flags win over it' },
-  { flag: '--state-dir', arg: '<dir>', group: 'process', help: `spool of undelivered points and counter read-marks (default: ${DEFAULTS.stateDir})` },
-  { flag: '--spool-max-bytes', arg: '<size>', group: 'datakit', help: 'bound of the on-disk spool, e.g. 256M; when full the oldest points are dropped and counted (default: 256M)' },
-  { flag: '--pin-root', arg: '<dir>', group: 'process', help: `bpffs directory where counters are pinned so they survive restarts; "off" to not pin (default: ${DEFAULTS.pinRoot})` },
-  { flag: '--upload-timeout', arg: '<duration>', group: 'datakit', help: 'bound for connecting to DataKit and for each answer; a timed-out batch is retried (default: 10s)' },
-  { flag: '--gzip', arg: '[bool]', group: 'datakit', help: 'gzip request bodies to DataKit (default: true; --gzip=false to turn off)' },
-  { flag: '--pprof-host', arg: '<host>', group: 'status', help: 'serve /metrics and /status on this address (DataKit passes it; default: off unless --pprof-port)' },
-  { flag: '--pprof-port', arg: '<port>', group: 'status', help: 'serve /metrics and /status on this port (DataKit passes 6061)' },
-];
-
-// Every flag DataKit has been seen to pass that we do not implement. All take
-// an optional value: DataKit passes some bare (`--trace-allprocess`), some
-// with a value (`--res-net 10Mi`), and versions have differed.
-const COMPAT_FLAGS = [
-  '--l7net-enabled',
-  '--l7net-disabled',
-  '--netlog-metric',
-  '--netlog-log',
-  '--netlog-blacklist',
-  '--trace-server',
-  '--trace-allprocess',
-  '--trace-name-list',
-  '--trace-name-blacklist',
-  '--trace-name-whitelist',
-  '--trace-env-list',
-  '--trace-env-blacklist',
-  '--trace-env-whitelist',
-  '--trace-port-blacklist',
-  '--trace-port-whitelist',
-  '--conv-to-ddtrace',
-  '--res-net',
-  '--res-cpu',
-  '--res-mem',
-  '--res-bandwidth',
-  '--res-pid',
-  '--res-net-host',
-  '--sampling-rate',
-  '--sampling-rate-pts-per-min',
-  '--sampling-rate-ptsperminute',
-  '--workload-labels',
-  '--workload-label-prefix',
-  '--apm-trace',
-  '--k8s-info',
-  '--ebpf-trace',
-  '--bpf-net-l4log',
-  '--bpf-net-l7log',
-];
-
-for (const flag of COMPAT_FLAGS) {
-  FLAGS.push({ flag, arg: '[value]', group: 'compat', help: '' });
-}
-
-export function flagNotImplementedWarning(flag: string): string {
-  return `flag ${flag} is accepted for DataKit compatibility but not implemented; ignored`;
-}
-
 function unknownFlagWarning(flag: string): string {
-  const near = flag.startsWith('--') ? closest(flag, FLAGS.flatMap((f) => [f.flag, ...(f.aliases ?? [])])) : undefined;
+  const near = flag.startsWith('--') ? closest(flag, FLAG_SPELLINGS) : undefined;
   return `unknown flag ${flag} ignored (${near ? `did you mean ${near}? ` : ''}a newer DataKit may pass flags this collector does not know)`;
 }
 
 // ------------------------------------------------------- commander program
 
 interface Occurrence {
-  /** Canonical flag (aliases resolved), e.g. `--ephemeral-port`. */
-  flag: string;
+  option: NamedOption;
   /** The spelling used, for messages. */
   as: string;
   /** The value, or true for a bare optional-value flag. */
@@ -211,28 +75,28 @@ function buildProgram(record: (o: Occurrence) => void): { program: Command; out:
     })
     .addHelpText(
       'after',
-      `\n${GROUP_HEADINGS.compat}\n${wrap(COMPAT_FLAGS.join(', '), HELP_WIDTH - 2, '  ')}\n` +
+      `\n${GROUP_HEADINGS.compat}\n${wrap(compatFlags().join(', '), HELP_WIDTH - 2, '  ')}\n` +
         '\nCommands:\n' +
         '  run [options]              collect and send (the default; DataKit passes "run")\n' +
         '  check-config <ebpf.conf>   report every problem in a config file; exit 0 when clean, 2 otherwise\n' +
         '  cleanup [--pin-root <dir>] remove every pinned BPF object of the collector (refused while one runs)\n' +
+        '  help [--markdown]          this help; --markdown prints the README\'s flag table\n' +
         '\nPrecedence: command-line flag > --config file (keys, then its args) > ENV_HOSTNAME > default.\n' +
         'Unknown flags are ignored with a warning so newer DataKit versions cannot stop the collector.\n' +
         'Signals: SIGTERM/SIGINT stop after a last flush (a second one stops at once), SIGHUP reopens the log file.\n',
     );
 
-  const groupOrder = Object.keys(GROUP_HEADINGS);
-  const ordered = [...FLAGS].sort((x, y) => groupOrder.indexOf(x.group) - groupOrder.indexOf(y.group));
-  for (const spec of ordered) {
+  for (const option of inHelpOrder()) {
+    const { spec } = option;
     for (const spelling of [spec.flag, ...(spec.aliases ?? [])]) {
-      const opt = new Option(`${spelling} ${spec.arg}`, spec.help).helpGroup(GROUP_HEADINGS[spec.group]);
+      const opt = new Option(`${spelling} ${spec.arg}`, helpText(spec)).helpGroup(GROUP_HEADINGS[spec.group]);
       // Compatibility flags are listed in one paragraph after the real ones.
       if (spelling !== spec.flag || spec.group === 'compat') opt.hideHelp();
       program.addOption(opt);
       // Listening to the raw events keeps the order across aliases and the
       // exact text, which commander's merged option values would lose.
       program.on(`option:${opt.name()}`, (val: string | null | undefined) => {
-        record({ flag: spec.flag, as: spelling, value: val ?? true });
+        record({ option, as: spelling, value: val ?? true });
       });
     }
   }
@@ -299,8 +163,6 @@ function isOptionLike(tok: string): boolean {
  * exactly as commander would take it, so a value is never misread as a flag.
  */
 function screen(argv: string[], source: Source): Screened {
-  const specs = new Map<string, FlagSpec>();
-  for (const spec of FLAGS) for (const s of [spec.flag, ...(spec.aliases ?? [])]) specs.set(s, spec);
   const exitFlags = new Set(['-h', '--help', '--version']);
   const args: string[] = [];
   const warnings: string[] = [];
@@ -326,8 +188,8 @@ function screen(argv: string[], source: Source): Screened {
       else args.push(tok);
       continue;
     }
-    const spec = specs.get(name);
-    if (spec === undefined || (source.kind === 'conf' && spec.flag === '--config')) {
+    const spec = BY_FLAG.get(name)?.spec;
+    if (spec === undefined || (source.kind === 'conf' && spec.cliOnly)) {
       warnings.push(spec ? `flag ${name}${inConf} ignored` : unknownFlagWarning(name));
       // An unknown flag's following non-flag token can only be its value:
       // this command takes no positional arguments.
@@ -349,39 +211,8 @@ function screen(argv: string[], source: Source): Screened {
 
 // -------------------------------------------------------- flags -> values
 
-/** Settings one source (command line or conf `args`) gave; absent = not given. */
-interface Layer {
-  apiServer?: { url: string; connectUrl: string };
-  hostname?: string;
-  intervalMs?: number;
-  log?: string;
-  logLevel?: LogLevel;
-  service?: string;
-  pidfile?: string;
-  user?: string;
-  dryRun?: boolean;
-  tags: Record<string, string>;
-  enabled?: Plugin[];
-  ephemeralPort?: number;
-  ipv6Disabled?: boolean;
-  includeLoopback?: boolean;
-  dnsPorts?: number[];
-  dnsTimeoutMs?: number;
-  bashPaths?: string[];
-  bashRedact?: RedactPreset[];
-  bashRedactRegex?: string[];
-  l7netEnabled?: string[];
-  pprofHost?: string;
-  pprofPort?: number;
-  config?: string;
-  stateDir?: string;
-  spoolMaxBytes?: number;
-  gzip?: boolean;
-  pinRoot?: string;
-  uploadTimeoutMs?: number;
-}
-
-type FlagsResult = { exit: { code: number; output: string } } | { layer: Layer; warnings: string[] };
+type Parsed = { layer: OptionLayer; warnings: string[]; seen: Occurrence[] };
+type FlagsResult = { exit: { code: number; output: string } } | Parsed;
 
 /**
  * @param errors when given, a bad flag value is collected here instead of
@@ -402,7 +233,7 @@ function parseFlags(argv: string[], source: Source, errors?: { occurrence: Occur
     }
     throw err;
   }
-  const layer: Layer = { tags: {} };
+  const layer: OptionLayer = {};
   for (const o of seen) {
     try {
       applyFlag(layer, o, warnings);
@@ -411,7 +242,7 @@ function parseFlags(argv: string[], source: Source, errors?: { occurrence: Occur
       errors.push({ occurrence: o, error: err });
     }
   }
-  return { layer, warnings };
+  return { layer, warnings, seen };
 }
 
 // DataKit prepends `run`; older DataKit did not. `help` is the other verb
@@ -427,131 +258,63 @@ function commanderToConfigError(err: CommanderError): CollectorError {
   // removed unknown flags and stray arguments.
   const m = /option '(--?[\w-]+)[^']*' argument missing/.exec(err.message);
   const msg = m
-    ? `${m[1]}: missing value; expected ${FLAGS.find((f) => f.flag === m[1] || f.aliases?.includes(m[1] as string))?.arg ?? 'a value'} after it`
+    ? `${m[1]}: missing value; expected ${BY_FLAG.get(m[1] as string)?.spec.arg ?? 'a value'} after it`
     : err.message.replace(/^error:\s*/, '').split('\n')[0] ?? err.message;
   return new CollectorError('CONFIG_INVALID', msg, { cause: err });
 }
 
-function applyFlag(layer: Layer, o: Occurrence, warnings: string[]): void {
-  const raw = o.value;
-  const subject = `${o.as} ${quote(raw === true ? '' : raw)}`;
-  // A value-taking flag can only arrive bare if it is optional-value.
-  const text = (): string => {
-    if (raw === true) throw new CollectorError('CONFIG_INVALID', `${o.as}: missing value`);
-    return raw;
-  };
-  switch (o.flag) {
-    case '--datakit-apiserver':
-      if (text().trim().toLowerCase() === 'stdout') layer.dryRun = true;
-      else layer.apiServer = parseApiServer(text(), subject);
-      return;
-    case '--dry-run':
-      layer.dryRun = parseBool(raw, subject);
-      return;
-    case '--user':
-      layer.user = raw === true ? '' : raw.trim();
-      return;
-    case '--hostname': {
-      // Blank means "not given": the next source decides, as for ENV_HOSTNAME.
-      const h = text().trim();
-      if (h !== '') layer.hostname = h;
-      return;
-    }
-    case '--interval':
-      layer.intervalMs = parseInterval(text(), subject);
-      return;
-    case '--log':
-      layer.log = parseLogTarget(text(), subject);
-      return;
-    case '--log-level':
-      layer.logLevel = parseLogLevel(text(), subject);
-      return;
-    case '--service':
-      layer.service = parseNonEmpty(text(), subject, 'service name');
-      return;
-    case '--pidfile':
-      layer.pidfile = parseNonEmpty(text(), subject, 'file path');
-      return;
-    case '--tags':
-      Object.assign(layer.tags, parseTags(text(), subject, warnings));
-      return;
-    case '--enabled': {
-      const items = splitList(text());
-      if (items.length === 0) return;
-      const plugins = parsePlugins(items, subject, warnings);
-      layer.enabled = [...(layer.enabled ?? []), ...plugins.filter((p) => !layer.enabled?.includes(p))];
-      return;
-    }
-    case '--ephemeral-port':
-      layer.ephemeralPort = parsePort(text(), subject);
-      return;
-    case '--ipv6-disabled':
-      layer.ipv6Disabled = parseBool(raw, subject);
-      return;
-    case '--include-loopback':
-      layer.includeLoopback = parseBool(raw, subject);
-      return;
-    case '--dns-ports':
-      layer.dnsPorts = parseDnsPorts(text(), subject);
-      return;
-    case '--dns-timeout':
-      layer.dnsTimeoutMs = parseDnsTimeout(text(), subject);
-      return;
-    case '--bash-path': {
-      const paths = splitList(text());
-      if (paths.length === 0) throw invalid(subject, 'expected a path to a bash binary such as /usr/bin/bash');
-      layer.bashPaths = [...(layer.bashPaths ?? []), ...paths.filter((p) => !layer.bashPaths?.includes(p))];
-      return;
-    }
-    case '--bash-redact':
-      layer.bashRedact = parseRedactPresetList(splitList(text()), subject, layer.bashRedact);
-      return;
-    case '--bash-redact-regex':
-      layer.bashRedactRegex = [...(layer.bashRedactRegex ?? []), parseRedactRegex(text(), subject)];
-      return;
-    case '--config':
-      layer.config = parseNonEmpty(text(), subject, 'file path');
-      return;
-    case '--state-dir':
-      layer.stateDir = parseNonEmpty(text(), subject, 'directory');
-      return;
-    case '--spool-max-bytes':
-      layer.spoolMaxBytes = parseByteSize(text(), subject);
-      return;
-    case '--gzip':
-      layer.gzip = parseBool(raw, subject);
-      return;
-    case '--upload-timeout':
-      layer.uploadTimeoutMs = parseInterval(text(), subject);
-      return;
-    case '--pin-root': {
-      const v = text().trim();
-      if (v !== 'off' && v !== '' && !v.startsWith('/sys/fs/bpf/')) throw invalid(subject, 'expected a directory under /sys/fs/bpf/ or "off"');
-      layer.pinRoot = v === 'off' ? '' : v;
-      return;
-    }
-    case '--pprof-host':
-      layer.pprofHost = parseNonEmpty(text(), subject, 'host');
-      return;
-    case '--pprof-port':
-      // DataKit always passes it; a bad value costs the status endpoint, never collection.
-      try {
-        layer.pprofPort = parsePort(text(), subject);
-      } catch (err) {
-        warnings.push(`${(err as Error).message}; the /metrics endpoint is off`);
-      }
-      return;
-  }
-  // The rest are compatibility flags: record what is cheap to keep for the
-  // day they are implemented, but never fail on their values.
-  warnings.push(flagNotImplementedWarning(o.as));
-  if (raw === true) return;
-  if (o.flag === '--l7net-enabled') {
-    layer.l7netEnabled = [...(layer.l7netEnabled ?? []), ...splitList(raw)];
-  }
+function applyFlag(layer: OptionLayer, o: Occurrence, warnings: string[]): void {
+  const { name, spec } = o.option;
+  const values = layer as Record<string, unknown>;
+  const text = o.value === true ? spec.bare : o.value;
+  // Commander gives a `<x>` flag its value, so only a `[x]` flag arrives bare.
+  if (text === undefined) throw new CollectorError('CONFIG_INVALID', `${o.as}: missing value`);
+  const v = spec.parse(text, {
+    subject: `${o.as} ${quote(o.value === true ? '' : o.value)}`,
+    as: o.as,
+    prev: values[name],
+    warnings,
+    set: (other, value) => {
+      values[other] = value;
+    },
+  });
+  if (v !== undefined) values[name] = v;
 }
 
 // ----------------------------------------------------------------- merge
+
+/** One place values come from, highest precedence first. */
+interface Layered {
+  layer: OptionLayer;
+  /** Values from ebpf.conf keys are named by their key in notes, the rest by their flag. */
+  byKey: boolean;
+}
+
+/**
+ * Every option's value: the highest source that gave one (or all of them
+ * combined, for tags), else its default. Notes on values somebody gave (a
+ * short interval, an inert flag) come back as warnings.
+ */
+function resolve(sources: readonly Layered[], ctx: Omit<DefaultContext, 'value'>): { value: (name: string) => unknown; notes: string[] } {
+  const byName = new Map(ALL_OPTIONS.map((o) => [o.name, o]));
+  const values = new Map<string, unknown>();
+  const given = (name: string): Layered[] => sources.filter((s) => (s.layer as Record<string, unknown>)[name] !== undefined);
+  const value = (name: string): unknown => {
+    if (values.has(name)) return values.get(name);
+    const { spec } = byName.get(name) as NamedOption;
+    const vs = given(name).map((s) => (s.layer as Record<string, unknown>)[name]);
+    const v = vs.length === 0 ? spec.default?.({ ...ctx, value }) : spec.combine ? vs.reduce((hi, lo) => spec.combine!(hi, lo)) : vs[0];
+    values.set(name, v);
+    return v;
+  };
+  const notes: string[] = [];
+  for (const { name, spec } of ALL_OPTIONS) {
+    const from = given(name)[0];
+    const note = from && spec.note?.(value(name), from.byKey ? (spec.key?.name ?? spec.flag) : spec.flag);
+    if (note) notes.push(note.message);
+  }
+  return { value, notes };
+}
 
 /**
  * @param argv the arguments after the program name (`process.argv.slice(2)`).
@@ -560,23 +323,20 @@ function applyFlag(layer: Layer, o: Occurrence, warnings: string[]): void {
  *   unreadable or malformed --config file.
  */
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedCommand {
+  if (argv[0] === 'help' && argv.includes('--markdown')) return { kind: 'exit', code: 0, output: flagsMarkdown() };
   const cli = parseFlags(argv, { kind: 'cli' });
   if ('exit' in cli) return { kind: 'exit', ...cli.exit };
 
   const warnings: string[] = [];
   let conf: ReturnType<typeof readEbpfConf> | undefined;
-  let confArgs: Layer = { tags: {} };
-  let confArgsWarnings: string[] = [];
-  if (cli.layer.config !== undefined) {
-    conf = readEbpfConf(cli.layer.config);
+  let confArgs: Parsed = { layer: {}, warnings: [], seen: [] };
+  if (cli.layer.configFile !== undefined) {
+    conf = readEbpfConf(cli.layer.configFile);
     warnings.push(...conf.warnings);
     const where = `${conf.path}${conf.argsLine ? `:${conf.argsLine}` : ''}: args`;
     try {
       const parsed = parseFlags(conf.args, { kind: 'conf', where });
-      if ('layer' in parsed) {
-        confArgs = parsed.layer;
-        confArgsWarnings = parsed.warnings;
-      }
+      if ('layer' in parsed) confArgs = parsed;
     } catch (err) {
       if (isCollectorError(err, 'CONFIG_INVALID')) {
         throw new CollectorError('CONFIG_INVALID', `${where}: ${err.message}`, { cause: err });
@@ -584,65 +344,23 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
       throw err;
     }
   }
-  warnings.push(...confArgsWarnings, ...cli.warnings);
+  warnings.push(...confArgs.warnings, ...cli.warnings);
 
-  const c = cli.layer;
-  const a = confArgs;
-  const k = conf;
-  const apiServer = c.apiServer ?? a.apiServer ?? parseApiServer(DEFAULTS.datakitApiServer, 'default');
-
-  const config: CollectorConfig = {
-    datakitApiServer: apiServer.url,
-    datakitConnectUrl: apiServer.connectUrl,
-    hostname:
-      c.hostname ??
-      a.hostname ??
-      nonBlank(k?.envs.ENV_HOSTNAME) ??
-      nonBlank(env.ENV_HOSTNAME) ??
-      os.hostname(),
-    intervalMs: c.intervalMs ?? k?.intervalMs ?? a.intervalMs ?? DEFAULTS.intervalMs,
-    log: c.log ?? a.log ?? installedDefault(env, 'datakit-ebpf.log', DEFAULTS.log),
-    logLevel: c.logLevel ?? a.logLevel ?? DEFAULTS.logLevel,
-    service: c.service ?? a.service ?? DEFAULTS.service,
-    tags: { ...a.tags, ...(k?.tags ?? {}), ...c.tags },
-    enabled: c.enabled ?? k?.enabled ?? a.enabled ?? [...DEFAULTS.enabled],
-    ephemeralPort: c.ephemeralPort ?? k?.ephemeralPort ?? a.ephemeralPort ?? DEFAULTS.ephemeralPort,
-    ipv6Disabled: c.ipv6Disabled ?? k?.ipv6Disabled ?? a.ipv6Disabled ?? DEFAULTS.ipv6Disabled,
-    includeLoopback: c.includeLoopback ?? a.includeLoopback ?? DEFAULTS.includeLoopback,
-    dnsPorts: c.dnsPorts ?? a.dnsPorts ?? [...DEFAULTS.dnsPorts],
-    dnsTimeoutMs: c.dnsTimeoutMs ?? a.dnsTimeoutMs ?? DEFAULTS.dnsTimeoutMs,
-    bashPaths: c.bashPaths ?? k?.bashPaths ?? a.bashPaths ?? [],
-    bashRedact: c.bashRedact ?? k?.bashRedact ?? a.bashRedact ?? [],
-    bashRedactRegex: c.bashRedactRegex ?? k?.bashRedactRegex ?? a.bashRedactRegex ?? [],
-    l7netEnabled: c.l7netEnabled ?? k?.l7netEnabled ?? a.l7netEnabled ?? [],
-    stateDir: c.stateDir ?? a.stateDir ?? installedDefault(env, 'datakit-ebpf.state', DEFAULTS.stateDir),
-    spoolMaxBytes: c.spoolMaxBytes ?? a.spoolMaxBytes ?? DEFAULTS.spoolMaxBytes,
-    gzip: c.gzip ?? a.gzip ?? DEFAULTS.gzip,
-    dryRun: c.dryRun ?? a.dryRun ?? false,
-    pinRoot: c.pinRoot ?? a.pinRoot ?? DEFAULTS.pinRoot,
-    uploadTimeoutMs: c.uploadTimeoutMs ?? a.uploadTimeoutMs ?? DEFAULTS.uploadTimeoutMs,
-    warnings: [...new Set(warnings)],
-  };
-  const pidfile = c.pidfile ?? a.pidfile;
-  if (pidfile !== undefined) config.pidfile = pidfile;
-  const user = c.user ?? a.user;
-  if (user !== undefined) config.user = user;
-  const pprofHost = c.pprofHost ?? k?.pprofHost ?? a.pprofHost;
-  if (pprofHost !== undefined && pprofHost !== '') config.pprofHost = pprofHost;
-  const pprofPort = c.pprofPort ?? k?.pprofPort ?? a.pprofPort;
-  if (pprofPort !== undefined) config.pprofPort = pprofPort;
-  if (conf) config.configFile = conf.path;
-  return { kind: 'run', config };
-}
-
-/**
- * Upstream's log and state live in DataKit's `externals/` directory. The
- * installed launcher says where that is (DATAKIT_EBPF_EXTERNALS), so a DataKit
- * installed elsewhere, or a test's temporary install, keeps its files there.
- */
-function installedDefault(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
-  const dir = env.DATAKIT_EBPF_EXTERNALS?.trim();
-  return dir ? nodePath.join(dir, name) : fallback;
+  const sources: Layered[] = [
+    { layer: cli.layer, byKey: false },
+    { layer: conf ?? {}, byKey: true },
+    { layer: confArgs.layer, byKey: false },
+  ];
+  const { value, notes } = resolve(sources, { env, confEnvs: conf?.envs ?? {} });
+  const config: Record<string, unknown> = {};
+  for (const name of Object.keys(OPTIONS)) {
+    const v = value(name);
+    if (v !== undefined) config[name] = v;
+  }
+  config.datakitConnectUrl = dialUrl(config.datakitApiServer as string);
+  config.ipv6Disabled = false;
+  config.warnings = [...new Set([...warnings, ...notes])];
+  return { kind: 'run', config: config as unknown as CollectorConfig };
 }
 
 export interface FlagProblem {
@@ -651,20 +369,24 @@ export interface FlagProblem {
   flag?: string;
   /** Its value, when the value is at fault. */
   value?: string;
+  /** The option's name (options.ts), for a note on its value. */
+  option?: string;
   message: string;
+  suggestion?: string;
 }
 
 /**
  * Every problem in a list of flags (an ebpf.conf `args`), for check-config:
- * bad values are errors, unknown flags warnings, inert ones notes.
+ * bad values are errors, unknown flags warnings, inert ones and notes on
+ * accepted values notes.
  */
 export function checkFlags(argv: string[], where: string): FlagProblem[] {
   const errors: { occurrence: Occurrence; error: CollectorError }[] = [];
   const problems: FlagProblem[] = [];
-  let warnings: string[] = [];
+  let parsed: Parsed | undefined;
   try {
     const r = parseFlags(argv, { kind: 'conf', where }, errors);
-    if ('layer' in r) warnings = r.warnings;
+    if ('layer' in r) parsed = r;
   } catch (err) {
     if (!isCollectorError(err)) throw err;
     problems.push({ severity: 'error', message: err.message });
@@ -674,15 +396,19 @@ export function checkFlags(argv: string[], where: string): FlagProblem[] {
     if (o.value !== true) p.value = o.value;
     problems.push(p);
   }
-  for (const w of warnings) {
+  for (const w of parsed?.warnings ?? []) {
     const unknown = /^unknown flag (\S+)/.exec(w);
+    const flag = /^flag (--\S+)/.exec(w)?.[1];
     if (unknown) problems.push({ severity: 'warning', flag: unknown[1] as string, message: w });
-    else problems.push({ severity: 'note', ...(/^flag (--\S+)/.exec(w) ? { flag: /^flag (--\S+)/.exec(w)![1] as string } : {}), message: w });
+    else problems.push({ severity: 'note', ...(flag ? { flag } : {}), message: w });
+  }
+  // A note on the value that counts: the option's last occurrence.
+  for (const { name, spec } of ALL_OPTIONS) {
+    const value = (parsed?.layer as Record<string, unknown> | undefined)?.[name];
+    const last = parsed?.seen.filter((o) => o.option.name === name).at(-1);
+    const note = value !== undefined && last ? spec.note?.(value, spec.flag) : undefined;
+    if (!note || !last) continue;
+    problems.push({ severity: 'note', flag: last.as, ...(last.value !== true ? { value: last.value } : {}), option: name, ...note });
   }
   return problems;
-}
-
-function nonBlank(v: string | undefined): string | undefined {
-  const t = v?.trim();
-  return t ? t : undefined;
 }

@@ -1,17 +1,18 @@
 // Reads DataKit's `conf.d/host/ebpf.conf`: the same file DataKit uses to
 // launch us, so `--config` can point at it and a hand-run collector behaves
-// like the one DataKit starts. Only reading and checking happens here; how
-// the values rank against flags is decided in cli.ts.
+// like the one DataKit starts. Only reading and checking happens here: the
+// keys of the options are in the option table (options.ts), and how the
+// values rank against flags is decided in cli.ts.
 
 import * as fs from 'node:fs';
 import * as TOML from '@iarna/toml';
 import { CollectorError, isCollectorError } from '../errors';
-import type { RedactPreset } from '../bash/redact';
+import { BY_KEY, DATAKIT_ONLY_KEYS, type ConfValue, type OptionLayer } from './options';
 import { closest } from './suggest';
-import { Plugin } from './types';
-import { invalid, parseInterval, parsePlugins, parsePort, parseRedactPresetList, parseRedactRegex, quote } from './values';
+import { invalid, keyNotImplementedWarning, quote } from './values';
 
-export interface EbpfConfFile {
+/** The wrapper DataKit reads, plus every option key's value by option name (OptionLayer). */
+export type EbpfConfFile = OptionLayer & {
   /** The path as given, used as the prefix of every message about this file. */
   path: string;
   daemon?: boolean;
@@ -23,57 +24,15 @@ export interface EbpfConfFile {
   argsLine?: number;
   /** `envs` entries split at the first `=`. */
   envs: Record<string, string>;
-  /** Undefined when absent or empty: DataKit then falls back to ebpf-net. */
-  enabled?: Plugin[];
-  l7netEnabled?: string[];
-  ipv6Disabled?: boolean;
-  bashPaths?: string[];
-  bashRedact?: RedactPreset[];
-  bashRedactRegex?: string[];
-  ephemeralPort?: number;
-  intervalMs?: number;
-  pprofHost?: string;
-  pprofPort?: number;
   tags: Record<string, string>;
   warnings: string[];
-}
+};
 
 export const SECTION = 'inputs.ebpf';
 const TAGS_SECTION = 'inputs.ebpf.tags';
 
 // Keys of DataKit's external-input wrapper that only DataKit itself uses.
-const WRAPPER_KEYS = new Set(['election']);
-
-// Keys DataKit's ebpf input understands and turns into flags or environment
-// for upstream; we accept them so a DataKit-valid file stays valid.
-export const DATAKIT_ONLY_KEYS = new Set([
-  'kubernetes_url',
-  'bearer_token',
-  'bearer_token_string',
-  'workload_labels',
-  'workload_label_prefix',
-  'netlog_blacklist',
-  'netlog_metric_only',
-  'netlog_metric',
-  'netlog_log',
-  'l7net_disabled',
-  'trace_server',
-  'conv_to_ddtrace',
-  'trace_all_process',
-  'trace_env_list',
-  'trace_env_blacklist',
-  'trace_name_list',
-  'trace_name_blacklist',
-  'cpu_limit',
-  'mem_limit',
-  'net_limit',
-  'sampling_rate',
-  'sampling_rate_pts_per_min',
-]);
-
-export function keyNotImplementedWarning(key: string): string {
-  return `ebpf.conf key ${key} is accepted for DataKit compatibility but not implemented; ignored`;
-}
+const DATAKIT_WRAPPER_KEYS = new Set(['election']);
 
 /**
  * One thing wrong with an ebpf.conf, located. `check-config` prints them all;
@@ -112,11 +71,11 @@ export interface EbpfConfCheck {
   problems: ConfProblem[];
 }
 
-/** Keys this collector reads (the switch in parseEbpfConf), for "did you mean". */
-export const KNOWN_KEYS: readonly string[] = [
-  'daemon', 'name', 'cmd', 'args', 'envs', 'enabled_plugins', 'l7net_enabled', 'ipv6_disabled', 'bash_path',
-  'bash_redact', 'bash_redact_regex', 'ephemeral_port', 'interval', 'pprof_host', 'pprof_port', 'tags',
-];
+// Keys of the external-input wrapper read here rather than by an option.
+const WRAPPER_KEYS = ['daemon', 'name', 'cmd', 'args', 'envs'];
+
+/** Keys this collector reads, for "did you mean": the wrapper's and the options'. */
+export const KNOWN_KEYS: readonly string[] = [...WRAPPER_KEYS, ...BY_KEY.keys()];
 
 /** Reads and checks the file, stopping at the first error (CONFIG_FILE or CONFIG_INVALID). */
 export function readEbpfConf(path: string): EbpfConfFile {
@@ -220,102 +179,48 @@ function parseEbpfConf(path: string, problems: ConfProblem[], out: { value?: Key
     switch (key) {
       case 'daemon':
         conf.daemon = reader.bool(key);
-        break;
+        return;
       case 'name':
         conf.name = reader.string(key, 'a string');
-        break;
+        return;
       case 'cmd':
         conf.cmd = reader.string(key, 'a string with the collector path');
-        break;
+        return;
       case 'args':
         conf.args = reader.strings(key, 'an array of strings such as ["--datakit-apiserver", "0.0.0.0:9529"]');
         conf.argsLine = lines.find(SECTION, key);
-        break;
+        return;
       case 'envs':
         conf.envs = reader.envs(key);
-        break;
-      case 'enabled_plugins': {
-        const items = reader.strings(key, 'an array of strings such as ["ebpf-net"]');
-        const plugins = parsePlugins(items, reader.subject(key, items.join(',')), conf.warnings);
-        if (items.length > 0) conf.enabled = plugins;
-        break;
-      }
-      case 'l7net_enabled': {
-        const items = reader.strings(key, 'an array of strings such as ["httpflow"]');
-        conf.l7netEnabled = items;
-        if (items.length > 0) conf.warnings.push(keyNotImplementedWarning(key));
-        break;
-      }
-      case 'ipv6_disabled':
-        conf.ipv6Disabled = reader.bool(key);
-        break;
-      case 'bash_path': {
-        // One path or a list: a single string is what people write first.
-        const items = typeof table[key] === 'string' ? [table[key] as string] : reader.strings(key, 'a path or an array of paths such as ["/usr/bin/bash"]');
-        const paths = items.map((p) => p.trim()).filter((p) => p !== '');
-        if (paths.length > 0) conf.bashPaths = paths;
-        break;
-      }
-      case 'bash_redact': {
-        const items = reader.strings(key, 'an array of preset names such as ["password", "aws"]');
-        conf.bashRedact = parseRedactPresetList(items, reader.subject(key, items.join(',')));
-        break;
-      }
-      case 'bash_redact_regex': {
-        const items = reader.strings(key, "an array of patterns such as ['token=(\\S+)']");
-        conf.bashRedactRegex = items.map((re) => parseRedactRegex(re, reader.subject(key, re)));
-        break;
-      }
-      case 'ephemeral_port': {
-        const n = reader.integer(key, 'an integer port from 0 to 65535');
-        // -1 is DataKit's own "not set" default for this key.
-        if (n !== -1) conf.ephemeralPort = parsePort(String(n), reader.subject(key, String(n)));
-        break;
-      }
-      case 'interval': {
-        const s = reader.string(key, 'a duration string such as "60s"');
-        conf.intervalMs = parseInterval(s, reader.subject(key, s));
-        break;
-      }
-      case 'pprof_host':
-        conf.pprofHost = reader.string(key, 'a string');
-        break;
-      case 'pprof_port': {
-        // DataKit declares this key as a string; a bare integer is as clear.
-        const v = table[key];
-        const s = typeof v === 'number' ? String(v) : reader.string(key, 'a port string such as "6061"');
-        if (s !== '') {
-          try {
-            conf.pprofPort = parsePort(s, key);
-          } catch {
-            // Only the status endpoint depends on it: never stop collection for it.
-            conf.warnings.push(`${key} = ${JSON.stringify(s)} is not a port; the /metrics endpoint is off`);
-          }
-        }
-        break;
-      }
-      case 'tags':
-        conf.tags = reader.tags(key, conf.warnings);
-        break;
-      default:
-        if (WRAPPER_KEYS.has(key)) break;
-        if (DATAKIT_ONLY_KEYS.has(key)) {
-          if (!isBlank(table[key])) conf.warnings.push(keyNotImplementedWarning(key));
-        } else {
-          const near = closest(key, [...KNOWN_KEYS, ...DATAKIT_ONLY_KEYS]);
-          const hint = near ? `did you mean ${quote(near)}?` : undefined;
-          conf.warnings.push(`${reader.where(key)}: unknown key ${quote(key)} in [[inputs.ebpf]]; ignored${hint ? ` (${hint})` : ''}`);
-          const at = lines.locate(SECTION, key);
-          problems.push({
-            severity: 'warning',
-            line: at?.line ?? 0,
-            column: at?.keyCol ?? 0,
-            key,
-            message: `unknown key ${quote(key)} in [[inputs.ebpf]] is ignored`,
-            expected: 'a key from conf.d/host/ebpf.conf',
-            suggestion: hint ?? 'remove it, or check the spelling against conf.d/host/ebpf.conf',
-          });
-        }
+        return;
+    }
+    const option = BY_KEY.get(key);
+    if (option) {
+      const { spec } = option;
+      const value = spec.key!.read(reader.value(key, conf.warnings), (text) =>
+        spec.parse(text, { subject: reader.subject(key, text), as: key, prev: undefined, warnings: conf.warnings, set: () => {} }),
+      );
+      if (value === undefined) return;
+      (conf as Record<string, unknown>)[option.name] = value;
+      const note = spec.note?.(value, key);
+      const at = lines.locate(SECTION, key);
+      if (note) problems.push({ severity: 'note', line: at?.line ?? 0, column: at?.valueCol ?? 0, key, message: note.message, ...(note.suggestion ? { suggestion: note.suggestion } : {}) });
+    } else if (DATAKIT_ONLY_KEYS.has(key)) {
+      if (!isBlank(table[key])) conf.warnings.push(keyNotImplementedWarning(key));
+    } else if (!DATAKIT_WRAPPER_KEYS.has(key)) {
+      const near = closest(key, [...KNOWN_KEYS, ...DATAKIT_ONLY_KEYS]);
+      const hint = near ? `did you mean ${quote(near)}?` : undefined;
+      conf.warnings.push(`${reader.where(key)}: unknown key ${quote(key)} in [[inputs.ebpf]]; ignored${hint ? ` (${hint})` : ''}`);
+      const at = lines.locate(SECTION, key);
+      problems.push({
+        severity: 'warning',
+        line: at?.line ?? 0,
+        column: at?.keyCol ?? 0,
+        key,
+        message: `unknown key ${quote(key)} in [[inputs.ebpf]] is ignored`,
+        expected: 'a key from conf.d/host/ebpf.conf',
+        suggestion: hint ?? 'remove it, or check the spelling against conf.d/host/ebpf.conf',
+      });
     }
   });
   for (const w of conf.warnings) {
@@ -589,6 +494,20 @@ class KeyReader {
   private wrongType(key: string, expected: string, section = SECTION, value: unknown = this.table[key]): CollectorError {
     const err = invalid(`${this.where(key, section)}: key ${quote(key)}`, `expected ${expected}`);
     return Object.assign(err, { detail: { key, section, expected, value } });
+  }
+
+  /** `key`'s value as an option's ConfKey reads it. */
+  value(key: string, warnings: string[]): ConfValue {
+    return {
+      key,
+      raw: this.table[key],
+      string: (expected) => this.string(key, expected),
+      bool: () => this.bool(key),
+      integer: (expected) => this.integer(key, expected),
+      strings: (expected) => this.strings(key, expected),
+      tags: () => this.tags(key, warnings),
+      warnings,
+    };
   }
 
   string(key: string, expected: string): string {

@@ -1,5 +1,7 @@
-// "Did you mean" for keys, flags and plugin names: the closest known word by
-// edit distance, if it is close enough to be a typo rather than a new word.
+// Fixes check-config proposes: "did you mean" for keys, flags and plugin
+// names (the closest known word by edit distance, if it is close enough to be
+// a typo rather than a new word), and corrected spellings of values.
+import { goDurationNs, MAX_INTERVAL_MS, MIN_INTERVAL_MS } from './values';
 
 /** Levenshtein distance with adjacent transpositions counted as one edit. */
 export function editDistance(a: string, b: string): number {
@@ -31,4 +33,28 @@ export function closest(word: string, known: readonly string[]): string | undefi
     if (dist <= limit && (!best || dist < best.dist)) best = { word: k, dist };
   }
   return best?.word;
+}
+
+/** A corrected --interval / interval; `write(x)` spells x as the flag or key was written. */
+export function intervalFix(v: string, write: (s: string) => string): string {
+  const t = v.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return `add a unit: ${write(`${t}s`)}`;
+  const ns = goDurationNs(t);
+  if (ns === undefined) return `write a Go duration: ${write('60s')} or ${write('1m30s')}`;
+  if (ns < MIN_INTERVAL_MS * 1e6) return `the shortest interval is ${write('1s')}`;
+  if (ns > MAX_INTERVAL_MS * 1e6) return `the longest interval is ${write('24h')}`;
+  return `write a Go duration: ${write('60s')}`;
+}
+
+/** A corrected DataKit API server address. */
+export function addressFix(v: string): string {
+  const t = v.trim();
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(t);
+  if (scheme && !['http', 'https'].includes((scheme[1] as string).toLowerCase())) {
+    return `use http:// or https://: ${t.replace(/^[a-z][a-z0-9+.-]*:\/\//i, 'http://')}`;
+  }
+  const host = t.replace(/^https?:\/\//i, '').replace(/\/.*$/, '');
+  if (host !== '' && !/:\d+$/.test(host)) return `add DataKit's port: ${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:9529`;
+  if (/:0*$/.test(host) || /:\d{6,}$/.test(host)) return `use DataKit's port, e.g. ${host.replace(/:\d*$/, '')}:9529`;
+  return 'write host:port, e.g. 127.0.0.1:9529 or http://datakit.local:9529';
 }

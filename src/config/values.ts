@@ -79,22 +79,10 @@ export function parseInterval(raw: string, subject: string): number {
 
 // ------------------------------------------------------------- API server
 
-export interface ApiServer {
-  /** Normalised base URL, host kept as written (`http://0.0.0.0:9529`). */
-  url: string;
-  /** The URL to dial: a wildcard host replaced by loopback. */
-  connectUrl: string;
-}
-
 const API_EXPECTED = 'expected host:port, [ipv6]:port or an http(s):// URL such as 0.0.0.0:9529';
 
-/**
- * DataKit hands us its *listen* address (`0.0.0.0:9529` by default). A
- * wildcard is not a destination: connecting to 0.0.0.0 only works by a Linux
- * quirk and `::` not at all on some stacks, so the dial address swaps it for
- * loopback, which is where a listener on every address is always reachable.
- */
-export function parseApiServer(raw: string, subject: string): ApiServer {
+/** The API server as a normalised base URL, host kept as written (`http://0.0.0.0:9529`). */
+export function parseApiServer(raw: string, subject: string): string {
   const s = raw.trim();
   let text: string;
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s);
@@ -117,17 +105,26 @@ export function parseApiServer(raw: string, subject: string): ApiServer {
   if (u.hostname === '' || u.port === '0' || u.username || u.password || u.search || u.hash) {
     throw invalid(subject, API_EXPECTED);
   }
-  const path = u.pathname.replace(/\/+$/, '');
-  const url = `${u.protocol}//${u.host}${path}`;
+  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+}
+
+/**
+ * What to dial for a parseApiServer URL. DataKit hands us its *listen*
+ * address (`0.0.0.0:9529` by default). A wildcard is not a destination:
+ * connecting to 0.0.0.0 only works by a Linux quirk and `::` not at all on
+ * some stacks, so it is swapped for loopback, where a listener on every
+ * address is always reachable.
+ */
+export function dialUrl(url: string): string {
+  const u = new URL(url);
   if (u.hostname === '0.0.0.0') u.hostname = '127.0.0.1';
   else if (u.hostname === '[::]') u.hostname = '[::1]';
-  const connectUrl = `${u.protocol}//${u.host}${path}`;
-  return { url, connectUrl };
+  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
 }
 
 // ------------------------------------------------------------- small types
 
-const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+export const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
 export function parseLogLevel(raw: string, subject: string): LogLevel {
   let v = raw.trim().toLowerCase();
@@ -175,14 +172,31 @@ export function parseDnsPorts(raw: string, subject: string): number[] {
   return ports;
 }
 
-export const MIN_DNS_TIMEOUT_MS = 100;
-export const MAX_DNS_TIMEOUT_MS = 5 * 60 * 1000;
-
-export function parseDnsTimeout(raw: string, subject: string): number {
+/** A Go duration from `minMs` to `maxMs`, in milliseconds; `example` ends the message (`such as 6s`). */
+export function parseDurationBetween(raw: string, subject: string, minMs: number, maxMs: number, example: string): number {
   const ns = goDurationNs(raw);
   const ms = ns === undefined ? NaN : Math.round(ns / 1e6);
-  if (!(ms >= MIN_DNS_TIMEOUT_MS && ms <= MAX_DNS_TIMEOUT_MS)) throw invalid(subject, 'expected a duration from 100ms to 5m such as 6s');
+  if (!(ms >= minMs && ms <= maxMs)) throw invalid(subject, `expected a duration from ${formatDuration(minMs)} to ${formatDuration(maxMs)} such as ${example}`);
   return ms;
+}
+
+export const parseDnsTimeout = (raw: string, subject: string): number => parseDurationBetween(raw, subject, 100, 5 * 60_000, '6s');
+
+/** Milliseconds as a Go duration the way people write one: `500ms`, `1.5s`, `1m30s`, `24h`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor((ms % 3_600_000) / 60_000);
+  const s = (ms % 60_000) / 1000;
+  return `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${s ? `${s}s` : ''}`;
+}
+
+/** A non-negative integer up to `max`; `expected` ends the message. */
+export function parseCount(raw: string, subject: string, max: number, expected: string): number {
+  const v = raw.trim();
+  const n = /^\d{1,9}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 0 && n <= max)) throw invalid(subject, `expected ${expected}`);
+  return n;
 }
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -198,9 +212,7 @@ export function parseByteSize(raw: string, subject: string): number {
 const TRUE = new Set(['true', '1', 't', 'yes', 'y', 'on']);
 const FALSE = new Set(['false', '0', 'f', 'no', 'n', 'off']);
 
-/** `true` stands for a bare flag (`--ipv6-disabled` with no value). */
-export function parseBool(raw: string | true, subject: string): boolean {
-  if (raw === true) return true;
+export function parseBool(raw: string, subject: string): boolean {
   const v = raw.trim().toLowerCase();
   if (TRUE.has(v)) return true;
   if (FALSE.has(v)) return false;
@@ -223,6 +235,14 @@ export const DATAKIT_ONLY_PLUGINS = ['ebpf-conntrack', 'ebpf-trace', 'bpf-netlog
 
 export function pluginNotImplementedWarning(name: string): string {
   return `plugin ${name} is accepted for DataKit compatibility but not implemented; ignored`;
+}
+
+export function flagNotImplementedWarning(flag: string): string {
+  return `flag ${flag} is accepted for DataKit compatibility but not implemented; ignored`;
+}
+
+export function keyNotImplementedWarning(key: string): string {
+  return `ebpf.conf key ${key} is accepted for DataKit compatibility but not implemented; ignored`;
 }
 
 /**

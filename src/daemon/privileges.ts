@@ -20,7 +20,7 @@ import { quote } from '../config/values';
 import { CollectorError } from '../errors';
 import { loadAddon, type DroppedCredentials, type PasswdEntry } from '../loader/native';
 import { CAP, LOADER_CAPABILITIES, loaderCapabilities } from '../loader/privileges';
-import { ADDON_PATH, LOADER_CHILD_JS, PROJECT_ROOT } from '../paths';
+import { ADDON_PATH, LOADER_BIN, PROJECT_ROOT } from '../paths';
 
 type NativeAddon = ReturnType<typeof loadAddon>;
 
@@ -171,8 +171,7 @@ export function planDrop(config: CollectorConfig, log: Logger): DropPlan {
     return { kind: 'drop', target: { name: 'root', uid: 0, gid: process.getgid!() }, keepCaps, addon, switchUser: false };
   }
   const needed = [
-    { file: process.execPath, exec: true },
-    { file: LOADER_CHILD_JS, exec: false },
+    { file: LOADER_BIN, exec: true },
     { file: ADDON_PATH, exec: false },
     { file: path.join(PROJECT_ROOT, 'package.json'), exec: false },
   ];

@@ -6,7 +6,6 @@
 // after the lookup, and resolvers answer from cache with shrinking TTLs) and
 // cut to a cap, and the table holds at most maxEntries, dropping the least
 // recently learned. Upstream's cache never expired and never stopped growing.
-import { TYPE_A, TYPE_AAAA, TYPE_CNAME, type DnsMessage } from './parser';
 
 export interface DomainCacheOptions {
   maxEntries: number;
@@ -18,9 +17,6 @@ export interface DomainCacheOptions {
 
 export const DOMAIN_CACHE_DEFAULTS: DomainCacheOptions = { maxEntries: 16_384, minTtlS: 300, maxTtlS: 3600 };
 
-/** A CNAME chain longer than this is not followed (resolvers stop near 8-16). */
-const MAX_CNAME_HOPS = 16;
-const CLASS_IN = 1;
 
 interface Entry {
   domain: string;
@@ -39,37 +35,16 @@ export class DomainCache {
     return this.entries.size;
   }
 
-  /** Learns the addresses of a successful answer; returns how many. */
-  learn(msg: DnsMessage): number {
-    if (!msg.qr || msg.rcode !== 0) return 0;
-    const cnames = new Map<string, string>();
-    for (const a of msg.answers) if (a.type === TYPE_CNAME && a.class === CLASS_IN && a.data) cnames.set(a.name, a.data);
-    const heads = new Map<string, string>();
-    for (const q of msg.questions) {
-      let name = q.name;
-      heads.set(name, q.name);
-      for (let hop = 0; hop < MAX_CNAME_HOPS; hop++) {
-        const target = cnames.get(name);
-        if (target === undefined || heads.has(target)) break;
-        heads.set(target, q.name);
-        name = target;
-      }
-    }
-    let learned = 0;
-    const now = this.now();
-    for (const a of msg.answers) {
-      if ((a.type !== TYPE_A && a.type !== TYPE_AAAA) || a.class !== CLASS_IN || !a.data) continue;
-      const ttl = Math.min(Math.max(a.ttl, this.opts.minTtlS), this.opts.maxTtlS);
-      // Re-inserting moves the address to the young end of the eviction order.
-      this.entries.delete(a.data);
-      this.entries.set(a.data, { domain: heads.get(a.name) ?? a.name, expiresAt: now + ttl * 1000 });
-      learned++;
-    }
+  /** An address a local client resolved (the loader's DKE_FRAME_DNS_NAMES: CNAME chains already followed). */
+  learn(ip: string, domain: string, ttlS: number): void {
+    const ttl = Math.min(Math.max(ttlS, this.opts.minTtlS), this.opts.maxTtlS);
+    // Re-inserting moves the address to the young end of the eviction order.
+    this.entries.delete(ip);
+    this.entries.set(ip, { domain, expiresAt: this.now() + ttl * 1000 });
     while (this.entries.size > this.opts.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
     }
-    return learned;
   }
 
   /** The domain `ip` was last resolved from, '' when unknown or expired. */

@@ -1,64 +1,75 @@
-// dnsflow inside the ebpf-net plugin: takes the loader's DNS packet stream,
-// flushes points every 30 s or every --interval if that is shorter, posts
-// them to ebpf-net/dnsflow, and counts what the kernel or we had to drop.
+// dnsflow inside the ebpf-net plugin: the loader parses and pairs DNS packets
+// (native/dns) and sends summed lookups and learnt names; this turns them into
+// points, every 30 s or every --interval if that is shorter, posts them to
+// ebpf-net/dnsflow, and keeps the address -> domain cache netflow uses.
 //
 // The plugin's tick (every --interval, and once more when the daemon stops)
 // always flushes; with an interval longer than DNS_FLUSH_MS a timer adds
-// flushes in between, never closer than DNS_FLUSH_MS apart before the next tick.
+// collects in between, never closer than DNS_FLUSH_MS apart before the next tick.
 import type { Logger } from 'pino';
+import type { Frame } from '../loader/frames';
+import { fieldBytes, forEachRecord, readField, readString } from '../loader/frames';
+import { DKE_COLLECT_DNS, DKE_FRAME_DNS_NAMES, DKE_FRAME_DNS_STATS, dke_dns_name } from '../loader/layout.generated';
 import type { LoaderReady, LoaderSupervisor } from '../loader/supervisor';
-import { NET_STREAM_DNS } from '../loader/plugins/dns';
-import type { NetLoaderInfo } from '../loader/plugins/net';
+import { ipText } from '../netflow/classify';
 import type { PluginContext } from '../plugins/types';
-import { Dnsflow, type DnsflowStats } from './dnsflow';
-import { DNS_TELEMETRY } from './record';
+import { DnsflowAggregator } from './aggregator';
+import { DOMAIN_CACHE_DEFAULTS, DomainCache } from './domains';
+import { foldDnsflow } from './fold';
 
 export const DNSFLOW_INPUT = 'ebpf-net/dnsflow';
 /** Upstream flushed dnsflow every 30 s whatever the interval. */
 export const DNS_FLUSH_MS = 30_000;
 /** A timer flush this close to the next tick is left to the tick. */
 const TICK_SLACK_MS = 5_000;
+/** Groups per flush before lookups are shed (and counted). */
+const MAX_GROUPS = 65_536;
 
-const DROP_REASONS: [keyof DnsflowStats, string][] = [
-  ['malformedRecords', 'malformed_record'],
-  ['pendingShed', 'pending_table_full'],
-  ['groupsShed', 'groups_full'],
-  ['tcpStreamsShed', 'tcp_streams_full'],
-  ['tcpStreamsLost', 'tcp_stream_gap'],
-];
+const N = dke_dns_name.fields;
 
 export class DnsflowService {
-  private readonly dnsflow: Dnsflow;
+  readonly domains = new DomainCache(DOMAIN_CACHE_DEFAULTS);
+  private readonly agg: DnsflowAggregator;
   private timer?: NodeJS.Timeout;
   private lastTickMs = Date.now();
   private closed = false;
   private active = false;
-  private lastStats: DnsflowStats;
-  private lastTelemetry = { generation: 0, values: [] as number[] };
+  private lastShed = 0;
 
   constructor(
     private readonly ctx: PluginContext,
     private readonly loader: LoaderSupervisor,
     private readonly log: Logger,
   ) {
-    const { config } = ctx;
-    this.dnsflow = new Dnsflow({ dnsPorts: config.dnsPorts, timeoutMs: config.dnsTimeoutMs, includeLoopback: config.includeLoopback });
-    this.lastStats = this.dnsflow.stats();
-    loader.on('event', (stream, records) => {
-      if (stream === NET_STREAM_DNS) this.dnsflow.ingest(records);
+    this.agg = new DnsflowAggregator({ includeLoopback: ctx.config.includeLoopback, maxGroups: MAX_GROUPS, domainOf: (ip) => this.domains.lookup(ip) });
+    loader.on('frame', (f) => this.onFrame(f));
+    ctx.metrics.gauge('dnsflow_known_domains', () => this.domains.size);
+  }
+
+  private onFrame(f: Frame): void {
+    try {
+      if (f.type === DKE_FRAME_DNS_STATS) this.agg.ingest(f);
+      else if (f.type === DKE_FRAME_DNS_NAMES) this.learn(f);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'dropping an undecodable dnsflow frame');
+    }
+  }
+
+  private learn(f: Frame): void {
+    const b = f.payload;
+    forEachRecord(f, dke_dns_name, (r) => {
+      this.domains.learn(ipText(fieldBytes(b, r, N.addr), readField(b, r, N.family)), readString(b, r, N.domain), readField(b, r, N.ttl_s));
     });
-    ctx.metrics.gauge('dnsflow_pending_queries', () => this.dnsflow.pendingQueries);
-    ctx.metrics.gauge('dnsflow_known_domains', () => this.dnsflow.domains.size);
   }
 
   /** The domain `ip` was resolved from by a local client, '' if none is known. */
   domainOf(ip: string): string {
-    return this.dnsflow.domains.lookup(ip);
+    return this.domains.lookup(ip);
   }
 
   onReady(r: LoaderReady): void {
     const wasActive = this.active;
-    this.active = (r.info as NetLoaderInfo).dns;
+    this.active = (r.info as { dns?: boolean }).dns === true;
     if (r.generation === 1 || this.active !== wasActive) {
       if (this.active) this.log.info({ ports: this.ctx.config.dnsPorts, timeoutMs: this.ctx.config.dnsTimeoutMs }, 'dnsflow: capturing DNS packets');
       else this.log.warn('dnsflow is off: DNS capture did not start (see the degraded lines)');
@@ -66,7 +77,7 @@ export class DnsflowService {
     this.schedule();
   }
 
-  /** One flush; called by the plugin's tick. Never rejects. */
+  /** The plugin's tick has collected (DNS included): flush. Never rejects. */
   async tick(nowNs: bigint): Promise<void> {
     this.lastTickMs = Date.now();
     await this.flush(nowNs);
@@ -78,15 +89,31 @@ export class DnsflowService {
     if (this.closed || !this.active) return;
     const nextTickIn = this.lastTickMs + this.ctx.config.intervalMs - Date.now();
     if (DNS_FLUSH_MS > nextTickIn - TICK_SLACK_MS) return;
-    this.timer = setTimeout(() => void this.flush(BigInt(Date.now()) * 1_000_000n), DNS_FLUSH_MS);
+    this.timer = setTimeout(() => void this.collectAndFlush(), DNS_FLUSH_MS);
     this.timer.unref();
+  }
+
+  private async collectAndFlush(): Promise<void> {
+    try {
+      await this.loader.collect(0n, DKE_COLLECT_DNS);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'dnsflow: collecting from the loader failed; retried at the next flush');
+    }
+    await this.flush(BigInt(Date.now()) * 1_000_000n);
   }
 
   private async flush(nowNs: bigint): Promise<void> {
     this.schedule();
-    const points = this.dnsflow.flush(process.hrtime.bigint(), nowNs, this.ctx.commonTags);
-    this.reportDrops();
-    await this.reportTelemetry();
+    const { points, folded } = foldDnsflow(this.agg.flush(nowNs, this.ctx.commonTags), this.ctx.config.maxFlows);
+    if (folded > 0) {
+      this.ctx.metrics.add('flows_folded', folded, { input: DNSFLOW_INPUT });
+      this.log.warn({ folded, maxFlows: this.ctx.config.maxFlows }, `${folded} dnsflow flow(s) beyond --max-flows folded into one point per direction and transport (tags '*')`);
+    }
+    if (this.agg.shed > this.lastShed) {
+      this.ctx.metrics.add('dnsflow_dropped', this.agg.shed - this.lastShed, { reason: 'groups_full' });
+      this.log.warn({ lookups: this.agg.shed - this.lastShed }, 'dnsflow dropped lookups: too many distinct flows this flush');
+      this.lastShed = this.agg.shed;
+    }
     if (points.length === 0) return;
     try {
       const res = await this.ctx.uploader.write('network', DNSFLOW_INPUT, points);
@@ -94,39 +121,6 @@ export class DnsflowService {
     } catch (err) {
       this.log.error({ err: (err as Error).message }, `could not queue ${points.length} dnsflow point(s): ${(err as Error).message}`);
     }
-  }
-
-  private reportDrops(): void {
-    const now = this.dnsflow.stats();
-    const lost: Record<string, number> = {};
-    for (const [k, reason] of DROP_REASONS) {
-      const d = now[k] - this.lastStats[k];
-      if (d > 0) lost[reason] = d;
-    }
-    this.lastStats = now;
-    for (const [reason, d] of Object.entries(lost)) this.ctx.metrics.add('dnsflow_dropped', d, { reason });
-    if (Object.keys(lost).length > 0) this.log.warn({ lost }, 'dnsflow dropped data this flush');
-  }
-
-  private async reportTelemetry(): Promise<void> {
-    if (!this.active) return;
-    const generation = this.loader.generation;
-    let values: number[];
-    try {
-      values = await this.loader.request<number[]>('dnsTelemetry');
-    } catch {
-      return; // the loader is restarting; the next flush reads it
-    }
-    // A new loader has fresh kernel counters.
-    const before = this.lastTelemetry.generation === generation ? this.lastTelemetry.values : [];
-    this.lastTelemetry = { generation, values };
-    const lostPackets = (values[DNS_TELEMETRY.ringbufFull] ?? 0) - (before[DNS_TELEMETRY.ringbufFull] ?? 0);
-    if (lostPackets > 0) {
-      this.ctx.metrics.add('kernel_dropped', lostPackets, { plugin: 'ebpf-net', what: 'dns_ringbuf_full' });
-      this.log.warn({ lostPackets }, 'the kernel dropped DNS packets: the ring buffer was full');
-    }
-    const cut = (values[DNS_TELEMETRY.truncated] ?? 0) - (before[DNS_TELEMETRY.truncated] ?? 0);
-    if (cut > 0) this.ctx.metrics.add('dnsflow_truncated_packets', cut);
   }
 
   /** Stops the timer; the daemon's last tick has flushed. Idempotent. */

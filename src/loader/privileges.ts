@@ -1,10 +1,8 @@
-// The loader children's capabilities: which each loader needs and why,
-// checking that it has them (one readable sentence if not), narrowing itself
-// to them, and dying with its parent. The daemon side (src/daemon/privileges.ts)
-// hands down the union of what the enabled loaders need.
+// The loaders' capabilities: which each loader needs and why. The daemon
+// (src/daemon/privileges.ts) hands down the union of what the enabled loaders
+// need; each dke-loader narrows itself to its own (native/loader/main.cc) and
+// says in one line what it lacks.
 import fs from 'node:fs';
-import { loadAddon } from './native';
-import { LoaderFatal } from './plugins/types';
 
 /** Capability numbers (linux/capability.h). */
 export const CAP = {
@@ -50,46 +48,3 @@ function readCapLastCap(): number {
   }
 }
 
-export function effectiveCapabilities(status = fs.readFileSync('/proc/self/status', 'utf8')): bigint {
-  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
-  return m ? BigInt(`0x${m[1]}`) : 0n;
-}
-
-/** Throws a LoaderFatal naming what is missing when this process cannot load `loader`'s programs. */
-export function checkBpfPrivileges(loader = 'net'): void {
-  const eff = effectiveCapabilities();
-  const required = loaderCapabilities(loader).filter((c) => c !== 'SYS_RESOURCE');
-  const missing = required.filter((c) => (eff & (1n << BigInt(CAP[c]))) === 0n);
-  if (missing.length === 0) return;
-  const uid = process.getuid?.();
-  const names = (cs: readonly string[]): string => cs.map((c) => `CAP_${c}`).join(', ');
-  throw new LoaderFatal(
-    'PRIVILEGE',
-    `loading the ${loader} eBPF programs needs root (or ${names(required)}) but this process (uid ${uid}) lacks ${names(missing)}: run the collector as root` +
-      (uid !== 0 ? '; under systemd add them to CapabilityBoundingSet= and AmbientCapabilities=' : ''),
-  );
-}
-
-/**
- * Keeps only what `loader` needs (the daemon hands every loader the union for
- * all enabled plugins). A loader running as root (--user root) is left alone.
- */
-export function narrowToLoader(loader: string): void {
-  const uid = process.getuid?.() ?? 0;
-  if (uid === 0) return;
-  const keepCaps = loaderCapabilities(loader).map((c) => CAP[c]);
-  loadAddon().dropPrivileges({ uid, gid: process.getgid?.() ?? uid, keepCaps, keepEffective: true });
-}
-
-const STARTED_BY = process.ppid;
-
-/**
- * The kernel kills this loader the moment its parent dies, even if the event
- * loop is busy and the IPC 'disconnect' never gets handled: no orphan keeps
- * programs attached that nobody reads.
- */
-export function dieWithParent(): void {
-  const ppid = loadAddon().setParentDeathSignal(9 /* SIGKILL */);
-  // The parent died before the signal was armed: it will never come.
-  if (ppid !== STARTED_BY) process.exit(0);
-}

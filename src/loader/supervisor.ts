@@ -1,20 +1,51 @@
-// Runs one privileged loader child (per plugin) and keeps it running. The
-// daemon's state lives on this side, so a child that dies (a crash, an OOM
-// kill, someone's kill -9) costs at most what the kernel counted since the
-// last read: we log why, restart it with capped exponential backoff, and bump
-// `generation` so the aggregators know the kernel maps started over.
-import { fork, type ChildProcess } from 'node:child_process';
+// Runs one privileged loader process (per plugin) and keeps it running. It
+// speaks frames (native/frame.h): commands on its stdin, frames back on its
+// fd 3. The daemon's state lives on this side, and counting goes on in the
+// kernel (pinned maps and links) while a loader is down, so a loader that dies
+// (a crash, an OOM kill, someone's kill -9) costs nothing: we log why, restart
+// it with capped exponential backoff and bump `generation`.
+//
+// Loaders run in their own process group and ignore SIGINT/SIGTERM/SIGHUP:
+// a signal meant for the daemon's group (Ctrl-C, systemd's KillMode,
+// kill -- -PGID) must not take the loader away before the daemon's last
+// collect. They stop on DKE_CMD_STOP, or when their stdin closes (the daemon
+// is gone).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { CollectorError, type ErrorCode } from '../errors';
-import { LOADER_CHILD_JS } from '../paths';
-import type { ChildMessage, HookSetReport, LoaderSpec, ParentMessage } from './protocol';
-import { asBuffer } from './protocol';
+import { encodeCollectCmd, encodeFrame, encodeStopCmd, FrameReader, type Frame } from './frames';
+import {
+  DKE_CMD_COLLECT,
+  DKE_CMD_COMMIT,
+  DKE_CMD_RESUME,
+  DKE_CMD_STOP,
+  DKE_FRAME_COLLECTED,
+  DKE_FRAME_FATAL,
+  DKE_FRAME_LOG,
+  DKE_FRAME_READY,
+} from './layout.generated';
+
+/** What to run: an executable and its arguments (the plugin name is for logs). */
+export interface LoaderSpec {
+  plugin: string;
+  file: string;
+  args: string[];
+}
+
+/** The hook set a loader settled on, for the start-up log line. */
+export interface HookSetReport {
+  name: string;
+  attached: { program: string; section: string; ok: boolean; error?: string; reused?: boolean }[];
+  /** Optional hooks that are missing, with what the user loses. */
+  degraded: string[];
+}
 
 export interface LoaderReady {
   kernel: string;
   hookSet: HookSetReport;
-  /** The plugin's own facts (e.g. NetLoaderInfo). */
+  /** The plugin's own facts (e.g. the net loader's pin dir). */
   info: unknown;
   generation: number;
   pid: number;
@@ -22,18 +53,19 @@ export interface LoaderReady {
 
 export interface SupervisorEvents {
   ready: [LoaderReady];
-  event: [string, Buffer, number];
+  /** A data frame (not READY/FATAL/LOG/COLLECTED), in the order the loader sent it. */
+  frame: [Frame, number];
   exit: [{ code: number | null; signal: NodeJS.Signals | null; generation: number }];
 }
 
-const REQUEST_TIMEOUT_MS = 10_000;
+const COLLECT_TIMEOUT_MS = 10_000;
 const BACKOFF_INITIAL_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
-/** A child that stayed up this long resets the backoff. */
+/** A loader that stayed up this long resets the backoff. */
 const STABLE_MS = 60_000;
 
-interface Pending {
-  resolve: (data: unknown) => void;
+interface PendingCollect {
+  resolve: () => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
 }
@@ -50,8 +82,7 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
   private child?: ChildProcess;
   private ready = false;
   private closing = false;
-  private nextId = 1;
-  private pending = new Map<number, Pending>();
+  private collects: PendingCollect[] = [];
   private backoffMs = BACKOFF_INITIAL_MS;
   private restartTimer?: NodeJS.Timeout;
   private startedAt = 0;
@@ -63,12 +94,11 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
   constructor(
     private readonly spec: LoaderSpec,
     private readonly log: Logger,
-    private readonly childScript: string = LOADER_CHILD_JS,
   ) {
     super();
   }
 
-  /** Starts the child; resolves when its programs are attached. A fatal start is a CollectorError. */
+  /** Starts the loader; resolves when its programs are attached. A fatal start is a CollectorError. */
   start(): Promise<LoaderReady> {
     return new Promise((resolve, reject) => {
       const onReady = (r: LoaderReady): void => {
@@ -89,53 +119,83 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     this.firstStart = first;
     this.generation += 1;
     const generation = this.generation;
-    const child = fork(this.childScript, [JSON.stringify(this.spec)], {
-      serialization: 'advanced',
-      // The loader holds no state: a small young generation keeps its RSS
-      // low, map dumps live outside the JS heap anyway.
-      execArgv: ['--max-semi-space-size=2'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn(this.spec.file, this.spec.args, { stdio: ['pipe', 'inherit', 'inherit', 'pipe'], detached: true });
+    } catch (err) {
+      this.lastFatal = new CollectorError('LOADER_EXITED', `cannot start the ${this.spec.plugin} eBPF loader ${this.spec.file}: ${(err as Error).message}`);
+      queueMicrotask(() => this.onExit(null, null, generation));
+      return;
+    }
     this.child = child;
     this.startedAt = Date.now();
-    child.on('message', (msg: ChildMessage) => this.onMessage(msg, generation, child));
-    child.on('exit', (code, signal) => this.onExit(code, signal, generation));
-    child.on('error', (err) => this.log.error({ err, plugin: this.spec.plugin }, 'eBPF loader process error'));
+    const reader = new FrameReader();
+    const frames = child.stdio[3] as Readable;
+    frames.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk, (f) => this.onFrame(f, generation, child));
+      } catch (err) {
+        this.log.error({ plugin: this.spec.plugin }, (err as Error).message);
+        child.kill('SIGKILL');
+      }
+    });
+    frames.on('error', () => undefined);
+    (child.stdin as Writable).on('error', () => undefined); // EPIPE: the exit handler reports it
+    let exited = false;
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (exited) return;
+      exited = true;
+      this.onExit(code, signal, generation);
+    };
+    child.on('exit', onExit);
+    child.on('error', (err) => {
+      this.lastFatal ??= new CollectorError('LOADER_EXITED', `cannot start the ${this.spec.plugin} eBPF loader ${this.spec.file}: ${err.message}`);
+      // A spawn that failed (no such file) never exits.
+      if (child.pid === undefined) onExit(null, null);
+    });
   }
 
-  private onMessage(msg: ChildMessage, generation: number, child: ChildProcess): void {
-    switch (msg.type) {
-      case 'ready':
+  private onFrame(f: Frame, generation: number, child: ChildProcess): void {
+    switch (f.type) {
+      case DKE_FRAME_READY: {
+        const r = JSON.parse(f.payload.toString('utf8')) as Omit<LoaderReady, 'generation' | 'pid'>;
         this.ready = true;
         this.lastFatal = undefined;
-        this.emit('ready', { kernel: msg.kernel, hookSet: msg.hookSet, info: msg.info, generation, pid: child.pid ?? 0 });
+        this.emit('ready', { ...r, generation, pid: child.pid ?? 0 });
         break;
-      case 'fatal':
-        this.lastFatal = new CollectorError(msg.code as ErrorCode, msg.message);
-        this.log.error({ code: msg.code, plugin: this.spec.plugin }, msg.message);
-        break;
-      case 'event':
-        this.emit('event', msg.stream, asBuffer(msg.records), generation);
-        break;
-      case 'reply':
-      case 'error': {
-        const p = this.pending.get(msg.id);
-        if (!p) return;
-        this.pending.delete(msg.id);
-        clearTimeout(p.timer);
-        if (msg.type === 'error') p.reject(new Error(msg.message));
-        else p.resolve(msg.data);
       }
+      case DKE_FRAME_FATAL: {
+        const m = JSON.parse(f.payload.toString('utf8')) as { code: string; message: string };
+        this.lastFatal = new CollectorError(m.code as ErrorCode, m.message);
+        this.log.error({ code: m.code, plugin: this.spec.plugin }, m.message);
+        break;
+      }
+      case DKE_FRAME_LOG: {
+        const { level, msg, ...fields } = JSON.parse(f.payload.toString('utf8')) as { level: string; msg: string };
+        const at = level === 'error' ? 'error' : level === 'warn' ? 'warn' : level === 'debug' ? 'debug' : 'info';
+        this.log[at]({ plugin: this.spec.plugin, ...fields }, msg);
+        break;
+      }
+      case DKE_FRAME_COLLECTED: {
+        const p = this.collects.shift();
+        if (p) {
+          clearTimeout(p.timer);
+          p.resolve();
+        }
+        break;
+      }
+      default:
+        this.emit('frame', f, generation);
     }
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null, generation: number): void {
+    if (generation !== this.generation) return;
     this.ready = false;
     this.child = undefined;
-    for (const [id, p] of this.pending) {
+    for (const p of this.collects.splice(0)) {
       clearTimeout(p.timer);
       p.reject(new CollectorError('LOADER_EXITED', `the ${this.spec.plugin} eBPF loader exited`));
-      this.pending.delete(id);
     }
     this.emit('exit', { code, signal, generation });
     if (this.closing || LoaderSupervisor.restartsHeld) return;
@@ -148,7 +208,7 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     this.restarts += 1;
     this.log.error(
       { code, signal, plugin: this.spec.plugin, restartInMs: delay, restarts: this.restarts },
-      `eBPF loader exited (${signal ? `signal ${signal}` : `code ${code}`}); restarting in ${delay} ms, collected data is kept`,
+      `eBPF loader exited (${signal ? `signal ${signal}` : `code ${code}`}); restarting in ${delay} ms, the kernel keeps counting meanwhile`,
     );
     this.restartTimer = setTimeout(() => {
       if (!LoaderSupervisor.restartsHeld) this.spawn(false);
@@ -159,26 +219,49 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     return this.child?.pid;
   }
 
-  /** Sends `op` to the child's plugin; resolves with its answer. */
-  request<T>(op: string, args?: unknown): Promise<T> {
-    const child = this.child;
-    if (!child || !this.ready) {
-      return Promise.reject(new CollectorError('LOADER_EXITED', `the ${this.spec.plugin} eBPF loader is not running`));
-    }
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new Error(`the ${this.spec.plugin} eBPF loader did not answer ${op} within ${REQUEST_TIMEOUT_MS} ms`));
-      }, REQUEST_TIMEOUT_MS);
-      this.pending.set(id, { resolve: resolve as (d: unknown) => void, reject, timer });
-      child.send({ type: 'request', id, op, args } satisfies ParentMessage);
-    });
+  get running(): boolean {
+    return this.ready && this.child !== undefined;
+  }
+
+  private send(type: number, payload?: Buffer): boolean {
+    const stdin = this.child?.stdin;
+    if (!stdin || !this.ready) return false;
+    stdin.write(encodeFrame(type, payload));
+    return true;
   }
 
   /**
-   * Detaches the programs (and with `unpin`, removes pinned state) and waits
-   * (bounded) for the child to exit. Idempotent.
+   * Asks the loader for what changed (`what`: DKE_COLLECT_* bits); its data
+   * frames arrive as 'frame' events before this resolves.
+   */
+  collect(seq: bigint, what: number): Promise<void> {
+    if (!this.send(DKE_CMD_COLLECT, encodeCollectCmd(seq, what))) {
+      return Promise.reject(new CollectorError('LOADER_EXITED', `the ${this.spec.plugin} eBPF loader is not running`));
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.collects.findIndex((p) => p.timer === timer);
+        if (i >= 0) this.collects.splice(i, 1);
+        reject(new Error(`the ${this.spec.plugin} eBPF loader did not answer a collect within ${COLLECT_TIMEOUT_MS} ms`));
+      }, COLLECT_TIMEOUT_MS);
+      this.collects.push({ resolve, reject, timer });
+    });
+  }
+
+  /** The points of collect `seq` are durable: the loader may promote its marks. */
+  commit(seq: bigint): void {
+    this.send(DKE_CMD_COMMIT, encodeCollectCmd(seq, 0));
+  }
+
+  /** At start: the last collect whose points the daemon durably holds (0n: none). */
+  resume(seq: bigint): void {
+    this.send(DKE_CMD_RESUME, encodeCollectCmd(seq, 0));
+  }
+
+  /**
+   * Detaches the programs (with `unpin`, also removes the pins, so nothing
+   * keeps counting without us) and waits (bounded) for the loader to exit.
+   * Idempotent.
    */
   async close(timeoutMs = 3000, unpin = true): Promise<void> {
     this.closing = true;
@@ -194,15 +277,11 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
         clearTimeout(timer);
         resolve();
       });
-      try {
-        child.send({ type: 'stop', unpin } satisfies ParentMessage);
-      } catch {
-        child.kill('SIGKILL');
-      }
+      if (!this.send(DKE_CMD_STOP, encodeStopCmd(unpin))) child.kill('SIGKILL');
     });
   }
 
-  /** Kills the child at once. Idempotent. */
+  /** Kills the loader at once (its pins stay for the next start). Idempotent. */
   destroy(): void {
     this.closing = true;
     clearTimeout(this.restartTimer);

@@ -1,47 +1,22 @@
-// netflow aggregation: cumulative per-socket kernel counters in, one point per
-// flow key per interval out. The kernel keeps totals per connection; we keep
-// the last totals we reported ("marks") and emit the difference, so a missed
-// read costs nothing and a close event carries the remainder.
-//
-// Every update is idempotent against the marks: a record seen twice (a close
-// event and a snapshot of the same closed socket, a stale snapshot, a record
-// replayed after a restart with persisted marks) adds nothing the second
-// time. That is what makes restarts exact (see src/netflow/marks.ts).
+// netflow aggregation, daemon side: the kernel already sums per flow key and
+// the loader sends what changed since the last durable collect (struct
+// dke_flow_delta), so an interval costs O(changed flows), never O(sockets).
+// Here a kernel key becomes netflow's tags (address text and types,
+// direction of connections older than us, `*` ports, process and domain
+// names), and keys that end up with the same tags fold into one point.
 import type { Point } from '../lineproto/point';
-import { Direction, IPPROTO_TCP, type SockOwnerRecord, type TcpConnRecord, type Tuple, type UdpFlowRecord } from '../loader/layout';
-import type { Snapshot } from './source';
-import { collapsePort, endpoints, ipType, isZeroIp, resolveDirection, type Endpoints, type IpType } from './classify';
+import { fieldBytes, forEachRecord, readField, readString, type Frame } from '../loader/frames';
+import { dke_flow_delta, dke_flow_key, dke_flow_stats } from '../loader/layout.generated';
+import { collapsePort, endpoints, IPPROTO_TCP, ipType, isZeroIp, resolveDirection, type DirectionCode, type Endpoints, type IpType } from './classify';
+import { DKE_DIR_INCOMING } from '../loader/layout.generated';
 
 export interface NetflowOptions {
   ephemeralPort: number;
   includeLoopback: boolean;
-  /** UDP flows unchanged for this many reads are removed from the kernel map. */
-  udpIdleReads?: number;
   /** The domain an address was resolved from (dnsflow's cache), '' if unknown. */
   domainOf?: (ip: string) => string;
-}
-
-export interface TcpMark {
-  bytesSent: number;
-  bytesReceived: number;
-  totalRetrans: number;
-  establishedCounted: boolean;
-  closedCounted: boolean;
-  seenAt: number;
-}
-
-export interface UdpMark {
-  bytesSent: number;
-  bytesReceived: number;
-  idleReads: number;
-  seenAt: number;
-}
-
-/** The marks, for persisting with each durable hand-off (src/netflow/marks.ts). */
-export interface MarksState {
-  tcp: Map<bigint, TcpMark>;
-  /** Keyed by the raw dke_udp_key bytes as latin1. */
-  udp: Map<string, UdpMark>;
+  /** The process's own name for a pid (the loader's DKE_FRAME_PROCS), undefined if unknown. */
+  processName?: (pid: number) => string | undefined;
 }
 
 interface FlowGroup {
@@ -57,202 +32,51 @@ interface FlowGroup {
   rttCount: number;
 }
 
-interface Owner {
-  pid: number;
-  comm: string;
-  netns: number;
-}
-
 const ADDR_CACHE_MAX = 65536;
-
-/** Marks, owners and tombstones not refreshed for this many reads are dropped. */
-const FORGET_AFTER_READS = 3;
+const K = dke_flow_key.fields;
+const S = dke_flow_stats.fields;
+const KEY = dke_flow_delta.fields.key.offset;
+const DELTA = dke_flow_delta.fields.delta.offset;
 
 export class NetflowAggregator {
-  private tcpMarks = new Map<bigint, TcpMark>();
-  /** Closed connections whose kernel entries can go once their counts are durably handed off. */
-  private closedPending = new Set<bigint>();
-  /** Deleted from the kernel at read N: their marks are kept a little longer for late close events. */
-  private deletedAt = new Map<bigint, number>();
-  private udpMarks = new Map<string, UdpMark>();
-  private owners = new Map<bigint, Owner & { seenAt: number }>();
   private groups = new Map<string, FlowGroup>();
   private addrCache = new Map<string, { ep: Endpoints; srcType: IpType; dstType: IpType }>();
   private listening = new Set<number>();
-  /** First loader generation of the current kernel maps. */
-  private epoch = 0;
-  private reads = 0;
-  private readonly udpIdleReads: number;
 
-  constructor(private readonly opts: NetflowOptions) {
-    this.udpIdleReads = opts.udpIdleReads ?? 2;
-  }
+  constructor(private readonly opts: NetflowOptions) {}
 
   setListeningPorts(ports: Iterable<number>): void {
     this.listening = new Set(ports);
   }
 
-  /**
-   * The loader of `generation` started with fresh kernel maps (not pinned
-   * ones of an earlier loader): every counter restarted from 0, so the marks
-   * no longer apply, and records of older generations describe maps that are
-   * gone. With pinned maps a restarted loader continues the same counters and
-   * this is not called.
-   */
-  mapsRestarted(generation: number): void {
-    this.epoch = generation;
-    this.tcpMarks.clear();
-    this.udpMarks.clear();
-    this.closedPending.clear();
-    this.deletedAt.clear();
-  }
-
-  ingestClosed(records: TcpConnRecord[], generation: number): void {
-    if (generation < this.epoch) return;
-    for (const r of records) this.addTcp(r, true);
-  }
-
-  /** Returns the keys of UDP flows that went idle; remove them after the hand-off and pass their final counters to ingestUdpFinal. */
-  ingestSnapshot(s: Snapshot): Buffer[] {
-    if (s.generation < this.epoch) return [];
-    this.reads += 1;
-    for (const o of s.owners) this.owners.set(o.cookie, { pid: o.pid, comm: o.comm, netns: o.netns, seenAt: this.reads });
-    for (const r of s.tcp) this.addTcp(r, false);
-    const idle: Buffer[] = [];
-    for (const r of s.udp) {
-      if (this.addUdp(r)) idle.push(r.key);
-    }
-    this.forgetStale();
-    return idle;
-  }
-
-  /** Final counters of UDP flows removed from the kernel map. */
-  ingestUdpFinal(records: UdpFlowRecord[]): void {
-    for (const r of records) {
-      this.addUdp(r);
-      this.udpMarks.delete(r.key.toString('latin1'));
-    }
-  }
-
-  private forgetStale(): void {
-    const limit = this.reads - FORGET_AFTER_READS;
-    for (const [k, m] of this.tcpMarks) if (m.seenAt < limit && !this.closedPending.has(k)) this.tcpMarks.delete(k);
-    for (const [k, m] of this.udpMarks) if (m.seenAt < limit) this.udpMarks.delete(k);
-    for (const [k, o] of this.owners) if (o.seenAt < limit) this.owners.delete(k);
-    for (const [k, at] of this.deletedAt) {
-      if (at >= limit) continue;
-      this.deletedAt.delete(k);
-      this.tcpMarks.delete(k);
-    }
-  }
-
-  /** Closed connections whose counts are in the points flushed so far: delete their kernel entries after the hand-off. */
-  closedToDelete(): bigint[] {
-    return [...this.closedPending];
-  }
-
-  /** Their kernel entries are gone; forget their marks once no late record can arrive. */
-  closedDeleted(cookies: bigint[]): void {
-    for (const c of cookies) {
-      this.closedPending.delete(c);
-      this.deletedAt.set(c, this.reads);
-    }
-  }
-
-  /** The marks to persist with a durable hand-off. */
-  marks(): MarksState {
-    return { tcp: this.tcpMarks, udp: this.udpMarks };
-  }
-
-  /** Marks persisted by an earlier process whose kernel maps we continue. */
-  restoreMarks(m: MarksState): void {
-    this.tcpMarks = m.tcp;
-    this.udpMarks = m.udp;
-    for (const [cookie, mark] of m.tcp) if (mark.closedCounted) this.closedPending.add(cookie);
-  }
-
-  private addTcp(r: TcpConnRecord, closeEvent: boolean): void {
-    if (this.deletedAt.has(r.cookie)) return; // a late event of an entry we already finished
-    const final = closeEvent || r.closed;
-    let mark = this.tcpMarks.get(r.cookie);
-    if (!mark) {
-      // A connection adopted mid-life (not established after attach) brings
-      // retransmits from before we watched; count only what follows.
-      mark = {
-        bytesSent: 0,
-        bytesReceived: 0,
-        totalRetrans: r.established ? 0 : r.totalRetrans,
-        establishedCounted: false,
-        closedCounted: false,
-        seenAt: this.reads,
-      };
-      this.tcpMarks.set(r.cookie, mark);
-    }
-    const dSent = delta(r.bytesSent, mark.bytesSent);
-    const dRecv = delta(r.bytesReceived, mark.bytesReceived);
-    const dRetrans = delta(r.totalRetrans, mark.totalRetrans);
-    const dEst = r.established && !mark.establishedCounted ? 1 : 0;
-    const dClosed = final && !mark.closedCounted ? 1 : 0;
-    mark.bytesSent += dSent;
-    mark.bytesReceived += dRecv;
-    mark.totalRetrans += dRetrans;
-    mark.establishedCounted ||= r.established;
-    mark.closedCounted ||= final;
-    mark.seenAt = this.reads;
-    if (final) this.closedPending.add(r.cookie);
-    if (!dSent && !dRecv && !dRetrans && !dEst && !dClosed) return;
-
-    const g = this.group(r.tuple, { pid: r.pid, comm: r.comm, netns: r.tuple.netns });
-    if (!g) return;
-    g.bytesWritten += dSent;
-    g.bytesRead += dRecv;
-    g.retransmits += dRetrans;
-    g.established += dEst;
-    g.closed += dClosed;
-    if (r.srttUs > 0) {
-      g.rttSum += r.srttUs;
-      g.rttVarSum += r.rttvarUs;
-      g.rttCount += 1;
-    }
-  }
-
-  /** Returns true when the flow has been idle long enough to be removed. */
-  private addUdp(r: UdpFlowRecord): boolean {
-    const id = r.key.toString('latin1');
-    let mark = this.udpMarks.get(id);
-    if (!mark) {
-      mark = { bytesSent: 0, bytesReceived: 0, idleReads: 0, seenAt: this.reads };
-      this.udpMarks.set(id, mark);
-    }
-    const dSent = delta(r.bytesSent, mark.bytesSent);
-    const dRecv = delta(r.bytesReceived, mark.bytesReceived);
-    mark.bytesSent += dSent;
-    mark.bytesReceived += dRecv;
-    mark.seenAt = this.reads;
-    if (!dSent && !dRecv) {
-      mark.idleReads += 1;
-      return mark.idleReads >= this.udpIdleReads;
-    }
-    mark.idleReads = 0;
-    const owner = this.owners.get(r.cookie) ?? { pid: 0, comm: '', netns: 0 };
-    const g = this.group(r.tuple, owner);
-    if (g) {
-      g.bytesWritten += dSent;
-      g.bytesRead += dRecv;
-    }
-    return false;
+  /** A DKE_FRAME_FLOWS frame: one delta per changed kernel flow key. */
+  ingest(frame: Frame): void {
+    const buf = frame.payload;
+    forEachRecord(frame, dke_flow_delta, (rec) => {
+      const k = rec + KEY;
+      const d = rec + DELTA;
+      const g = this.group(buf, k);
+      if (!g) return;
+      g.bytesWritten += readField(buf, d, S.bytes_sent);
+      g.bytesRead += readField(buf, d, S.bytes_received);
+      g.retransmits += readField(buf, d, S.retransmits);
+      g.established += readField(buf, d, S.established);
+      g.closed += readField(buf, d, S.closed);
+      g.rttSum += readField(buf, d, S.rtt_sum_us);
+      g.rttVarSum += readField(buf, d, S.rttvar_sum_us);
+      g.rttCount += readField(buf, d, S.rtt_count);
+    });
   }
 
   /**
    * Address text and types per address pair: the same few peers recur in
-   * every interval, and formatting them per record is most of the per-close
-   * cost in user space.
+   * every interval, and formatting them is most of the per-record cost.
    */
-  private addresses(t: Tuple): { ep: Endpoints; srcType: IpType; dstType: IpType } {
-    const key = `${t.family}${t.localAddr.toString('latin1')}${t.remoteAddr.toString('latin1')}`;
+  private addresses(local: Buffer, remote: Buffer, family: number): { ep: Endpoints; srcType: IpType; dstType: IpType } {
+    const key = `${family}${local.toString('latin1')}${remote.toString('latin1')}`;
     let a = this.addrCache.get(key);
     if (!a) {
-      const ep = endpoints(t);
+      const ep = endpoints({ localAddr: local, remoteAddr: remote, family, localPort: 0, remotePort: 0, direction: 0 });
       a = { ep, srcType: ipType(ep.localIp), dstType: ipType(ep.remoteIp) };
       if (this.addrCache.size >= ADDR_CACHE_MAX) this.addrCache.clear();
       this.addrCache.set(key, a);
@@ -260,27 +84,29 @@ export class NetflowAggregator {
     return a;
   }
 
-  private group(t: Tuple, owner: Owner): FlowGroup | undefined {
-    const { ep, srcType, dstType } = this.addresses(t);
-    if (isZeroIp(ep.localIp) || isZeroIp(ep.remoteIp) || t.localPort === 0 || t.remotePort === 0) return undefined;
+  private group(buf: Buffer, k: number): FlowGroup | undefined {
+    const family = readField(buf, k, K.family);
+    const { ep, srcType, dstType } = this.addresses(fieldBytes(buf, k, K.local_addr), fieldBytes(buf, k, K.remote_addr), family);
+    if (isZeroIp(ep.localIp) || isZeroIp(ep.remoteIp)) return undefined;
     if (!this.opts.includeLoopback && srcType === 'loopback' && dstType === 'loopback') return undefined;
 
-    const tcp = t.proto === IPPROTO_TCP;
-    const incoming = resolveDirection(t, this.listening) === Direction.incoming;
-    const srcPort = incoming ? String(t.localPort) : collapsePort(t.localPort, this.opts.ephemeralPort);
-    const dstPort = incoming ? collapsePort(t.remotePort, this.opts.ephemeralPort) : String(t.remotePort);
-    const pid = String(owner.pid);
-    const netns = String(owner.netns || t.netns);
-    const key = [ep.family, incoming ? 'i' : 'o', tcp ? 't' : 'u', ep.localIp, ep.remoteIp, srcPort, dstPort, pid, owner.comm, netns].join('|');
+    const localPort = readField(buf, k, K.local_port);
+    const remotePort = readField(buf, k, K.remote_port);
+    const tcp = readField(buf, k, K.proto) === IPPROTO_TCP;
+    const direction = readField(buf, k, K.direction) as DirectionCode;
+    const incoming = resolveDirection({ localAddr: buf, remoteAddr: buf, family, localPort, remotePort, direction }, this.listening) === DKE_DIR_INCOMING;
+    const srcPort = incoming ? String(localPort) : collapsePort(localPort, this.opts.ephemeralPort);
+    const dstPort = incoming ? collapsePort(remotePort, this.opts.ephemeralPort) : String(remotePort);
+    const pidNum = readField(buf, k, K.pid);
+    const pid = String(pidNum);
+    const comm = this.opts.processName?.(pidNum) ?? readString(buf, k, K.comm);
+    const netns = String(readField(buf, k, K.netns));
+    const key = [ep.family, incoming ? 'i' : 'o', tcp ? 't' : 'u', ep.localIp, ep.remoteIp, srcPort, dstPort, pid, comm, netns].join('|');
     let g = this.groups.get(key);
     if (g) return g;
 
-    const server = incoming
-      ? { ip: ep.localIp, port: srcPort, type: srcType }
-      : { ip: ep.remoteIp, port: dstPort, type: dstType };
-    const client = incoming
-      ? { ip: ep.remoteIp, port: dstPort, type: dstType }
-      : { ip: ep.localIp, port: srcPort, type: srcType };
+    const server = incoming ? { ip: ep.localIp, port: srcPort, type: srcType } : { ip: ep.remoteIp, port: dstPort, type: dstType };
+    const client = incoming ? { ip: ep.remoteIp, port: dstPort, type: dstType } : { ip: ep.localIp, port: srcPort, type: srcType };
     g = {
       tags: {
         source: 'netflow',
@@ -294,7 +120,7 @@ export class NetflowAggregator {
         src_ip_type: srcType,
         dst_ip_type: dstType,
         pid,
-        process_name: owner.comm,
+        process_name: comm,
         netns,
         dst_domain: this.opts.domainOf?.(ep.remoteIp) ?? '',
         dst_nat_ip: 'N/A',
@@ -327,6 +153,7 @@ export class NetflowAggregator {
   flush(timestampNs: bigint, commonTags: Record<string, string>): Point[] {
     const points: Point[] = [];
     for (const g of this.groups.values()) {
+      if (!g.bytesRead && !g.bytesWritten && !g.retransmits && !g.established && !g.closed) continue;
       const incoming = g.tags.direction === 'incoming';
       const fields: Point['fields'] = {
         bytes_read: g.bytesRead,
@@ -351,12 +178,4 @@ export class NetflowAggregator {
   get pendingFlows(): number {
     return this.groups.size;
   }
-}
-
-/**
- * Counters only grow within one set of kernel maps (fresh maps reset the
- * marks, see mapsRestarted): a smaller value is a stale record, worth nothing.
- */
-function delta(now: number, before: number): number {
-  return now > before ? now - before : 0;
 }

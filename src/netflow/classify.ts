@@ -1,7 +1,23 @@
 // Pure rules that turn a kernel tuple into netflow's tag values: address text
 // and type, direction for connections seen mid-life, the ephemeral-port `*`.
 import net from 'node:net';
-import { AF_INET, Direction, type DirectionCode, type Tuple } from '../loader/layout';
+import { DKE_DIR_INCOMING, DKE_DIR_OUTGOING, DKE_DIR_UNKNOWN } from '../loader/layout.generated';
+
+export const AF_INET = 2;
+export const IPPROTO_TCP = 6;
+export type DirectionCode = typeof DKE_DIR_UNKNOWN | typeof DKE_DIR_OUTGOING | typeof DKE_DIR_INCOMING;
+
+/** A flow key's endpoints as the kernel gives them (struct dke_flow_key). */
+export interface Tuple {
+  /** 16 bytes, network order; IPv4 uses the first 4. */
+  localAddr: Buffer;
+  remoteAddr: Buffer;
+  /** 0 on the client's side: the port collapsed in the kernel (`*`). */
+  localPort: number;
+  remotePort: number;
+  family: number;
+  direction: DirectionCode;
+}
 
 export type IpType = 'private' | 'loopback' | 'multicast' | 'other';
 export type Family = 'IPv4' | 'IPv6';
@@ -68,13 +84,13 @@ const EPHEMERAL_GUESS = 32768;
  * their local port was listening, else judged by which side looks ephemeral.
  */
 export function resolveDirection(t: Tuple, listeningPorts: ReadonlySet<number>): Exclude<DirectionCode, 0> {
-  if (t.direction !== Direction.unknown) return t.direction;
-  if (listeningPorts.has(t.localPort)) return Direction.incoming;
-  if (t.localPort < EPHEMERAL_GUESS && t.remotePort >= EPHEMERAL_GUESS) return Direction.incoming;
-  return Direction.outgoing;
+  if (t.direction !== DKE_DIR_UNKNOWN) return t.direction as Exclude<DirectionCode, 0>;
+  if (listeningPorts.has(t.localPort)) return DKE_DIR_INCOMING;
+  if (t.localPort < EPHEMERAL_GUESS && t.remotePort >= EPHEMERAL_GUESS) return DKE_DIR_INCOMING;
+  return DKE_DIR_OUTGOING;
 }
 
 /** The client's port collapses to `*` when it is at or above `ephemeralPort` (0: always, as upstream). */
 export function collapsePort(port: number, ephemeralPort: number): string {
-  return port >= ephemeralPort ? '*' : String(port);
+  return port === 0 || port >= ephemeralPort ? '*' : String(port);
 }

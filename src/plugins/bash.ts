@@ -1,14 +1,26 @@
-// The ebpf-bash plugin: one loader child with the readline uretprobe, and the
+// The ebpf-bash plugin: a dke-loader with the readline uretprobe, and the
 // buffer of lines it feeds. Lines go to DataKit every interval, or as soon as
 // FLUSH_LINES are waiting, whichever comes first.
 import type { Logger } from 'pino';
 import { BASH_INPUT, bashPoint, toEntries, type BashEntry } from '../bash/log';
-import { BASH_TELEMETRY, decodeBashLines } from '../bash/record';
+import { decodeBashLines } from '../bash/record';
 import { Redactor } from '../bash/redact';
 import { UserNames } from '../bash/users';
-import { BASH_STREAM_LINES, type BashLoaderInfo, type BashLoaderOptions } from '../loader/plugins/bash';
+import { forEachRecord, readField, readString, type Frame } from '../loader/frames';
+import { DKE_FRAME_BASH_LINES, DKE_FRAME_TELEMETRY, dke_telemetry_rec } from '../loader/layout.generated';
 import { LoaderSupervisor, type LoaderReady } from '../loader/supervisor';
+import { LOADER_BIN } from '../paths';
 import type { CollectorPlugin, PluginContext } from './types';
+
+/** The bash binaries probed when --bash-path is not given. */
+export const DEFAULT_BASH_PATHS = ['/bin/bash', '/usr/bin/bash'];
+
+interface BashLoaderInfo {
+  /** The binaries whose readline() is probed. */
+  binaries: string[];
+  /** How the uretprobe is attached. */
+  mode: string;
+}
 
 /** Upstream's batch size. */
 export const FLUSH_LINES = 128;
@@ -23,16 +35,18 @@ export class BashPlugin implements CollectorPlugin {
   /** Batches are resolved (user names) one after another, so lines keep their order. */
   private ingesting: Promise<void> = Promise.resolve();
   private readonly sending = new Set<Promise<unknown>>();
-  private lastTelemetry: { generation: number; values: number[] } = { generation: 0, values: [] };
+  private lastTelemetry = { generation: 0, values: new Map<string, number>() };
 
   constructor(private readonly ctx: PluginContext) {
     const { config } = ctx;
     this.log = ctx.log.child({ plugin: this.name });
     this.redactor = new Redactor(config.bashRedact, config.bashRedactRegex);
-    const options: BashLoaderOptions = { paths: config.bashPaths };
-    this.loader = new LoaderSupervisor({ plugin: 'bash', options: { ...options } }, this.log);
-    this.loader.on('event', (stream, records) => {
-      if (stream === BASH_STREAM_LINES) this.enqueue(records);
+    const paths = config.bashPaths.length > 0 ? config.bashPaths : DEFAULT_BASH_PATHS;
+    const args = ['bash', '--paths', paths.join(','), '--explicit', config.bashPaths.length > 0 ? '1' : '0'];
+    this.loader = new LoaderSupervisor({ plugin: 'bash', file: LOADER_BIN, args }, this.log);
+    this.loader.on('frame', (f, generation) => {
+      if (f.type === DKE_FRAME_BASH_LINES) this.enqueue(f);
+      else if (f.type === DKE_FRAME_TELEMETRY) this.reportTelemetry(f, generation);
     });
     this.loader.on('ready', (r) => {
       if (r.generation <= 1) return;
@@ -56,10 +70,10 @@ export class BashPlugin implements CollectorPlugin {
     return this.loader.childPid;
   }
 
-  private enqueue(records: Buffer): void {
+  private enqueue(frame: Frame): void {
     this.ingesting = this.ingesting.then(async () => {
       try {
-        const entries = await toEntries(decodeBashLines(records), this.users, this.redactor);
+        const entries = await toEntries(decodeBashLines(frame), this.users, this.redactor);
         this.buffer.push(...entries);
       } catch (err) {
         // Never the command text: it may hold a secret the redaction is for.
@@ -87,24 +101,25 @@ export class BashPlugin implements CollectorPlugin {
   }
 
   async tick(): Promise<void> {
-    await this.reportTelemetry();
+    try {
+      await this.loader.collect(0n, 0); // telemetry, and the lines read so far
+    } catch {
+      // the loader is restarting; its supervisor already said so
+    }
     await this.ingesting;
     await this.send();
   }
 
-  private async reportTelemetry(): Promise<void> {
-    const generation = this.loader.generation;
-    let values: number[];
-    try {
-      values = await this.loader.request<number[]>('telemetry');
-    } catch {
-      return; // the loader is restarting; its supervisor already said so
-    }
-    const before = this.lastTelemetry.generation === generation ? this.lastTelemetry.values : [];
-    this.lastTelemetry = { generation, values };
+  private reportTelemetry(f: Frame, generation: number): void {
+    const F = dke_telemetry_rec.fields;
+    // A new loader has fresh kernel counters.
+    const before = this.lastTelemetry.generation === generation ? this.lastTelemetry.values : new Map<string, number>();
+    const now = new Map<string, number>();
+    forEachRecord(f, dke_telemetry_rec, (r) => now.set(readString(f.payload, r, F.name), readField(f.payload, r, F.value)));
+    this.lastTelemetry = { generation, values: now };
     const lost = {
-      ringbuf_full: (values[BASH_TELEMETRY.ringbufFull] ?? 0) - (before[BASH_TELEMETRY.ringbufFull] ?? 0),
-      read_failed: (values[BASH_TELEMETRY.readFailed] ?? 0) - (before[BASH_TELEMETRY.readFailed] ?? 0),
+      ringbuf_full: (now.get('bash_ringbuf_full') ?? 0) - (before.get('bash_ringbuf_full') ?? 0),
+      read_failed: (now.get('bash_read_failed') ?? 0) - (before.get('bash_read_failed') ?? 0),
     };
     for (const [what, d] of Object.entries(lost)) if (d > 0) this.ctx.metrics.add('kernel_dropped', d, { plugin: this.name, what });
     if (lost.ringbuf_full > 0 || lost.read_failed > 0) this.log.warn({ lost }, 'the kernel side dropped bash lines this interval');

@@ -1,48 +1,95 @@
-// The ebpf-net plugin: one loader child with the network BPF objects, and the
-// netflow aggregator fed by it (dnsflow rides along: src/dnsflow/service.ts). Each flush is committed with its read-marks
-// (src/netflow/marks.ts) so restarts neither lose nor double count; kernel
-// entries of closed connections are deleted only after that commit.
+// The ebpf-net plugin: the native loader (dke-loader net) with the netflow and
+// DNS programs, the netflow aggregator fed by its per-flow deltas, and
+// dnsflow riding along (src/dnsflow/service.ts). Each interval is one
+// collect: the loader reports what changed since the last durable collect;
+// the points go to the spool with the collect's id (src/netflow/collect-log.ts)
+// and only then does the loader promote its marks. A SIGKILL anywhere in
+// between neither loses nor repeats a byte.
 import type { Logger } from 'pino';
 import { DnsflowService } from '../dnsflow/service';
 import type { Point } from '../lineproto/point';
+import { forEachRecord, readField, readString, type Frame } from '../loader/frames';
+import {
+  DKE_COLLECT_DNS,
+  DKE_COLLECT_FLOWS,
+  DKE_FRAME_FLOWS,
+  DKE_FRAME_PROCS,
+  DKE_FRAME_TELEMETRY,
+  dke_proc_name,
+  dke_telemetry_rec,
+} from '../loader/layout.generated';
 import { LoaderSupervisor, type LoaderReady } from '../loader/supervisor';
-import type { NetLoaderInfo, NetLoaderOptions } from '../loader/plugins/net';
 import { NetflowAggregator } from '../netflow/aggregator';
-import { MarksStore } from '../netflow/marks';
-import { NetflowSource } from '../netflow/source';
+import { CollectLog } from '../netflow/collect-log';
+import { foldNetflow } from '../netflow/fold';
+import { LOADER_BIN } from '../paths';
 import type { CollectorPlugin, PluginContext } from './types';
 
 const NETFLOW_INPUT = 'ebpf-net/netflow';
-const TELEMETRY_NAMES = ['tcp_map_full', 'udp_map_full', 'owner_map_full', 'ringbuf_full'];
+/** Pins live under here by default; `datakit-ebpf cleanup` removes it. */
+export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/datakit-ebpf';
+/** Counters of loss or skipped work (the rest of the telemetry is informational). */
+const LOSS_COUNTERS = new Set(['flow_map_full', 'socket_state_failed', 'listen_map_full', 'dns_ringbuf_full', 'dns_pending_shed', 'dns_groups_shed', 'dns_tcp_streams_shed', 'dns_tcp_stream_gaps', 'orphan_skipped']);
+/** pid -> process name entries kept (names of pids seen lately). */
+const PROC_NAMES_MAX = 65_536;
+
+export interface NetLoaderInfo {
+  listeningPorts: number[];
+  pinDir: string;
+  mapsReused: boolean;
+  dns: boolean;
+  /** How long the programs did nothing for want of a reader (--orphan-timeout), before this start. */
+  quietSeconds: number;
+}
 
 export class NetPlugin implements CollectorPlugin {
   readonly name = 'ebpf-net' as const;
   private readonly loader: LoaderSupervisor;
-  private readonly source: NetflowSource;
   private readonly netflow: NetflowAggregator;
   private readonly dns?: DnsflowService;
   private readonly log: Logger;
-  private lastTelemetry: number[] = [];
-  private readonly marks: MarksStore;
-  private pinDir = '';
-  /** The first snapshot of reused maps without persisted marks counts as already reported. */
-  private baselineNextSnapshot = false;
+  private readonly collects: CollectLog;
+  private readonly procNames = new Map<number, string>();
+  private lastTelemetry = new Map<string, number>();
+  private durable = false;
 
   constructor(private readonly ctx: PluginContext) {
     const { config } = ctx;
     this.log = ctx.log.child({ plugin: this.name });
-    const options: NetLoaderOptions = { ipv6Disabled: config.ipv6Disabled, cgroupPath: '', pinRoot: config.pinRoot, dnsPorts: config.dnsPorts };
-    this.loader = new LoaderSupervisor({ plugin: 'net', options: { ...options } }, this.log);
-    this.source = new NetflowSource(this.loader);
+    const args = ['net', '--pin-root', config.pinRoot, '--ephemeral-port', String(config.ephemeralPort)];
+    if (config.dnsPorts.length > 0) args.push('--dns-ports', config.dnsPorts.join(','), '--dns-timeout-ms', String(config.dnsTimeoutMs));
+    // A collect is due every interval: programs must not think themselves
+    // orphaned between two of them.
+    args.push('--orphan-timeout-ms', String(Math.max(config.orphanTimeoutMs, 3 * config.intervalMs)));
+    this.loader = new LoaderSupervisor({ plugin: 'net', file: LOADER_BIN, args }, this.log);
     const dns = config.dnsPorts.length > 0 ? new DnsflowService(ctx, this.loader, this.log) : undefined;
     this.dns = dns;
-    this.netflow = new NetflowAggregator({ ephemeralPort: config.ephemeralPort, includeLoopback: config.includeLoopback, ...(dns ? { domainOf: (ip: string) => dns.domainOf(ip) } : {}) });
-    this.marks = new MarksStore(config.stateDir);
-    this.source.onClosed(
-      (records, generation) => this.netflow.ingestClosed(records, generation),
-      (err) => this.log.error({ err }, 'dropping an undecodable batch of close events'),
-    );
+    this.netflow = new NetflowAggregator({
+      ephemeralPort: config.ephemeralPort,
+      includeLoopback: config.includeLoopback,
+      processName: (pid) => this.procNames.get(pid),
+      ...(dns ? { domainOf: (ip: string) => dns.domainOf(ip) } : {}),
+    });
+    this.collects = new CollectLog(config.stateDir);
+    this.loader.on('frame', (f) => this.onFrame(f));
     this.loader.on('ready', (r) => this.onReady(r));
+  }
+
+  private onFrame(f: Frame): void {
+    try {
+      if (f.type === DKE_FRAME_FLOWS) this.netflow.ingest(f);
+      else if (f.type === DKE_FRAME_PROCS) this.learnProcNames(f);
+      else if (f.type === DKE_FRAME_TELEMETRY) this.reportTelemetry(f);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'dropping an undecodable frame from the loader');
+    }
+  }
+
+  private learnProcNames(f: Frame): void {
+    if (this.procNames.size > PROC_NAMES_MAX) this.procNames.clear();
+    const b = f.payload;
+    const F = dke_proc_name.fields;
+    forEachRecord(f, dke_proc_name, (r) => this.procNames.set(readField(b, r, F.pid), readString(b, r, F.name)));
   }
 
   private onReady(r: LoaderReady): void {
@@ -50,24 +97,22 @@ export class NetPlugin implements CollectorPlugin {
     const info = r.info as NetLoaderInfo;
     this.dns?.onReady(r);
     this.netflow.setListeningPorts(info.listeningPorts);
-    this.pinDir = info.pinDir;
-    if (!info.mapsReused) {
-      // Fresh kernel maps: every counter starts from 0.
-      this.netflow.mapsRestarted(r.generation);
-      if (r.generation === 1) this.marks.clear();
-    } else if (r.generation === 1) {
-      // An earlier daemon's maps kept counting while we were down: resume
-      // from what it durably handed off.
-      const persisted = this.ctx.uploader.durable ? this.marks.load(info.pinDir, (seq) => this.ctx.uploader.committed(seq)) : undefined;
-      if (persisted) {
-        this.netflow.restoreMarks(persisted.marks);
-        this.log.info({ connections: persisted.marks.tcp.size, udpFlows: persisted.marks.udp.size, pinDir: info.pinDir }, 'resuming counters from the pinned maps and the last committed read-marks');
-      } else {
-        this.baselineNextSnapshot = true;
-        this.log.warn({ pinDir: info.pinDir }, 'pinned maps found without read-marks: counting from now on (what they counted before is not reported)');
-      }
+    this.durable = this.ctx.uploader.durable && info.pinDir !== '';
+    if (r.generation === 1) {
+      // What an earlier daemon durably handed off is the loader's baseline.
+      const last = this.durable && info.mapsReused ? this.collects.load((q) => this.ctx.uploader.committed(q)) : 0n;
+      this.loader.resume(last);
+      if (info.mapsReused) this.log.info({ pinDir: info.pinDir, lastDurableCollect: String(last) }, 'resuming counters from the pinned maps and the last durable collect');
+    } else {
+      this.loader.resume(this.collects.lastCommitted);
+      this.log.info({ loaderPid: r.pid, generation: r.generation }, 'eBPF loader restarted');
     }
-    if (r.generation > 1) this.log.info({ loaderPid: r.pid, generation: r.generation }, 'eBPF loader restarted');
+    if (info.quietSeconds > 0) {
+      this.log.warn(
+        { quietSeconds: info.quietSeconds },
+        `the eBPF programs were quiet for ${Math.round(info.quietSeconds)} s (no collector read them for --orphan-timeout): connections of that time are not reported`,
+      );
+    }
   }
 
   start(): Promise<LoaderReady> {
@@ -79,74 +124,67 @@ export class NetPlugin implements CollectorPlugin {
   }
 
   async tick(nowNs: bigint): Promise<void> {
+    const seq = this.collects.next();
+    try {
+      await this.loader.collect(seq, DKE_COLLECT_FLOWS | (this.dns ? DKE_COLLECT_DNS : 0));
+    } catch (err) {
+      // The loader may be restarting: the kernel kept counting, the next
+      // collect reports it. What this one delivered is dropped, not sent twice.
+      this.netflow.flush(nowNs, this.ctx.commonTags);
+      this.log.warn({ err: (err as Error).message }, 'collecting from the eBPF loader failed this interval; its counts come with the next one');
+      await this.dns?.tick(nowNs);
+      return;
+    }
     await this.dns?.tick(nowNs);
-    let idle: Buffer[] = [];
-    try {
-      const snap = await this.source.snapshot();
-      if (this.baselineNextSnapshot) {
-        this.baselineNextSnapshot = false;
-        this.netflow.ingestSnapshot(snap);
-        this.netflow.flush(nowNs, this.ctx.commonTags);
-      } else {
-        idle = this.netflow.ingestSnapshot(snap);
-      }
-      this.reportTelemetry(snap.telemetry);
-    } catch (err) {
-      // The loader may be restarting; what was aggregated is still sent.
-      this.log.warn({ err: (err as Error).message }, 'reading the eBPF maps failed this interval');
+    const { points, folded } = foldNetflow(this.netflow.flush(nowNs, this.ctx.commonTags), this.ctx.config.maxFlows);
+    if (folded > 0) {
+      this.ctx.metrics.add('flows_folded', folded, { input: NETFLOW_INPUT });
+      this.log.warn({ folded, maxFlows: this.ctx.config.maxFlows }, `${folded} netflow flow(s) beyond --max-flows folded into one point per direction and transport (tags '*')`);
     }
-    const points = this.netflow.flush(nowNs, this.ctx.commonTags);
-    // Taken with the flush, synchronously: close events ingested from now on
-    // belong to the next commit.
-    const closed = this.netflow.closedToDelete();
-    if (points.length > 0 && !(await this.commit(points))) return;
-    try {
-      await this.source.deleteTcp(closed);
-      this.netflow.closedDeleted(closed);
-      this.netflow.ingestUdpFinal(await this.source.deleteUdp(idle));
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'removing finished flows from the eBPF maps failed; retried next interval');
-    }
+    if (points.length > 0 && (await this.commit(seq, points))) this.loader.commit(seq);
   }
 
-  /** Hands the points to the spool together with the read-marks that produced them. */
-  private async commit(points: Point[]): Promise<boolean> {
-    const persist = this.ctx.uploader.durable && this.pinDir !== '';
-    let prepared = false;
+  /** Hands the points to the spool together with the collect id that produced them. */
+  private async commit(seq: bigint, points: Point[]): Promise<boolean> {
     try {
       const res = await this.ctx.uploader.write('network', NETFLOW_INPUT, points, {
-        beforeAppend: (lastSeq) => {
-          if (!persist) return;
-          this.marks.prepare({ lastSeq, pinDir: this.pinDir, marks: this.netflow.marks() });
-          prepared = true;
+        beforeAppend: (lastSpoolSeq) => {
+          if (this.durable) this.collects.prepare(seq, lastSpoolSeq);
         },
       });
-      if (prepared) this.marks.promote();
+      this.collects.markCommitted(seq);
       this.log.debug({ ...res }, 'netflow interval committed');
       return true;
     } catch (err) {
-      if (prepared) this.marks.abandon();
-      this.log.error({ err: (err as Error).message }, `could not queue ${points.length} netflow point(s): ${(err as Error).message}`);
+      this.log.error({ err: (err as Error).message }, `could not queue ${points.length} netflow point(s): ${(err as Error).message}; they are collected again next interval`);
       return false;
     }
   }
 
-  private reportTelemetry(t: number[]): void {
+  private reportTelemetry(f: Frame): void {
+    const b = f.payload;
+    const F = dke_telemetry_rec.fields;
     const lost: Record<string, number> = {};
-    TELEMETRY_NAMES.forEach((n, i) => {
-      const d = (t[i] ?? 0) - (this.lastTelemetry[i] ?? 0);
-      if (d > 0) lost[n] = d;
+    forEachRecord(f, dke_telemetry_rec, (r) => {
+      const name = readString(b, r, F.name);
+      const v = readField(b, r, F.value);
+      const d = v - (this.lastTelemetry.get(name) ?? 0);
+      this.lastTelemetry.set(name, v);
+      if (d > 0 && LOSS_COUNTERS.has(name)) lost[name] = d;
     });
-    this.lastTelemetry = t;
     for (const [n, d] of Object.entries(lost)) this.ctx.metrics.add('kernel_dropped', d, { plugin: this.name, what: n });
-    if (Object.keys(lost).length > 0) this.log.warn({ lost }, 'the kernel side dropped records this interval');
+    if (Object.keys(lost).length > 0) this.log.warn({ lost }, 'the kernel side dropped or skipped records this interval');
   }
 
   /** A clean stop: the last interval is committed (the daemon ticks first), so pinned state goes too. */
   async close(): Promise<void> {
     this.dns?.close();
     await this.loader.close();
-    this.marks.clear();
+    try {
+      this.collects.clear();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not remove the netflow collect log');
+    }
   }
 
   destroy(): void {

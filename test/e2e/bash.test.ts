@@ -5,15 +5,10 @@
 // failing (at start-up or later) leaves the other running.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findFunctionOffsetInFile } from '../../src/bash/elf';
 import { formatRfc3339 } from '../../src/bash/log';
-import { decodeBashLines, type BashLineRecord } from '../../src/bash/record';
-import type { NativeBashTracer } from '../../src/loader/native';
-import { ADDON_PATH } from '../../src/paths';
 import type { ParsedPoint } from '../../src/lineproto/parse';
 import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import { startInteractiveBash, type InteractiveBash } from '../helpers/bash-pty';
@@ -187,7 +182,7 @@ describe('interactive bash commands as DataKit logs', () => {
     fs.chmodSync(copy, 0o755);
     const daemon = await startDaemon(`127.0.0.1:${RECEIVER_PORT}`, ['--enabled', 'ebpf-bash', '--hostname', HOST, '--tags', 'team=audit', '--bash-path', copy]);
     try {
-      expect(startedLog(daemon).hookSet).toBe(`ebpf-bash: uretprobe readline in ${copy} (uprobe_multi link)`);
+      expect(startedLog(daemon).hookSet).toBe(`ebpf-bash: uretprobe readline in ${copy} (perf uprobe)`);
       const other = await bash({ bash: copy });
       const typed = await typeAll(other, ['echo from-the-copy', 'exit']);
       const system = await bash();
@@ -234,37 +229,13 @@ describe('interactive bash commands as DataKit logs', () => {
   });
 });
 
-describe('attaching', () => {
-  // The daemon uses a uprobe_multi link where the kernel has one (>= 6.6);
-  // older kernels get the perf uprobe, exercised here directly on the addon.
-  it('reads lines through a perf uprobe too', async () => {
-    const addon = createRequire(ADDON_PATH)(ADDON_PATH) as { BashTracer: new (o: { uprobeMulti: boolean }) => NativeBashTracer };
-    const offset = findFunctionOffsetInFile('/bin/bash', 'readline')!;
-    const tracer = new addon.BashTracer({ uprobeMulti: false });
-    const lines: BashLineRecord[] = [];
-    try {
-      expect(tracer.attach('/bin/bash', offset)).toEqual({ ok: true });
-      tracer.startEvents((b) => lines.push(...decodeBashLines(b)));
-      const sh = await bash();
-      await typeAll(sh, ['echo through-perf', 'exit']);
-      await waitFor(() => lines.filter((l) => l.pid === sh.pid).length >= 2 || undefined, 5000);
-      expect(lines.filter((l) => l.pid === sh.pid).map((l) => [l.uid, l.line, l.truncated])).toEqual([
-        [0, 'echo through-perf', false],
-        [0, 'exit', false],
-      ]);
-    } finally {
-      tracer.close();
-    }
-  });
-});
-
 describe('plugins stay apart', () => {
   it('runs ebpf-bash alone with no network program loaded', async () => {
     const daemon = await startDaemon(`127.0.0.1:${RECEIVER_PORT}`, ['--enabled', 'ebpf-bash']);
     try {
       const started = startedLog(daemon);
       expect(started.plugins).toEqual(['ebpf-bash']);
-      expect(started.hookSet).toBe('ebpf-bash: uretprobe readline in /bin/bash (uprobe_multi link)');
+      expect(started.hookSet).toBe('ebpf-bash: uretprobe readline in /bin/bash (perf uprobe)');
       const pids = started.loaderPids as Record<string, number>;
       expect(Object.keys(pids)).toEqual(['ebpf-bash']);
       // What the loader holds, from the kernel's view of its file descriptors.

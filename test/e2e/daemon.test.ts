@@ -58,6 +58,8 @@ describe('started the way DataKit starts it', () => {
       for (const flag of ['--l7net-enabled', '--netlog-metric', '--res-net', '--trace-allprocess']) {
         expect(warnings.filter((w) => w.includes(flag)), flag).toHaveLength(1);
       }
+      // The test's 1 s interval is honoured, and what it costs is said once (issue 13).
+      expect(warnings.filter((w) => w.includes('sends 60x the points'))).toEqual(["--interval 1s sends 60x the points upstream's 60 s floor would; Guance bills per point"]);
       const port = 19090;
       const { server } = await exchange(port, 3, 1000, 2000);
       // Loopback traffic is dropped by default, as upstream does.

@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { flagNotImplementedWarning, packageVersion, parseCommandLine, ParsedCommand } from '../../src/config/cli';
 import { readEbpfConf } from '../../src/config/ebpfconf';
+import { flagsMarkdown, flagsMarkdownIn } from '../../src/config/help';
+import { ALL_OPTIONS, BY_FLAG, BY_KEY } from '../../src/config/options';
 import { CollectorConfig } from '../../src/config/types';
 import { goDurationNs } from '../../src/config/values';
 import { CollectorError } from '../../src/errors';
@@ -57,6 +59,8 @@ describe('defaults', () => {
       tags: {},
       enabled: ['ebpf-net'],
       ephemeralPort: 0,
+      maxFlows: 10_000,
+      orphanTimeoutMs: 600_000,
       ipv6Disabled: false,
       includeLoopback: false,
       dnsPorts: [53],
@@ -159,10 +163,12 @@ describe('DataKit quirks', () => {
     const c = run(['--brand-new', 'v', '--hostname', 'h', '--other-new', '--interval', '5s', '--x=y', '-q']);
     expect(c.hostname).toBe('h');
     expect(c.intervalMs).toBe(5000);
-    expect(c.warnings).toHaveLength(4);
+    // Four unknown flags, then the note on the 5 s interval (issue 13).
+    expect(c.warnings).toHaveLength(5);
     expect(c.warnings[0]).toMatch(/^unknown flag --brand-new ignored/);
     expect(c.warnings[2]).toMatch(/^unknown flag --x ignored/);
     expect(c.warnings[3]).toMatch(/^unknown flag -q ignored/);
+    expect(c.warnings[4]).toMatch(/^--interval 5s sends 12x the points/);
   });
 
   it('reads --ephemeral_port (DataKit spelling) and --ephemeral-port, last one winning', () => {
@@ -173,12 +179,18 @@ describe('DataKit quirks', () => {
     expect(run(['--ephemeral_port=0']).ephemeralPort).toBe(0);
   });
 
-  it('takes --ipv6-disabled bare or with a value', () => {
-    expect(run(['--ipv6-disabled']).ipv6Disabled).toBe(true);
-    expect(run(['--ipv6-disabled', '--hostname', 'h']).ipv6Disabled).toBe(true);
-    expect(run(['--ipv6-disabled=true']).ipv6Disabled).toBe(true);
-    expect(run(['--ipv6-disabled=false']).ipv6Disabled).toBe(false);
-    expect(run(['--ipv6-disabled', 'false']).ipv6Disabled).toBe(false);
+  // Issue 13: upstream still reports IPv6 flows with it (it only skips IPv6
+  // offset guessing); before, ours dropped all IPv6 traffic.
+  it('takes --ipv6-disabled bare or with a value, and it changes nothing but a note', () => {
+    const note = '--ipv6-disabled has no effect: IPv6 flows are still reported, as upstream does (it only skipped IPv6 offset guessing)';
+    for (const argv of [['--ipv6-disabled'], ['--ipv6-disabled', '--hostname', 'h'], ['--ipv6-disabled=true']]) {
+      const c = run(argv);
+      expect(c.ipv6Disabled).toBe(false);
+      expect(c.warnings).toEqual([note]);
+    }
+    for (const argv of [['--ipv6-disabled=false'], ['--ipv6-disabled', 'false']]) {
+      expect(run(argv)).toMatchObject({ ipv6Disabled: false, warnings: [] });
+    }
     expect(run(['--include-loopback']).includeLoopback).toBe(true);
   });
 
@@ -339,7 +351,9 @@ describe('precedence: flag > ebpf.conf > ENV_HOSTNAME > default', () => {
     expect(c.hostname).toBe('from-args');
     expect(c.intervalMs).toBe(30_000);
     expect(c.enabled).toEqual(['ebpf-bash']);
-    expect(c.ipv6Disabled).toBe(true);
+    expect(c.ipv6Disabled).toBe(false); // accepted, no effect (issue 13)
+    expect(c.warnings).toContain('ipv6_disabled has no effect: IPv6 flows are still reported, as upstream does (it only skipped IPv6 offset guessing)');
+    expect(c.warnings).toContain('interval 30s sends 2x the points upstream\'s 60 s floor would; Guance bills per point');
     expect(c.ephemeralPort).toBe(10001);
     expect(c.logLevel).toBe('debug');
     expect(c.datakitApiServer).toBe('http://10.1.1.1:9529');
@@ -674,5 +688,92 @@ describe('dnsflow settings', () => {
     const p = confFile('[[inputs.ebpf]]\n  args = ["--dns-ports", "5353", "--dns-timeout", "3s"]\n');
     expect(run(['--config', p])).toMatchObject({ dnsPorts: [5353], dnsTimeoutMs: 3000 });
     expect(run(['--config', p, '--dns-ports', '53'])).toMatchObject({ dnsPorts: [53], dnsTimeoutMs: 3000 });
+  });
+});
+
+describe('issue 13: what upstream users rely on', () => {
+  it('honours an interval below 60 s and says once what it costs', () => {
+    expect(run(['--interval', '10s'])).toMatchObject({
+      intervalMs: 10_000,
+      warnings: ["--interval 10s sends 6x the points upstream's 60 s floor would; Guance bills per point"],
+    });
+    expect(run(['--interval', '45s']).warnings).toEqual(["--interval 45s sends 1.3x the points upstream's 60 s floor would; Guance bills per point"]);
+    expect(run(['--interval', '1500ms']).warnings[0]).toMatch(/^--interval 1.5s sends 40x the points/);
+    for (const ok of ['60s', '1m', '5m']) expect(run(['--interval', ok]).warnings).toEqual([]);
+    // Given twice (conf args, then the command line): the value that counts, said once.
+    const p = confFile('[[inputs.ebpf]]\n  args = ["--interval", "20s"]\n');
+    expect(run(['--config', p, '--interval', '30s']).warnings).toEqual(["--interval 30s sends 2x the points upstream's 60 s floor would; Guance bills per point"]);
+  });
+
+  it('caps flow keys per interval: --max-flows / max_flows, 0 for no cap (with a note)', () => {
+    expect(run(['--max-flows', '500']).maxFlows).toBe(500);
+    expect(run(['--max-flows=0'])).toMatchObject({ maxFlows: 0, warnings: [expect.stringMatching(/^--max-flows 0 puts no cap on flow keys/)] });
+    expect(invalid(['--max-flows', '-1'])).toBe('--max-flows "-1": expected an integer from 0 (no cap) to 10000000 such as 10000');
+    expect(invalid(['--max-flows', '1e4'])).toMatch(/^--max-flows "1e4": expected an integer/);
+    expect(invalid(['--max-flows', '10000001'])).toMatch(/expected an integer from 0 \(no cap\) to 10000000/);
+    const p = confFile('[[inputs.ebpf]]\n  max_flows = 2000\n  args = ["--max-flows", "100"]\n');
+    expect(run(['--config', p]).maxFlows).toBe(2000);
+    expect(run(['--config', p, '--max-flows', '300']).maxFlows).toBe(300);
+    const q = confFile('[[inputs.ebpf]]\n  max_flows = "2000"\n');
+    expect(failure(() => readEbpfConf(q)).message).toBe(`${q}:2: key "max_flows": expected an integer from 0 to 10000000`);
+  });
+
+  it('forgets orphaned connections after --orphan-timeout / orphan_timeout, by default the larger of 10m and 10 intervals', () => {
+    expect(run([]).orphanTimeoutMs).toBe(600_000);
+    expect(run(['--interval', '2m']).orphanTimeoutMs).toBe(1_200_000);
+    expect(run(['--interval', '10s']).orphanTimeoutMs).toBe(600_000);
+    expect(run(['--orphan-timeout', '1h', '--interval', '2m']).orphanTimeoutMs).toBe(3_600_000);
+    expect(invalid(['--orphan-timeout', '5s'])).toBe('--orphan-timeout "5s": expected a duration from 10s to 168h such as 10m');
+    expect(invalid(['--orphan-timeout', '200h'])).toMatch(/expected a duration from 10s to 168h/);
+    const p = confFile('[[inputs.ebpf]]\n  orphan_timeout = "6h"\n  interval = "2m"\n');
+    expect(run(['--config', p])).toMatchObject({ orphanTimeoutMs: 6 * 3_600_000, intervalMs: 120_000 });
+    // The default follows the interval wherever it came from.
+    const q = confFile('[[inputs.ebpf]]\n  interval = "3m"\n');
+    expect(run(['--config', q]).orphanTimeoutMs).toBe(1_800_000);
+  });
+
+  it('accepts ipv6_disabled in ebpf.conf without dropping IPv6, with a note', () => {
+    const p = confFile('[[inputs.ebpf]]\n  ipv6_disabled = true\n');
+    expect(run(['--config', p])).toMatchObject({ ipv6Disabled: false, warnings: [expect.stringMatching(/^ipv6_disabled has no effect: IPv6 flows are still reported/)] });
+    const q = confFile('[[inputs.ebpf]]\n  ipv6_disabled = false\n');
+    expect(run(['--config', q]).warnings).toEqual([]);
+  });
+});
+
+describe('one table defines every option', () => {
+  it('the README lists exactly the table\'s flags (regenerate: node dist/src/cli/main.js help --markdown)', () => {
+    const readme = fs.readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+    const block = flagsMarkdownIn(readme);
+    expect(block, 'README.md has no generated flag table').toBeDefined();
+    const flagsIn = (text: string): string[] => [...text.matchAll(/`(--[a-z0-9_-]+)`/g)].map((m) => m[1]!).sort();
+    // Named first, so a missing or extra flag is what the failure shows.
+    expect(flagsIn(block!)).toEqual(flagsIn(flagsMarkdown()));
+    expect(block).toBe(flagsMarkdown());
+  });
+
+  it('prints the table with `help --markdown`', () => {
+    expect(parseCommandLine(['help', '--markdown'], NO_ENV)).toEqual({ kind: 'exit', code: 0, output: flagsMarkdown() });
+  });
+
+  it('every option has one flag spelling and key of its own, and --help shows each real option with its key', () => {
+    const spellings = ALL_OPTIONS.flatMap((o) => [o.spec.flag, ...(o.spec.aliases ?? [])]);
+    expect(new Set(spellings).size).toBe(spellings.length);
+    expect(BY_FLAG.size).toBe(spellings.length);
+    const keys = ALL_OPTIONS.flatMap((o) => (o.spec.key ? [o.spec.key.name] : []));
+    expect(BY_KEY.size).toBe(keys.length);
+    const r = parseCommandLine(['--help'], NO_ENV);
+    if (r.kind !== 'exit') throw new Error('expected exit');
+    for (const { spec } of ALL_OPTIONS) {
+      expect(r.output, spec.flag).toContain(spec.flag);
+      if (spec.key && spec.group !== 'compat') expect(r.output.replace(/\s+/g, ' '), spec.flag).toContain(`ebpf.conf: ${spec.key.shown ?? spec.key.name}`);
+    }
+  });
+
+  it('every option with a default resolves to it, with no warning', () => {
+    const c = run([]) as unknown as Record<string, unknown>;
+    for (const { name, spec } of ALL_OPTIONS) {
+      if (spec.default && name in c) expect(c[name], name).toEqual(spec.default({ env: NO_ENV, confEnvs: {}, value: (n) => c[n] }));
+    }
+    expect(c.warnings).toEqual([]);
   });
 });

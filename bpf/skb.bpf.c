@@ -1,0 +1,318 @@
+/* Packets, from cgroup_skb on the cgroup v2 root (every socket of every
+ * process in every network namespace): UDP bytes per flow, and DNS messages
+ * for dnsflow. One program per direction; TCP packets that are not DNS leave
+ * after a few context reads (TCP bytes are counted per syscall in
+ * sock_bytes.bpf.c). Packets, not syscalls, for UDP because an unconnected
+ * socket's peer and source address exist only in the packet. Forwarded
+ * traffic no local socket owns is not seen: it is not this host's. */
+#include "netflow_maps.bpf.h"
+#include <bpf/bpf_endian.h>
+
+#define DKE_ETH_P_IP 0x0800
+#define DKE_ETH_P_IPV6 0x86DD
+#define DKE_IP_OFFMASK 0x1fff
+#define DKE_DNS_HEADER_LEN 12
+#define DKE_IPV6_EXT_MAX 4
+/* Wake the loader only once this much waits; it drains the rest on its own
+ * timer. Waking per packet costs several times the program's run time. */
+#define DKE_DNS_WAKEUP_BYTES (256 * 1024)
+
+struct dke_l4 {
+	__u16 sport;
+	__u16 dport;
+};
+
+struct dke_pkt {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport; /* host order */
+	__u16 dport;
+	__u16 family;
+	__u8 proto;
+	__u8 _pad;
+	__u32 l4off;
+};
+
+static __always_inline int dke_is_dns_port(const struct dke_control *c, __u16 port)
+{
+#pragma unroll
+	for (int i = 0; i < DKE_DNS_PORTS_MAX; i++) {
+		if (c->dns_ports[i] == 0)
+			return 0;
+		if (c->dns_ports[i] == port)
+			return 1;
+	}
+	return 0;
+}
+
+/* IP and transport headers; IPv6 extension headers are walked. Returns 0 for
+ * anything that is not the first fragment of a UDP or TCP packet. */
+static __always_inline int dke_parse(struct __sk_buff *skb, struct dke_pkt *p)
+{
+	struct dke_l4 ports;
+
+	if (skb->protocol == bpf_htons(DKE_ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 0;
+		if (bpf_ntohs(ip.frag_off) & DKE_IP_OFFMASK)
+			return 0;
+		p->proto = ip.protocol;
+		p->family = 2;
+		__builtin_memcpy(p->saddr, &ip.saddr, 4);
+		__builtin_memcpy(p->daddr, &ip.daddr, 4);
+		p->l4off = (ip.ihl & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(DKE_ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		__u8 next;
+		__u32 off = sizeof(ip6);
+
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+			return 0;
+		next = ip6.nexthdr;
+#pragma unroll
+		for (int i = 0; i < DKE_IPV6_EXT_MAX; i++) {
+			__u8 ext[2];
+
+			if (next != 0 && next != 43 && next != 60 && next != 44)
+				break;
+			if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)))
+				return 0;
+			if (next == 44) {
+				__be16 frag;
+
+				if (bpf_skb_load_bytes(skb, off + 2, &frag, sizeof(frag)))
+					return 0;
+				if (bpf_ntohs(frag) & 0xfff8)
+					return 0; /* not the first fragment: no transport header */
+				off += 8;
+			} else {
+				off += (ext[1] + 1) * 8;
+			}
+			next = ext[0];
+		}
+		p->proto = next;
+		p->family = 10;
+		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
+		p->l4off = off;
+	} else {
+		return 0;
+	}
+	if (p->proto != IPPROTO_UDP && p->proto != IPPROTO_TCP)
+		return 0;
+	if (bpf_skb_load_bytes(skb, p->l4off, &ports, sizeof(ports)))
+		return 0;
+	p->sport = bpf_ntohs(ports.sport);
+	p->dport = bpf_ntohs(ports.dport);
+	return 1;
+}
+
+/* Copies the payload straight into ring-buffer memory. `room` is a constant
+ * power of two after inlining, as reservations and the verifier need. */
+static __always_inline void dke_emit_dns(struct __sk_buff *skb, struct dke_dns_event *hdr, __u32 payload_off, __u32 n,
+					 const __u32 room)
+{
+	struct dke_dns_event *rec;
+	__u64 wakeup;
+
+	rec = bpf_ringbuf_reserve(&dns_events, sizeof(*hdr) + room, 0);
+	if (!rec) {
+		dke_count(DKE_TEL_DNS_RINGBUF_FULL);
+		return;
+	}
+	/* The verifier must see 1 <= n <= room whatever clang made of the caller's min. */
+	asm volatile("" : "+r"(n));
+	n = ((n - 1) & (room - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, payload_off, rec->payload, n)) {
+		bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
+		return;
+	}
+	hdr->cap_len = n;
+	__builtin_memcpy(rec, hdr, sizeof(*hdr));
+	wakeup = bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA) >= DKE_DNS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(rec, wakeup);
+	dke_count(DKE_TEL_DNS_PACKETS);
+}
+
+/* A DNS message to or from a DNS port, either side of it local: a client
+ * here asking, or a resolver here answering. */
+static __always_inline void dke_capture_dns(struct __sk_buff *skb, const struct dke_pkt *p, __u32 netns,
+					    const struct dke_control *ctl, int egress)
+{
+	struct dke_dns_event hdr = {};
+	__u32 payload_off, wire_len, n;
+
+	if (p->proto == IPPROTO_TCP) {
+		__u8 doff;
+		__be32 seq;
+
+		if (bpf_skb_load_bytes(skb, p->l4off + 4, &seq, sizeof(seq)) ||
+		    bpf_skb_load_bytes(skb, p->l4off + 12, &doff, sizeof(doff)))
+			return;
+		hdr.tcp_seq = bpf_ntohl(seq);
+		payload_off = p->l4off + (doff >> 4) * 4;
+	} else {
+		payload_off = p->l4off + 8;
+	}
+	/* skb->len, not the IP length: an egress GSO packet is one skb of many segments. */
+	if (skb->len <= payload_off)
+		return; /* SYN, ACK, FIN: no payload */
+	wire_len = skb->len - payload_off;
+	hdr.flags = egress ? DKE_DNS_EGRESS : 0;
+	if (p->proto == IPPROTO_UDP) {
+		__u8 b2;
+
+		if (wire_len < DKE_DNS_HEADER_LEN || bpf_skb_load_bytes(skb, payload_off + 2, &b2, 1))
+			return;
+		/* The local side answers when it sends an answer or receives a
+		 * query (right even when both ports are DNS ports). */
+		if ((b2 >> 7) == (egress ? 1 : 0))
+			hdr.flags |= DKE_DNS_LOCAL_SERVER;
+	} else if (dke_is_dns_port(ctl, egress ? p->sport : p->dport)) {
+		hdr.flags |= DKE_DNS_LOCAL_SERVER;
+	}
+	__builtin_memcpy(hdr.saddr, p->saddr, 16);
+	__builtin_memcpy(hdr.daddr, p->daddr, 16);
+	hdr.sport = p->sport;
+	hdr.dport = p->dport;
+	hdr.family = p->family;
+	hdr.proto = p->proto;
+	hdr.netns = netns;
+	hdr.ktime_ns = bpf_ktime_get_ns();
+	hdr.wire_len = wire_len;
+	if (wire_len <= DKE_DNS_PAYLOAD_SMALL) {
+		dke_emit_dns(skb, &hdr, payload_off, wire_len, DKE_DNS_PAYLOAD_SMALL);
+		return;
+	}
+	n = wire_len;
+	if (n > DKE_DNS_PAYLOAD_MAX) {
+		n = DKE_DNS_PAYLOAD_MAX;
+		dke_count(DKE_TEL_DNS_TRUNCATED);
+	}
+	dke_emit_dns(skb, &hdr, payload_off, n, DKE_DNS_PAYLOAD_MAX);
+}
+
+/* UDP payload bytes into the flow of (socket owner, local, peer). A socket's
+ * direction is who sent its first datagram; its owner is learnt at its first
+ * socket() (dke_sock_create), first send (egress runs in the sender's
+ * context) or first syscall (sock_bytes.bpf.c). */
+static __always_inline void dke_count_udp(struct __sk_buff *skb, const struct dke_pkt *p, struct dke_sock_state *st,
+					  const struct dke_control *ctl, int egress)
+{
+	struct dke_flow_stats *fs;
+	struct dke_flow_key key;
+	struct dke_udphdr {
+		__be16 source, dest, len, check;
+	} uh;
+	int len;
+
+	if (bpf_skb_load_bytes(skb, p->l4off, &uh, sizeof(uh)))
+		return;
+	len = (int)bpf_ntohs(uh.len) - (int)sizeof(uh);
+	if (len < 0)
+		return;
+	if (!(st->flags & DKE_SOCK_UDP)) {
+		st->flags |= DKE_SOCK_UDP;
+		st->key.direction = egress ? DKE_DIR_OUTGOING : DKE_DIR_INCOMING;
+	}
+	if (!(st->flags & DKE_SOCK_OWNED) && egress) {
+		/* Egress runs in the sender's context. */
+		st->flags |= DKE_SOCK_OWNED;
+		dke_take_owner(&st->key.pid, st->key.comm);
+		st->key.netns = dke_current_netns();
+	}
+	__builtin_memcpy(&key, &st->key, sizeof(key));
+	key.family = p->family;
+	key.proto = IPPROTO_UDP;
+	__builtin_memcpy(key.local_addr, egress ? p->saddr : p->daddr, 16);
+	__builtin_memcpy(key.remote_addr, egress ? p->daddr : p->saddr, 16);
+	key.local_port = egress ? p->sport : p->dport;
+	key.remote_port = egress ? p->dport : p->sport;
+	if (key.direction == DKE_DIR_OUTGOING)
+		key.local_port = dke_client_port(key.local_port, ctl);
+	else
+		key.remote_port = dke_client_port(key.remote_port, ctl);
+	fs = dke_flow(&key);
+	if (!fs)
+		return;
+	if (egress)
+		__sync_fetch_and_add(&fs->bytes_sent, len);
+	else
+		__sync_fetch_and_add(&fs->bytes_received, len);
+}
+
+static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct dke_control *ctl;
+	struct dke_sock_state *st;
+	struct dke_pkt p = {};
+	__u32 netns;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	if (sk->protocol == IPPROTO_TCP) {
+		/* The socket's own ports: no packet bytes read for plain TCP. */
+		__u16 local = sk->src_port, remote = bpf_ntohs(sk->dst_port);
+		__u32 zero = 0;
+		struct dke_control *c = bpf_map_lookup_elem(&control, &zero);
+
+		if (!c || (!dke_is_dns_port(c, local) && !dke_is_dns_port(c, remote)))
+			return 1;
+	} else if (sk->protocol != IPPROTO_UDP) {
+		return 1;
+	}
+	ctl = dke_control_live();
+	if (!ctl || !dke_parse(skb, &p))
+		return 1;
+	st = bpf_sk_storage_get(&sock_state, sk, 0, p.proto == IPPROTO_UDP ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!st && p.proto == IPPROTO_UDP)
+		dke_count(DKE_TEL_STATE_FAILED);
+	if (dke_is_dns_port(ctl, p.sport) || dke_is_dns_port(ctl, p.dport)) {
+		netns = st && st->key.netns ? st->key.netns : egress ? dke_current_netns() : 0;
+		dke_capture_dns(skb, &p, netns, ctl, egress);
+	}
+	if (st && p.proto == IPPROTO_UDP)
+		dke_count_udp(skb, &p, st, ctl, egress);
+	return 1; /* never drop: we only observe */
+}
+
+SEC("cgroup_skb/egress")
+int dke_skb_egress(struct __sk_buff *skb)
+{
+	return dke_on_skb(skb, 1);
+}
+
+SEC("cgroup_skb/ingress")
+int dke_skb_ingress(struct __sk_buff *skb)
+{
+	return dke_on_skb(skb, 0);
+}
+
+/* A UDP socket's owner from the moment it exists (socket() runs in the
+ * creator's context), so a server that receives before it ever sends is
+ * named from its first datagram. */
+SEC("cgroup/sock_create")
+int dke_sock_create(struct bpf_sock *ctx)
+{
+	struct dke_sock_state *st;
+
+	if (ctx->protocol != IPPROTO_UDP || !dke_control_live())
+		return 1;
+	st = bpf_sk_storage_get(&sock_state, ctx, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		dke_count(DKE_TEL_STATE_FAILED);
+		return 1;
+	}
+	dke_take_owner(&st->key.pid, st->key.comm);
+	st->key.netns = dke_current_netns();
+	st->flags |= DKE_SOCK_OWNED;
+	return 1; /* never refuse a socket */
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

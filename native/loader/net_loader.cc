@@ -1,0 +1,529 @@
+#include "net_loader.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "dns/dns_collector.h"
+#include "libbpf_log.h"
+#include "netflow.skel.h"
+#include "proc_names.h"
+
+namespace dke {
+
+namespace {
+
+constexpr long kBpfFsMagic = 0xcafe4a11;
+
+const char* const kTelemetryNames[DKE_TEL_MAX] = {
+    "flow_map_full", "socket_state_failed", "listen_map_full", "dns_ringbuf_full",
+    "dns_packets",   "dns_truncated",       "orphan_skipped",  "",
+};
+
+// Without these there is no netflow at all.
+const std::set<std::string> kRequired = {"dke_tcp_set_state", "dke_tcp_destroy", "dke_sock_send", "dke_sock_recv"};
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+// FNV-1a over the embedded BPF object: the pin directory's version, so a
+// different build never picks up maps of another layout.
+std::string ObjectHash() {
+  size_t sz = 0;
+  const auto* p = static_cast<const unsigned char*>(netflow__elf_bytes(&sz));
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < sz; i++) h = (h ^ p[i]) * 1099511628211ULL;
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string FindCgroup2() {
+  std::ifstream f("/proc/self/mounts");
+  std::string dev, mnt, type;
+  std::string rest;
+  while (f >> dev >> mnt >> type) {
+    std::getline(f, rest);
+    if (type == "cgroup2") return mnt;
+  }
+  return "";
+}
+
+std::vector<int> ListeningPorts() {
+  std::set<int> ports;
+  for (const char* path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream f(path);
+    std::string line;
+    std::getline(f, line);  // header
+    while (std::getline(f, line)) {
+      std::istringstream ls(line);
+      std::string sl, local, remote, st;
+      if (!(ls >> sl >> local >> remote >> st) || st != "0A") continue;
+      auto colon = local.rfind(':');
+      if (colon == std::string::npos) continue;
+      ports.insert(static_cast<int>(strtol(local.c_str() + colon + 1, nullptr, 16)));
+    }
+  }
+  return {ports.begin(), ports.end()};
+}
+
+std::string JsonArray(const std::vector<std::string>& items, bool quote) {
+  std::string s = "[";
+  for (size_t i = 0; i < items.size(); i++) s += (i ? "," : "") + (quote ? JsonString(items[i]) : items[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+NetLoader::NetLoader(NetOptions opts, FrameWriter* out) : opts_(std::move(opts)), out_(out) {}
+
+NetLoader::~NetLoader() { Close(false); }
+
+bool NetLoader::Fatal(const char* code, const std::string& msg) {
+  out_->Json(DKE_FRAME_FATAL, std::string("{\"code\":\"") + code + "\",\"message\":" + JsonString(msg) + "}");
+  return false;
+}
+
+bool NetLoader::PreparePinDir(std::vector<std::string>* degraded) {
+  if (opts_.pin_root.empty()) {
+    degraded->push_back("pinning disabled: counters restart when the loader or the daemon restarts");
+    return true;
+  }
+  std::string mount_point = opts_.pin_root.substr(0, opts_.pin_root.rfind('/'));
+  struct statfs sfs;
+  if (statfs(mount_point.c_str(), &sfs) != 0 || sfs.f_type != kBpfFsMagic) {
+    // Our VMs boot without bpffs mounted.
+    if (mount("bpf", mount_point.c_str(), "bpf", 0, nullptr) != 0) {
+      degraded->push_back("cannot mount bpffs at " + mount_point + " (" + strerror(errno) +
+                          "): counters restart when the loader or the daemon restarts");
+      opts_.pin_root.clear();
+      return true;
+    }
+  }
+  if (mkdir(opts_.pin_root.c_str(), 0700) != 0 && errno != EEXIST) {
+    degraded->push_back("cannot create " + opts_.pin_root + " (" + strerror(errno) + "): counters restart with the loader");
+    opts_.pin_root.clear();
+    return true;
+  }
+  pin_dir_ = opts_.pin_root + "/net-" + ObjectHash();
+  // Pins of other builds: their programs would keep counting into maps nobody reads.
+  if (DIR* d = opendir(opts_.pin_root.c_str())) {
+    while (dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      std::string full = opts_.pin_root + "/" + name;
+      if ((name.rfind("net-", 0) == 0 || name.rfind("netflow-", 0) == 0) && full != pin_dir_) {
+        if (DIR* sub = opendir(full.c_str())) {
+          while (dirent* f = readdir(sub)) {
+            if (f->d_name[0] != '.') unlink((full + "/" + f->d_name).c_str());
+          }
+          closedir(sub);
+        }
+        rmdir(full.c_str());
+        degraded->push_back("removed pins of another build: " + full);
+      }
+    }
+    closedir(d);
+  }
+  if (mkdir(pin_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Fatal("EBPF_LOAD", "creating the pin directory " + pin_dir_ + " failed: " + strerror(errno));
+  }
+  maps_reused_ = Exists(pin_dir_ + "/flow_stats");
+  return true;
+}
+
+bool NetLoader::Open() {
+  std::vector<std::string> degraded;
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+    utsname u{};
+    uname(&u);
+    return Fatal("KERNEL_UNSUPPORTED", std::string("kernel ") + u.release +
+                                           " has no BTF (/sys/kernel/btf/vmlinux): the collector needs a kernel built "
+                                           "with CONFIG_DEBUG_INFO_BTF=y");
+  }
+  {
+    // Name what the kernel lacks before libbpf fails with a raw errno.
+    btf* vmlinux = btf__load_vmlinux_btf();
+    std::string missing;
+    for (const char* tp : {"inet_sock_set_state", "sock_send_length", "sock_recv_length", "tcp_destroy_sock"}) {
+      std::string type = std::string("btf_trace_") + tp;
+      if (!vmlinux || btf__find_by_name_kind(vmlinux, type.c_str(), BTF_KIND_TYPEDEF) <= 0)
+        missing += std::string(missing.empty() ? "" : ", ") + (tp[0] == 's' ? "sock:" : tp[0] == 'i' ? "sock:" : "tcp:") + tp;
+    }
+    if (vmlinux) btf__free(vmlinux);
+    if (!missing.empty()) {
+      utsname u{};
+      uname(&u);
+      return Fatal("KERNEL_UNSUPPORTED", std::string("kernel ") + u.release + " lacks the tracepoints netflow needs: " +
+                                             missing + " (sock_send_length/sock_recv_length: Linux >= 6.4); upgrade the kernel");
+    }
+  }
+  if (!PreparePinDir(&degraded)) return false;
+
+  ResetLibbpfLog();
+  LIBBPF_OPTS(bpf_object_open_opts, open_opts);
+  if (!pin_dir_.empty()) open_opts.pin_root_path = pin_dir_.c_str();
+  skel_ = netflow__open_opts(&open_opts);
+  if (!skel_) return Fatal("EBPF_LOAD", "opening the netflow BPF object failed: " + std::string(strerror(errno)));
+  if (pin_dir_.empty()) {
+    bpf_map* m;
+    bpf_object__for_each_map(m, skel_->obj) bpf_map__set_pin_path(m, nullptr);
+  }
+  if (opts_.cgroup.empty()) opts_.cgroup = FindCgroup2();
+  if (opts_.cgroup.empty()) {
+    bpf_program__set_autoload(skel_->progs.dke_skb_egress, false);
+    bpf_program__set_autoload(skel_->progs.dke_skb_ingress, false);
+    bpf_program__set_autoload(skel_->progs.dke_sock_create, false);
+    degraded.push_back("no cgroup v2 mount found: no UDP flows and no dnsflow");
+  }
+  int err = netflow__load(skel_);
+  if (err) {
+    std::string prog = LibbpfFailedProgram();
+    std::string tail = LibbpfLogTail(3);
+    for (auto& c : tail)
+      if (c == '\n') c = '|';
+    utsname u{};
+    uname(&u);
+    std::string what = prog.empty() ? "loading the netflow BPF programs failed" : "the kernel refused BPF program " + prog;
+    // A kernel without the syscall-length tracepoints fails here: say which.
+    if (tail.find("sock_send_length") != std::string::npos || tail.find("sock_recv_length") != std::string::npos)
+      return Fatal("KERNEL_UNSUPPORTED", std::string("kernel ") + u.release +
+                                             " lacks the tracepoints netflow needs: sock:sock_send_length, "
+                                             "sock:sock_recv_length (Linux >= 6.4); upgrade the kernel");
+    return Fatal("EBPF_LOAD", what + ": " + strerror(-err) + " [libbpf: " + tail + "]");
+  }
+
+  // The control block: kept from an earlier loader (epoch, last collect) so
+  // we can tell how long programs were quiet.
+  dke_control ctl{};
+  uint32_t zero = 0;
+  bpf_map_lookup_elem(bpf_map__fd(skel_->maps.control), &zero, &ctl);
+  uint64_t now = MonotonicNs();
+  double quiet_s = 0;
+  if (maps_reused_ && ctl.orphan_timeout_ns && now > ctl.last_commit_ns + ctl.orphan_timeout_ns)
+    quiet_s = static_cast<double>(now - ctl.last_commit_ns - ctl.orphan_timeout_ns) / 1e9;
+  epoch_ = ctl.epoch;
+  WriteControl(false);
+
+  if (maps_reused_) {
+    // What earlier daemons reported: deltas continue from there.
+    const int fd = bpf_map__fd(skel_->maps.flow_marks);
+    dke_flow_key key, next;
+    bool first = true;
+    while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
+      dke_flow_mark m;
+      if (bpf_map_lookup_elem(fd, &next, &m) == 0) marks_.Restore(next, m);
+      key = next;
+      first = false;
+    }
+  }
+
+  std::string attached;
+  if (!Attach(&attached, &degraded)) return false;
+
+  bool dns = !opts_.dns_ports.empty() && !opts_.cgroup.empty();
+  if (dns) {
+    DnsCollector::Options o;
+    o.dns_ports = opts_.dns_ports;
+    o.timeout_ns = opts_.dns_timeout_ns;
+    o.grace_ns = 1'000'000'000ULL;
+    o.max_pending = 65536;
+    o.max_groups = 65536;
+    o.max_tcp_streams = 4096;
+    o.name_resend_max_s = 600;
+    dns_ = std::make_unique<DnsCollector>(o);
+    dns_rb_ = ring_buffer__new(
+        bpf_map__fd(skel_->maps.dns_events),
+        [](void* ctx, void* data, size_t size) -> int {
+          static_cast<DnsCollector*>(ctx)->OnEvent(data, size);
+          return 0;
+        },
+        dns_.get(), nullptr);
+    if (!dns_rb_) {
+      degraded.push_back(std::string("opening the DNS ring buffer failed (") + strerror(errno) + "): no dnsflow");
+      dns_.reset();
+      dns = false;
+    }
+  }
+
+  utsname u{};
+  uname(&u);
+  std::vector<std::string> ports;
+  for (int p : ListeningPorts()) ports.push_back(std::to_string(p));
+  std::string name = "tracepoints (tp_btf) + cgroup_skb";
+  if (dns) name += " + DNS packets (cgroup_skb)";
+  char quiet[64];
+  snprintf(quiet, sizeof(quiet), "%.1f", quiet_s);
+  std::string ready = std::string("{\"kernel\":") + JsonString(u.release) + ",\"hookSet\":{\"name\":" + JsonString(name) +
+                      ",\"attached\":" + attached + ",\"degraded\":" + JsonArray(degraded, true) +
+                      "},\"info\":{\"listeningPorts\":" + JsonArray(ports, false) + ",\"pinDir\":" + JsonString(pin_dir_) +
+                      ",\"mapsReused\":" + (maps_reused_ ? "true" : "false") + ",\"dns\":" + (dns ? "true" : "false") +
+                      ",\"quietSeconds\":" + quiet + "}}";
+  return out_->Json(DKE_FRAME_READY, ready);
+}
+
+bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* degraded) {
+  std::vector<std::string> items;
+  std::vector<std::string> failed_required;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (!bpf_program__autoload(prog)) continue;
+    const std::string name = bpf_program__name(prog);
+    const std::string section = bpf_program__section_name(prog);
+    const std::string pin = pin_dir_.empty() ? "" : pin_dir_ + "/link_" + name;
+    bpf_link* link = nullptr;
+    bool reused = false;
+    int err = 0;
+    // A link pinned by an earlier loader is still counting into the same
+    // pinned maps: keep it, a second program would count twice.
+    if (!pin.empty() && maps_reused_ && Exists(pin)) {
+      link = bpf_link__open(pin.c_str());
+      reused = link != nullptr;
+    }
+    if (!link) {
+      if (!pin.empty()) unlink(pin.c_str());
+      ResetLibbpfLog();
+      const auto type = bpf_program__type(prog);
+      if (type == BPF_PROG_TYPE_CGROUP_SKB || type == BPF_PROG_TYPE_CGROUP_SOCK) {
+        if (cgroup_fd_ < 0) cgroup_fd_ = open(opts_.cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        link = cgroup_fd_ < 0 ? nullptr : bpf_program__attach_cgroup(prog, cgroup_fd_);
+      } else {
+        link = bpf_program__attach(prog);
+      }
+      if (!link) err = errno;
+      if (link && !pin.empty()) bpf_link__pin(link, pin.c_str());
+    }
+    std::string item = "{\"program\":" + JsonString(name) + ",\"section\":" + JsonString(section) +
+                       ",\"ok\":" + (link ? "true" : "false") + ",\"reused\":" + (reused ? "true" : "false");
+    if (!link) {
+      std::string why = std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
+      item += ",\"error\":" + JsonString(why);
+      if (kRequired.count(name)) failed_required.push_back(section + " (" + why + ")");
+      else degraded->push_back(section + ": " + why + ": " + (name.rfind("dke_skb", 0) == 0 ? "no UDP flows and no dnsflow" : name == "dke_sock_create" ? "a UDP server is named at its first syscall, not its first datagram" : "retransmits only at close"));
+    }
+    items.push_back(item + "}");
+    if (link) links_.push_back(link);
+  }
+  *attached_json = JsonArray(items, false);
+  if (!failed_required.empty()) {
+    std::string what;
+    for (auto& f : failed_required) what += (what.empty() ? "" : ", ") + f;
+    Close(true);
+    return Fatal("EBPF_ATTACH", "attaching " + what + " failed: the kernel must allow tp_btf programs");
+  }
+  return true;
+}
+
+void NetLoader::WriteControl(bool bump_epoch) {
+  dke_control ctl{};
+  if (bump_epoch) epoch_++;
+  ctl.last_commit_ns = MonotonicNs();
+  ctl.orphan_timeout_ns = opts_.orphan_timeout_ns;
+  ctl.epoch = epoch_;
+  ctl.ephemeral_port = opts_.ephemeral_port;
+  for (size_t i = 0; i < opts_.dns_ports.size() && i < DKE_DNS_PORTS_MAX; i++) ctl.dns_ports[i] = opts_.dns_ports[i];
+  uint32_t zero = 0;
+  bpf_map_update_elem(bpf_map__fd(skel_->maps.control), &zero, &ctl, BPF_ANY);
+}
+
+int NetLoader::PollFd() const { return dns_rb_ ? ring_buffer__epoll_fd(dns_rb_) : -1; }
+
+void NetLoader::Drain() {
+  if (dns_rb_) ring_buffer__consume(dns_rb_);
+}
+
+void NetLoader::Resume(uint64_t last_durable_seq) {
+  if (!skel_) return;
+  const int fd = bpf_map__fd(skel_->maps.flow_marks);
+  for (const auto& k : marks_.Resume(last_durable_seq)) bpf_map_update_elem(fd, &k, &marks_.marks().at(k), BPF_ANY);
+}
+
+void NetLoader::Collect(uint64_t seq, uint32_t what) {
+  if (!skel_) return;
+  collects_++;
+  if (what & DKE_COLLECT_FLOWS) {
+    WriteControl(true);
+    CollectFlows(seq);
+    SendTelemetry();
+  }
+  if ((what & DKE_COLLECT_DNS) && dns_) {
+    Drain();
+    std::vector<dke_dnsflow_stat> stats;
+    dns_->Collect(MonotonicNs(), &stats);
+    if (!stats.empty()) out_->Records(DKE_FRAME_DNS_STATS, stats.data(), sizeof(stats[0]), stats.size());
+  }
+  if (dns_) {
+    std::vector<dke_dns_name> names;
+    dns_->TakeNames(&names);
+    if (!names.empty()) out_->Records(DKE_FRAME_DNS_NAMES, names.data(), sizeof(names[0]), names.size());
+  }
+  dke_collect_cmd done{};
+  done.seq = seq;
+  done.what = what;
+  out_->Records(DKE_FRAME_COLLECTED, &done, sizeof(done), 1);
+}
+
+// O(flow keys that exist), which is O(flows that changed recently): idle
+// flows leave the map after a few quiet collects.
+void NetLoader::CollectFlows(uint64_t seq) {
+  const int stats_fd = bpf_map__fd(skel_->maps.flow_stats);
+  const int marks_fd = bpf_map__fd(skel_->maps.flow_marks);
+  std::vector<dke_flow_key> keys;
+  std::vector<dke_flow_stats> vals;
+  {
+    const uint32_t chunk = 4096;
+    std::vector<dke_flow_key> kb(chunk);
+    std::vector<dke_flow_stats> vb(chunk);
+    dke_flow_key in_batch{}, out_batch{};
+    bool first = true;
+    for (;;) {
+      uint32_t count = chunk;
+      LIBBPF_OPTS(bpf_map_batch_opts, o);
+      int err = bpf_map_lookup_batch(stats_fd, first ? nullptr : &in_batch, &out_batch, kb.data(), vb.data(), &count, &o);
+      int e = err ? errno : 0;
+      keys.insert(keys.end(), kb.begin(), kb.begin() + count);
+      vals.insert(vals.end(), vb.begin(), vb.begin() + count);
+      if (err) {
+        if (e != ENOENT) out_->Log("warn", std::string("reading flow_stats failed: ") + strerror(e));
+        break;
+      }
+      in_batch = out_batch;
+      first = false;
+    }
+  }
+
+  FlowMarks::Step step = marks_.Collect(seq, keys, vals);
+  // Quiet for a while: remove. A socket that speaks again re-creates its
+  // flow from zero; what was added since our read is in the removed value.
+  for (const auto& k : step.to_remove) {
+    dke_flow_stats last;
+    dke_flow_delta residual;
+    if (bpf_map_lookup_and_delete_elem(stats_fd, &k, &last) == 0 && marks_.Removed(k, last, &residual))
+      step.deltas.push_back(residual);
+    bpf_map_delete_elem(marks_fd, &k);
+  }
+  for (const auto& k : step.forgotten) bpf_map_delete_elem(marks_fd, &k);
+  if (!step.changed.empty()) {
+    std::vector<dke_flow_mark> vals_out;
+    vals_out.reserve(step.changed.size());
+    for (const auto& k : step.changed) vals_out.push_back(marks_.marks().at(k));
+    uint32_t n = static_cast<uint32_t>(step.changed.size());
+    LIBBPF_OPTS(bpf_map_batch_opts, o);
+    if (bpf_map_update_batch(marks_fd, step.changed.data(), vals_out.data(), &n, &o) != 0) {
+      for (size_t i = 0; i < step.changed.size(); i++) bpf_map_update_elem(marks_fd, &step.changed[i], &vals_out[i], BPF_ANY);
+    }
+  }
+
+  std::vector<uint32_t> new_pids;
+  std::vector<std::string> new_comms;
+  for (const auto& d : step.deltas) {
+    if (!d.key.pid) continue;
+    auto [it, added] = named_pids_.try_emplace(d.key.pid, collects_);
+    it->second = collects_;
+    if (added) {
+      new_pids.push_back(d.key.pid);
+      new_comms.emplace_back(d.key.comm, strnlen(d.key.comm, sizeof(d.key.comm)));
+    }
+  }
+  if (!new_pids.empty()) SendProcNames(new_pids, new_comms);
+  if (!step.deltas.empty()) out_->Records(DKE_FRAME_FLOWS, step.deltas.data(), sizeof(step.deltas[0]), step.deltas.size());
+  // Forget pids not seen for a long while (they are named again if they return).
+  if (named_pids_.size() > 65536) {
+    for (auto it = named_pids_.begin(); it != named_pids_.end();)
+      it = collects_ - it->second > 10 ? named_pids_.erase(it) : std::next(it);
+  }
+}
+
+void NetLoader::SendProcNames(const std::vector<uint32_t>& pids, const std::vector<std::string>& comms) {
+  std::vector<dke_proc_name> recs(pids.size());
+  for (size_t i = 0; i < pids.size(); i++) {
+    recs[i].pid = pids[i];
+    std::string name = ProcessName(pids[i], comms[i]);
+    strncpy(recs[i].name, name.c_str(), sizeof(recs[i].name) - 1);
+  }
+  out_->Records(DKE_FRAME_PROCS, recs.data(), sizeof(recs[0]), recs.size());
+}
+
+void NetLoader::SendTelemetry() {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) ncpu = 1;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  std::vector<dke_telemetry_rec> recs;
+  for (uint32_t i = 0; i < DKE_TEL_MAX; i++) {
+    if (!kTelemetryNames[i][0]) continue;
+    uint64_t sum = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.telemetry), &i, per_cpu.data()) == 0)
+      for (uint64_t v : per_cpu) sum += v;
+    dke_telemetry_rec r{};
+    strncpy(r.name, kTelemetryNames[i], sizeof(r.name) - 1);
+    r.value = sum;
+    recs.push_back(r);
+  }
+  if (dns_) {
+    auto s = dns_->stats();
+    const std::pair<const char*, uint64_t> more[] = {
+        {"dns_malformed", s.malformed},          {"dns_pending_shed", s.pending_shed},
+        {"dns_groups_shed", s.groups_shed},      {"dns_tcp_streams_shed", s.tcp_streams_shed},
+        {"dns_tcp_stream_gaps", s.tcp_stream_gaps},
+    };
+    for (auto& [n, v] : more) {
+      dke_telemetry_rec r{};
+      strncpy(r.name, n, sizeof(r.name) - 1);
+      r.value = v;
+      recs.push_back(r);
+    }
+  }
+  out_->Records(DKE_FRAME_TELEMETRY, recs.data(), sizeof(recs[0]), recs.size());
+}
+
+void NetLoader::Close(bool unpin) {
+  if (dns_rb_) {
+    ring_buffer__free(dns_rb_);
+    dns_rb_ = nullptr;
+  }
+  for (bpf_link* l : links_) {
+    if (unpin) bpf_link__unpin(l);
+    bpf_link__destroy(l);
+  }
+  links_.clear();
+  if (cgroup_fd_ >= 0) {
+    close(cgroup_fd_);
+    cgroup_fd_ = -1;
+  }
+  if (skel_) {
+    if (unpin && !pin_dir_.empty()) {
+      bpf_program* prog;
+      bpf_object__for_each_program(prog, skel_->obj) unlink((pin_dir_ + "/link_" + bpf_program__name(prog)).c_str());
+      bpf_map* m;
+      bpf_object__for_each_map(m, skel_->obj) {
+        if (bpf_map__is_pinned(m)) bpf_map__unpin(m, nullptr);
+      }
+      rmdir(pin_dir_.c_str());
+    }
+    netflow__destroy(skel_);
+    skel_ = nullptr;
+  }
+}
+
+}  // namespace dke

@@ -1,0 +1,75 @@
+// The ebpf-net loader: the netflow + DNS BPF object, end to end. Opens it
+// against the pin directory (so counting survives us), attaches, and per
+// collect turns the kernel's per-flow counters into what changed since the
+// last durable collect (struct dke_flow_delta), with the reported marks kept
+// in a pinned map, so a SIGKILL anywhere neither loses nor repeats a byte.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "flow_marks.h"
+#include "frame_io.h"
+#include "netflow.h"
+#include "plugin.h"
+
+struct netflow;
+struct bpf_link;
+struct ring_buffer;
+
+namespace dke {
+
+class DnsCollector;
+
+struct NetOptions {
+  std::string pin_root;  // "" = do not pin
+  std::string cgroup;    // cgroup v2 mount ("" = find it)
+  uint16_t ephemeral_port = 0;
+  std::vector<uint16_t> dns_ports;  // empty: no dnsflow
+  uint64_t dns_timeout_ns = 6'000'000'000ULL;
+  uint64_t orphan_timeout_ns = 600'000'000'000ULL;
+};
+
+class NetLoader : public LoaderPlugin {
+ public:
+  NetLoader(NetOptions opts, FrameWriter* out);
+  ~NetLoader() override;
+  // Loads and attaches; on failure sends FATAL and returns false.
+  bool Open() override;
+  // Fds to poll (ring buffers); call Drain() when one is readable or on the timer.
+  int PollFd() const override;
+  void Drain() override;
+  void Collect(uint64_t seq, uint32_t what) override;
+  void Commit(uint64_t seq) override { marks_.Commit(seq); }
+  void Resume(uint64_t last_durable_seq) override;
+  // Detaches; with unpin also removes every pin (a clean stop).
+  void Close(bool unpin) override;
+
+ private:
+  bool Fatal(const char* code, const std::string& msg);
+  bool PreparePinDir(std::vector<std::string>* degraded);
+  bool Attach(std::string* attached_json, std::vector<std::string>* degraded);
+  void WriteControl(bool bump_epoch);
+  void CollectFlows(uint64_t seq);
+  void SendTelemetry();
+  void SendProcNames(const std::vector<uint32_t>& pids, const std::vector<std::string>& comms);
+
+  NetOptions opts_;
+  FrameWriter* out_;
+  netflow* skel_ = nullptr;
+  std::string pin_dir_;
+  bool maps_reused_ = false;
+  int cgroup_fd_ = -1;
+  std::vector<bpf_link*> links_;
+  ring_buffer* dns_rb_ = nullptr;
+  std::unique_ptr<DnsCollector> dns_;
+  uint32_t epoch_ = 0;
+  FlowMarks marks_;
+  // pid -> the collect it was last named in; names are sent once per pid.
+  std::unordered_map<uint32_t, uint64_t> named_pids_;
+  uint64_t collects_ = 0;
+};
+
+}  // namespace dke

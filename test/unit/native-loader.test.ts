@@ -1,0 +1,16 @@
+// The native loader's pure logic has its own C++ unit tests; this runs them
+// so the README's test command covers them.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../src/paths';
+
+describe('dke-loader native units', () => {
+  it('flow marks: a collect reports exactly what is not yet durable (test_flow_marks)', () => {
+    const r = spawnSync(path.join(PROJECT_ROOT, 'build', 'Release', 'test_flow_marks'), { encoding: 'utf8' });
+    expect(r.error).toBeUndefined();
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('all checks passed');
+  });
+});
