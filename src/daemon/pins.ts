@@ -1,6 +1,7 @@
 // The collector's pinned BPF objects. Everything under the pin root
-// (/sys/fs/bpf/datakit-ebpf: `netflow-<build hash>/` with its maps and links,
-// other loaders' directories, the lock) belongs to the collector: the lock
+// (/sys/fs/bpf/datakit-ebpf: `net-<build hash>/` with its maps and links,
+// older builds' `netflow-<build hash>/`, other loaders' directories, the
+// lock) belongs to the collector: the lock
 // (src/daemon/pinlock.ts) makes it one collector's at a time. Removing a
 // pinned link detaches its program once no process holds it open.
 //
