@@ -6,18 +6,14 @@
 import type { Logger } from 'pino';
 import { checkConfigFile } from '../config/check';
 import { parseCommandLine } from '../config/cli';
-import type { CollectorConfig } from '../config/types';
 import { Daemon } from '../daemon/daemon';
 import { createLogger, reopenLogFile } from '../daemon/logger';
 import { Pidfile } from '../daemon/pidfile';
 import { PinRootLock } from '../daemon/pinlock';
-import { removePins } from '../daemon/pins';
 import { applyDrop, planDrop } from '../daemon/privileges';
 import { checkLogReopen, checkPaths, preparePaths } from '../daemon/workpaths';
-import { EXIT_2_CODES, isCollectorError } from '../errors';
 import { cleanup } from './cleanup';
-
-const CLOSE_TIMEOUT_MS = 15_000;
+import { Collector, exitCodeOf } from './lifecycle';
 
 function checkConfig(args: string[]): number {
   const files = args.filter((a) => a !== '--');
@@ -28,94 +24,6 @@ function checkConfig(args: string[]): number {
   const report = checkConfigFile(files[0]!);
   process.stdout.write(`${report.lines.join('\n')}\n`);
   return report.exitCode;
-}
-
-function exitCodeOf(err: unknown): number {
-  return isCollectorError(err) && EXIT_2_CODES.includes(err.code) ? 2 : 1;
-}
-
-/**
- * The running collector and what ending it must undo, in order: the daemon
- * (its plugins detach), pins a dead loader could not remove (only while we
- * hold the pin root's lock: then they are ours), the lock, the pidfile.
- */
-class Collector {
-  daemon?: Daemon;
-  lock?: PinRootLock;
-  pidfile?: Pidfile;
-  private stopping = false;
-  private exiting = false;
-
-  constructor(
-    private readonly config: CollectorConfig,
-    private readonly log: Logger,
-  ) {}
-
-  /** Ends the process at once after undoing what can be undone synchronously. */
-  exit(code: number): void {
-    if (this.exiting) return;
-    this.exiting = true;
-    this.daemon?.destroy();
-    if (this.lock?.held) {
-      const r = removePins(this.config.pinRoot);
-      if (r.removed.length > 0) {
-        this.log.info({ pinRoot: this.config.pinRoot, removed: r.removed.length }, `removed ${r.removed.length} pinned object(s) the eBPF loader left in ${this.config.pinRoot}`);
-      }
-      for (const f of r.failed) this.log.warn({ path: f.path, err: f.error }, `cannot remove the pinned object ${f.path}: ${f.error}; datakit-ebpf cleanup removes it`);
-      this.lock.release();
-    }
-    this.pidfile?.remove(this.log);
-    process.exit(code);
-  }
-
-  /** A failure before the daemon runs: one line on stderr and in the log. */
-  failStart(err: unknown): number {
-    const msg = (err as Error).message;
-    this.log.fatal({ code: isCollectorError(err) ? err.code : undefined }, msg);
-    process.stderr.write(`datakit-ebpf: ${msg}\n`);
-    this.exit(exitCodeOf(err));
-    return exitCodeOf(err);
-  }
-
-  /** SIGTERM/SIGINT: a clean stop; the second one stops at once and says what it cut short. */
-  onSignal(signal: NodeJS.Signals): void {
-    if (this.stopping) {
-      const what = this.daemon?.unflushed() ?? 'nothing was collected yet';
-      this.log.warn({ signal }, `second ${signal}: stopping at once; ${what}`);
-      this.exit(1);
-      return;
-    }
-    this.log.info({ signal }, `${signal}: stopping: flushing the current interval, then detaching (a second SIGINT/SIGTERM stops at once)`);
-    this.stop(0);
-  }
-
-  /** An error nothing else caught: stop as cleanly as we still can, then exit 1. */
-  onFatal(err: unknown, what: string): void {
-    const message = err instanceof Error ? err.message : String(err);
-    if (this.stopping) {
-      this.log.fatal({ err }, `${what} while stopping: ${message}; stopping at once; ${this.daemon?.unflushed() ?? ''}`);
-      this.exit(1);
-      return;
-    }
-    this.log.fatal({ err }, `${what}: ${message}; stopping (flushing and detaching first)`);
-    this.stop(1);
-  }
-
-  private stop(code: number): void {
-    this.stopping = true;
-    const daemon = this.daemon;
-    if (!daemon) {
-      this.exit(code);
-      return;
-    }
-    const force = setTimeout(() => {
-      this.log.error(`stop took longer than ${CLOSE_TIMEOUT_MS} ms; stopping at once; ${daemon.unflushed()}`);
-      this.exit(1);
-    }, CLOSE_TIMEOUT_MS);
-    force.unref();
-    // close() never rejects.
-    void daemon.close().then(() => this.exit(code));
-  }
 }
 
 async function main(): Promise<number> {
@@ -182,9 +90,10 @@ async function main(): Promise<number> {
     return c.failStart(err);
   }
 
-  c.daemon = new Daemon(config, log, c.lock);
+  const daemon = new Daemon(config, log, c.lock);
+  c.daemon = daemon;
   try {
-    await c.daemon.start();
+    await daemon.start();
   } catch (err) {
     return c.failStart(err);
   }

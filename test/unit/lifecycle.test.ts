@@ -1,7 +1,7 @@
-// The daemon's lifecycle without the kernel: plugins stand in for the real
-// ones, so what broke can be made to break on purpose. Each test names the
-// defect it guards against. The real daemon under real signals:
-// test/e2e/lifecycle.test.ts.
+// The daemon's lifecycle without the kernel: plugins (and, for the process's
+// ways out, the daemon) stand in for the real ones, so what broke can be made
+// to break on purpose. Each test names the defect it guards against. The real
+// daemon under real signals: test/e2e/lifecycle.test.ts.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -50,6 +50,8 @@ vi.mock('../../src/plugins', () => ({
 }));
 
 const { Daemon } = await import('../../src/daemon/daemon');
+const { Collector } = await import('../../src/cli/lifecycle');
+const { PinRootLock } = await import('../../src/daemon/pinlock');
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dke-life-unit-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -167,5 +169,62 @@ describe('BashPlugin', () => {
     expect(lines.some((l) => l.msg === 'could not queue 1 bash line(s): ENOSPC: no space left on device')).toBe(true);
     expect(JSON.stringify(lines)).not.toContain('hunter2');
     plugin.destroy();
+  });
+});
+
+describe('Collector: every way out detaches', () => {
+  /** A daemon whose close() takes `closeMs`, and a pin root with what a dead loader left. */
+  async function rig(closeMs: number) {
+    const pinRoot = fs.mkdtempSync(path.join(tmp, 'pins-'));
+    fs.mkdirSync(path.join(pinRoot, 'net-0123'));
+    fs.writeFileSync(path.join(pinRoot, 'net-0123', 'link_dke_tcp_set_state'), '');
+    const cfg = { ...config(), pinRoot };
+    const { logger, lines } = capture();
+    const exits: number[] = [];
+    const calls: string[] = [];
+    const c = new Collector(cfg, logger, { exit: (code) => void exits.push(code), closeTimeoutMs: 1_000 });
+    c.lock = await PinRootLock.acquire(pinRoot, { waitMs: 0 });
+    c.daemon = {
+      close: () => {
+        calls.push('close');
+        return new Promise((r) => setTimeout(r, closeMs));
+      },
+      destroy: () => void calls.push('destroy'),
+      unflushed: () => 'the last interval was flushed; 7 point(s) not yet delivered stay in the spool for the next start',
+    };
+    return { c, pinRoot, lines, exits, calls };
+  }
+
+  it('an uncaught error stops as cleanly as a SIGTERM, then exits 1 with nothing pinned (was: exit without detaching)', async () => {
+    const { c, pinRoot, lines, exits, calls } = await rig(10);
+    c.onFatal(new Error('EACCES: permission denied'), 'uncaught exception');
+    await waitUntil('the exit', () => exits.length > 0, 2_000);
+    expect(exits).toEqual([1]);
+    expect(calls).toEqual(['close', 'destroy']);
+    expect(fs.readdirSync(pinRoot)).toEqual([]);
+    expect(lines.map((l) => l.msg)).toEqual([
+      'uncaught exception: EACCES: permission denied; stopping (flushing and detaching first)',
+      `removed 1 pinned object(s) the eBPF loader left in ${pinRoot}`,
+    ]);
+  });
+
+  it('a second signal stops at once, says what was not flushed, and still detaches', async () => {
+    const { c, pinRoot, lines, exits, calls } = await rig(60_000);
+    c.onSignal('SIGINT');
+    c.onSignal('SIGINT');
+    expect(exits).toEqual([1]);
+    expect(calls).toEqual(['close', 'destroy']);
+    expect(fs.readdirSync(pinRoot)).toEqual([]);
+    expect(lines.filter((l) => l.msg.startsWith('second SIGINT'))).toMatchObject([
+      { level: 40, msg: 'second SIGINT: stopping at once; the last interval was flushed; 7 point(s) not yet delivered stay in the spool for the next start' },
+    ]);
+  });
+
+  it('a stop that hangs is cut short after its bound, saying what was not flushed', async () => {
+    const { c, lines, exits } = await rig(60_000);
+    c.onSignal('SIGTERM');
+    await waitUntil('the forced exit', () => exits.length > 0, 3_000);
+    expect(exits).toEqual([1]);
+    expect(lines.some((l) => l.msg === 'stop took longer than 1000 ms; stopping at once; the last interval was flushed; 7 point(s) not yet delivered stay in the spool for the next start')).toBe(true);
   });
 });
