@@ -11,7 +11,8 @@ import { createLogger, reopenLogFile } from '../daemon/logger';
 import { Pidfile } from '../daemon/pidfile';
 import { PinRootLock } from '../daemon/pinlock';
 import { applyDrop, planDrop } from '../daemon/privileges';
-import { checkLogReopen, checkPaths, preparePaths } from '../daemon/workpaths';
+import { checkLogReopen, checkPaths, explain, preparePaths } from '../daemon/workpaths';
+import { CollectorError } from '../errors';
 import { cleanup } from './cleanup';
 import { Collector, exitCodeOf } from './lifecycle';
 
@@ -24,6 +25,15 @@ function checkConfig(args: string[]): number {
   const report = checkConfigFile(files[0]!);
   process.stdout.write(`${report.lines.join('\n')}\n`);
   return report.exitCode;
+}
+
+/** --pidfile, written as root; one line with the fix when it cannot be. */
+function writePidfile(file: string): Pidfile {
+  try {
+    return Pidfile.write(file);
+  } catch (err) {
+    throw new CollectorError('PATH_UNUSABLE', `pidfile ${file} cannot be written: ${explain(file, err)}; pass another --pidfile`, { cause: err });
+  }
 }
 
 async function main(): Promise<number> {
@@ -76,7 +86,7 @@ async function main(): Promise<number> {
   try {
     // Before the privilege drop: the pidfile's directory, DataKit's externals/
     // and bpffs usually belong to root.
-    if (config.pidfile) c.pidfile = Pidfile.write(config.pidfile);
+    if (config.pidfile) c.pidfile = writePidfile(config.pidfile);
     const plan = planDrop(config, log);
     const owner = plan.kind === 'drop' && plan.switchUser ? plan.target : undefined;
     const { pinRoot } = preparePaths(config, owner, log);

@@ -220,6 +220,8 @@ export function explain(p: string, err: unknown): string {
     case 'ENOSPC':
     case 'EDQUOT':
       return 'its file system is full';
+    case 'ENOENT':
+      return `its directory ${path.dirname(p)} does not exist`;
     case 'ENOTDIR':
     case 'EEXIST':
       return `${p} or one of its parents is not a directory`;
