@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { OPTIONS } from '../config/options';
 import { PinRootLock } from '../daemon/pinlock';
-import { legacyPins, listPins, removeEmptyPinRoot, removePins } from '../daemon/pins';
+import { legacyPins, removeEmptyPinRoot, removePins } from '../daemon/pins';
 import { isCollectorError } from '../errors';
 
 const DEFAULT_PIN_ROOT = OPTIONS.pinRoot.default!({} as never);
@@ -63,7 +63,8 @@ export async function cleanup(args: string[], out: (line: string) => void, err: 
     for (const u of legacy.unverified) out(`left alone ${u.path}: ${u.why}`);
   } finally {
     lock?.release();
-    if (lock && listPins(pinRoot).length === 0) removeEmptyPinRoot(pinRoot);
+    // Only if empty: a collector that started meanwhile has its lock in it.
+    if (lock) removeEmptyPinRoot(pinRoot);
   }
   for (const f of failed) err(`datakit-ebpf cleanup: cannot remove ${f}`);
   if (failed.length > 0) {
