@@ -2,8 +2,8 @@
 // a clean stop; the second one: at once, saying what was cut short), an
 // error nothing else handled (a clean stop, exit 1), a failed start. Every
 // way out undoes, in order: the daemon (its plugins detach and unpin), pins
-// a dead loader could not remove (only while we hold the pin root's lock:
-// then they are ours), the lock, the pidfile. src/cli/main.ts wires the
+// a dead loader could not remove (only while we hold the pin root's lock,
+// and only once we started loaders: then they are ours), the lock, the pidfile. src/cli/main.ts wires the
 // process's signals and last-resort handlers here.
 import type { Logger } from 'pino';
 import type { CollectorConfig } from '../config/types';
@@ -56,14 +56,16 @@ export class Collector {
     if (this.exiting) return;
     this.exiting = true;
     this.daemon?.destroy();
-    if (this.lock?.held) {
+    // Pins are removed only once this process started loaders: before that
+    // they are an earlier (SIGKILLed) run's, which the next start resumes.
+    if (this.lock?.held && this.daemon) {
       const r = removePins(this.config.pinRoot);
       if (r.removed.length > 0) {
         this.log.info({ pinRoot: this.config.pinRoot, removed: r.removed.length }, `removed ${r.removed.length} pinned object(s) the eBPF loader left in ${this.config.pinRoot}`);
       }
       for (const f of r.failed) this.log.warn({ path: f.path, err: f.error }, `cannot remove the pinned object ${f.path}: ${f.error}; datakit-ebpf cleanup removes it`);
-      this.lock.release();
     }
+    this.lock?.release();
     this.pidfile?.remove(this.log);
     this.exitProcess(code);
   }

@@ -220,6 +220,20 @@ describe('Collector: every way out detaches', () => {
     ]);
   });
 
+  it('a start refused before any loader ran (a path, the lock) leaves an earlier run\'s pins for the next start, and gives the lock up', async () => {
+    const { c, pinRoot, exits } = await rig(0);
+    c.daemon = undefined;
+    const { CollectorError } = await import('../../src/errors');
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(c.failStart(new CollectorError('PATH_UNUSABLE', 'state directory /x cannot be used by user nobody: ...'))).toBe(2);
+    } finally {
+      stderr.mockRestore();
+    }
+    expect(exits).toEqual([2]);
+    expect(fs.readdirSync(pinRoot)).toEqual(['net-0123']);
+  });
+
   it('a stop that hangs is cut short after its bound, saying what was not flushed', async () => {
     const { c, lines, exits } = await rig(60_000);
     c.onSignal('SIGTERM');
