@@ -11,7 +11,12 @@ export type ErrorCode =
   | 'EBPF_ATTACH' // a program loaded but could not be attached
   | 'LOADER_EXITED' // the privileged loader child died
   | 'UPLOAD_FAILED' // DataKit answered non-200 or could not be reached
+  | 'PATH_UNUSABLE' // the log, state or pin directory cannot be used by the daemon's user
+  | 'IN_USE' // another collector holds the pin root
   | 'NOT_IMPLEMENTED';
+
+/** Errors a restart will not fix (exit code 2: systemd's unit does not restart on it). */
+export const EXIT_2_CODES: readonly ErrorCode[] = ['CONFIG_INVALID', 'PATH_UNUSABLE', 'IN_USE'];
 
 export class CollectorError extends Error {
   readonly code: ErrorCode;

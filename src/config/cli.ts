@@ -53,7 +53,7 @@ const HELP_WIDTH = 100;
 function buildProgram(record: (o: Occurrence) => void): { program: Command; out: () => string } {
   let out = '';
   const program = new Command('datakit-ebpf')
-    .usage('[run] [options]  |  check-config <ebpf.conf>')
+    .usage('[run] [options]  |  check-config <ebpf.conf>  |  cleanup')
     .description(
       "Network flow collector for DataKit, a drop-in replacement for DataKit's datakit-ebpf.\n" +
         'DataKit starts it as `datakit-ebpf run --datakit-apiserver 0.0.0.0:9529 ...` from conf.d/host/ebpf.conf.',
@@ -79,10 +79,11 @@ function buildProgram(record: (o: Occurrence) => void): { program: Command; out:
         '\nCommands:\n' +
         '  run [options]              collect and send (the default; DataKit passes "run")\n' +
         '  check-config <ebpf.conf>   report every problem in a config file; exit 0 when clean, 2 otherwise\n' +
+        '  cleanup [--pin-root <dir>] remove every pinned BPF object of the collector (refused while one runs)\n' +
         '  help [--markdown]          this help; --markdown prints the README\'s flag table\n' +
         '\nPrecedence: command-line flag > --config file (keys, then its args) > ENV_HOSTNAME > default.\n' +
         'Unknown flags are ignored with a warning so newer DataKit versions cannot stop the collector.\n' +
-        'Signals: SIGTERM/SIGINT stop after a last flush, SIGHUP reopens the log file.\n',
+        'Signals: SIGTERM/SIGINT stop after a last flush (a second one stops at once), SIGHUP reopens the log file.\n',
     );
 
   for (const option of inHelpOrder()) {

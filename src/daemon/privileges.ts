@@ -12,7 +12,6 @@
 // proves is what a restart gets, pinned objects keep one owner, and the
 // parent can always signal its children (a nobody parent cannot kill a root
 // child).
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -22,6 +21,8 @@ import { CollectorError } from '../errors';
 import { loadAddon, type DroppedCredentials, type PasswdEntry } from '../loader/native';
 import { CAP, LOADER_CAPABILITIES, loaderCapabilities } from '../loader/privileges';
 import { ADDON_PATH, LOADER_BIN, PROJECT_ROOT } from '../paths';
+
+type NativeAddon = ReturnType<typeof loadAddon>;
 
 /** The loader children each DataKit plugin runs (LoaderSpec.plugin names). */
 const PLUGIN_LOADERS: Record<string, string[]> = {
@@ -63,7 +64,7 @@ export function statusCaps(status: string): { uid: number; gid: number; eff: big
   return { uid: ids('Uid'), gid: ids('Gid'), eff: hex('CapEff'), prm: hex('CapPrm'), inh: hex('CapInh'), amb: hex('CapAmb'), bnd: hex('CapBnd') };
 }
 
-interface Target {
+export interface Target {
   name: string;
   uid: number;
   gid: number;
@@ -119,90 +120,27 @@ export function accessibleBy(file: string, uid: number, gid: number, exec = fals
   }
 }
 
-/** lchown a tree without following symlinks. */
-function chownTree(root: string, uid: number, gid: number): void {
-  fs.lchownSync(root, uid, gid);
-  if (!fs.lstatSync(root).isDirectory()) return;
-  for (const e of fs.readdirSync(root, { withFileTypes: true })) {
-    const p = path.join(root, e.name);
-    if (e.isDirectory()) chownTree(p, uid, gid);
-    else fs.lchownSync(p, uid, gid);
-  }
-}
-
-/**
- * A directory we may hand over wholesale: one we create now, an empty one, one
- * the user already owns, or one named after us. Never a shared directory such
- * as /var/lib that someone pointed --state-dir at.
- */
-function ours(dir: string, uid: number): boolean {
-  const st = fs.statSync(dir);
-  return st.uid === uid || path.basename(dir).includes('datakit-ebpf') || fs.readdirSync(dir).length === 0;
-}
-
-/**
- * Makes what the parent touches after the drop usable by `target`: the log
- * file (so SIGHUP can reopen it; a logrotate `create` copy inherits the
- * owner), the state directory and the pin directory. Problems are warnings:
- * the daemon then runs with less (memory-only spool, a log it cannot reopen).
- */
-function handOver(config: CollectorConfig, target: Target, log: Logger): void {
-  const { uid, gid } = target;
-  if (config.log !== 'stdout' && config.log !== 'stderr') {
-    try {
-      fs.chownSync(config.log, uid, gid);
-    } catch (err) {
-      log.warn({ file: config.log, err: (err as Error).message }, `cannot give the log file to ${target.name}; reopening it on SIGHUP may fail`);
-    }
-  }
-  // A dry run never opens the spool.
-  const dirs = config.dryRun ? [] : [{ dir: config.stateDir, what: 'state directory' }];
-  const pinRoot = config.pinRoot;
-  if (pinRoot && mountBpffs(path.dirname(pinRoot), log)) dirs.push({ dir: pinRoot, what: 'pin directory' });
-  for (const { dir, what } of dirs) {
-    try {
-      if (!fs.existsSync(dir)) {
-        fs.mkdirSync(dir, { recursive: true, mode: 0o750 });
-      } else if (!ours(dir, uid)) {
-        log.warn({ dir }, `${what} ${dir} holds files that are not the collector's; not giving it to ${target.name}: point it at a directory of its own`);
-        continue;
-      }
-      chownTree(dir, uid, gid);
-    } catch (err) {
-      log.warn({ dir, err: (err as Error).message }, `cannot prepare the ${what} ${dir} for ${target.name}: ${(err as Error).message}`);
-    }
-  }
-}
-
-/** bpffs at `mountPoint`, mounted now if the system did not: the loader cannot mount once unprivileged. */
-function mountBpffs(mountPoint: string, log: Logger): boolean {
-  const mounted = (): boolean =>
-    fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mountPoint && l.split(' ')[2] === 'bpf');
-  try {
-    if (!mounted()) execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint], { stdio: 'ignore' });
-    return true;
-  } catch (err) {
-    log.warn({ mountPoint, err: (err as Error).message.split('\n')[0] }, `cannot mount bpffs at ${mountPoint}: BPF maps are not pinned`);
-    return false;
-  }
-}
-
 function hasEffective(cap: number): boolean {
   return (statusCaps(fs.readFileSync('/proc/self/status', 'utf8')).eff & (1n << BigInt(cap))) !== 0n;
 }
 
+/** What dropDaemonPrivileges() will do, decided before anything is touched. */
+export type DropPlan =
+  | { kind: 'kept-root'; reason: string }
+  | { kind: 'drop'; target: Target; keepCaps: number[]; addon: NativeAddon; /** the user is switched (we are root), so paths are handed over */ switchUser: boolean };
+
 /**
- * Drops the daemon's privileges as described at the top of this file.
+ * Decides whom the daemon becomes. Touches nothing.
  * @throws CollectorError CONFIG_INVALID for an unknown --user, PRIVILEGE when
  *   the drop cannot be done safely (the process must then exit).
  */
-export function dropDaemonPrivileges(config: CollectorConfig, log: Logger): PrivilegeOutcome {
+export function planDrop(config: CollectorConfig, log: Logger): DropPlan {
   const explicit = config.user;
   if (explicit !== undefined && (explicit.trim() === '' || explicit.trim() === 'root')) {
     log.warn('running the daemon as root (--user root): the loader children are the only processes that need privileges');
     return { kind: 'kept-root', reason: '--user root' };
   }
-  let addon;
+  let addon: NativeAddon;
   try {
     addon = loadAddon();
   } catch (err) {
@@ -214,7 +152,6 @@ export function dropDaemonPrivileges(config: CollectorConfig, log: Logger): Priv
   }
   const keepCaps = loaderCapNumbers(config.enabled);
   const curUid = process.getuid!();
-  let target: Target;
   if (curUid !== 0) {
     // Started unprivileged with capabilities (systemd User=/DynamicUser= with
     // AmbientCapabilities=): the user is already right, only the caps go.
@@ -222,32 +159,41 @@ export function dropDaemonPrivileges(config: CollectorConfig, log: Logger): Priv
       const wanted = resolveUser(explicit, (u) => addon.lookupUser(u));
       if (wanted && wanted.uid !== curUid) log.warn(`already running as uid ${curUid}; --user ${explicit} ignored`);
     }
-    target = { name: addon.lookupUser(curUid)?.name ?? String(curUid), uid: curUid, gid: process.getgid!() };
-  } else {
-    const resolved = resolveUser(explicit, (u) => addon.lookupUser(u));
-    if (!resolved) return { kind: 'kept-root', reason: 'the user resolves to uid 0' };
-    target = resolved;
-    if (!hasEffective(CAP.SETUID) || !hasEffective(CAP.SETGID)) {
-      // uid 0 stripped of capabilities (a container, setpriv): nothing to gain
-      // from a user switch we cannot make; the loader says what it lacks.
-      log.warn(`cannot switch to user ${target.name} without CAP_SETUID and CAP_SETGID; staying uid 0 with no effective capabilities`);
-      target = { name: 'root', uid: 0, gid: process.getgid!() };
-    } else {
-      const needed = [
-        { file: LOADER_BIN, exec: true },
-        { file: ADDON_PATH, exec: false },
-        { file: path.join(PROJECT_ROOT, 'package.json'), exec: false },
-      ];
-      const unreadable = needed.find((n) => !accessibleBy(n.file, target.uid, target.gid, n.exec));
-      if (unreadable) {
-        throw new CollectorError(
-          'PRIVILEGE',
-          `user ${target.name} cannot ${unreadable.exec ? 'run' : 'read'} ${unreadable.file}, which it needs to start the eBPF loader: install with scripts/install (its files are world-readable) or pass --user root`,
-        );
-      }
-      handOver(config, target, log);
-    }
+    const target = { name: addon.lookupUser(curUid)?.name ?? String(curUid), uid: curUid, gid: process.getgid!() };
+    return { kind: 'drop', target, keepCaps, addon, switchUser: false };
   }
+  const resolved = resolveUser(explicit, (u) => addon.lookupUser(u));
+  if (!resolved) return { kind: 'kept-root', reason: 'the user resolves to uid 0' };
+  if (!hasEffective(CAP.SETUID) || !hasEffective(CAP.SETGID)) {
+    // uid 0 stripped of capabilities (a container, setpriv): nothing to gain
+    // from a user switch we cannot make; the loader says what it lacks.
+    log.warn(`cannot switch to user ${resolved.name} without CAP_SETUID and CAP_SETGID; staying uid 0 with no effective capabilities`);
+    return { kind: 'drop', target: { name: 'root', uid: 0, gid: process.getgid!() }, keepCaps, addon, switchUser: false };
+  }
+  const needed = [
+    { file: LOADER_BIN, exec: true },
+    { file: ADDON_PATH, exec: false },
+    { file: path.join(PROJECT_ROOT, 'package.json'), exec: false },
+  ];
+  const unreadable = needed.find((n) => !accessibleBy(n.file, resolved.uid, resolved.gid, n.exec));
+  if (unreadable) {
+    throw new CollectorError(
+      'PRIVILEGE',
+      `user ${resolved.name} cannot ${unreadable.exec ? 'run' : 'read'} ${unreadable.file}, which it needs to start the eBPF loader: install with scripts/install (its files are world-readable) or pass --user root`,
+    );
+  }
+  return { kind: 'drop', target: resolved, keepCaps, addon, switchUser: true };
+}
+
+/**
+ * Drops the daemon's privileges as described at the top of this file, as
+ * planned by planDrop(); the paths the user needs are prepared in between
+ * (src/daemon/workpaths.ts).
+ * @throws CollectorError PRIVILEGE when the drop fails (the process must then exit).
+ */
+export function applyDrop(plan: DropPlan, log: Logger): PrivilegeOutcome {
+  if (plan.kind === 'kept-root') return plan;
+  const { target, addon, keepCaps } = plan;
   let creds: DroppedCredentials;
   try {
     creds = addon.dropPrivileges({ uid: target.uid, gid: target.gid, keepCaps });

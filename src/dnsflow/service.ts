@@ -89,7 +89,10 @@ export class DnsflowService {
     if (this.closed || !this.active) return;
     const nextTickIn = this.lastTickMs + this.ctx.config.intervalMs - Date.now();
     if (DNS_FLUSH_MS > nextTickIn - TICK_SLACK_MS) return;
-    this.timer = setTimeout(() => void this.collectAndFlush(), DNS_FLUSH_MS);
+    this.timer = setTimeout(() => {
+      // A timer's rejection would be nobody's to handle: say it here, never crash on it.
+      this.collectAndFlush().catch((err: unknown) => this.log.error({ err: (err as Error).message }, `dnsflow: flushing failed: ${(err as Error).message}`));
+    }, DNS_FLUSH_MS);
     this.timer.unref();
   }
 

@@ -71,6 +71,14 @@ interface PendingCollect {
 }
 
 export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
+  /** Set once the daemon stops: a loader that exits from then on is not restarted. */
+  private static restartsHeld = false;
+
+  /** The daemon is stopping (src/daemon/daemon.ts): no loader is restarted any more. */
+  static holdRestarts(): void {
+    LoaderSupervisor.restartsHeld = true;
+  }
+
   private child?: ChildProcess;
   private ready = false;
   private closing = false;
@@ -190,7 +198,7 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
       p.reject(new CollectorError('LOADER_EXITED', `the ${this.spec.plugin} eBPF loader exited`));
     }
     this.emit('exit', { code, signal, generation });
-    if (this.closing) return;
+    if (this.closing || LoaderSupervisor.restartsHeld) return;
     // A loader that cannot start at all (no root, old kernel) will not get
     // better by retrying: start() reports it and the daemon decides.
     if (this.firstStart && this.lastFatal) return;
@@ -202,7 +210,9 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
       { code, signal, plugin: this.spec.plugin, restartInMs: delay, restarts: this.restarts },
       `eBPF loader exited (${signal ? `signal ${signal}` : `code ${code}`}); restarting in ${delay} ms, the kernel keeps counting meanwhile`,
     );
-    this.restartTimer = setTimeout(() => this.spawn(false), delay);
+    this.restartTimer = setTimeout(() => {
+      if (!LoaderSupervisor.restartsHeld) this.spawn(false);
+    }, delay);
   }
 
   get childPid(): number | undefined {

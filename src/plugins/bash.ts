@@ -84,13 +84,17 @@ export class BashPlugin implements CollectorPlugin {
     });
   }
 
-  /** Sends what is buffered; the promise resolves when DataKit answered. Never rejects. */
+  /** Queues what is buffered for delivery. Never rejects. */
   private send(): Promise<unknown> {
     if (this.buffer.length === 0) return Promise.resolve();
     const entries = this.buffer;
     this.buffer = [];
     const points = entries.map((e) => bashPoint(e, this.ctx.commonTags));
-    const p = this.ctx.uploader.write('logging', BASH_INPUT, points).then((res) => this.log.debug({ ...res }, 'bash lines sent'));
+    const p = this.ctx.uploader.write('logging', BASH_INPUT, points).then(
+      (res) => this.log.debug({ ...res }, 'bash lines queued'),
+      // The spool failed (disk full, I/O error): say so, never with the lines' text.
+      (err: unknown) => this.log.error({ err: (err as Error).message }, `could not queue ${points.length} bash line(s): ${(err as Error).message}`),
+    );
     this.sending.add(p);
     void p.finally(() => this.sending.delete(p));
     return p;

@@ -7,7 +7,11 @@
 //                     (403/404 are logged with their likely cause)
 //   400, 413       -> the batch is split in halves, re-queued, until the bad
 //                     point stands alone; it is logged (a sample) and dropped
+// Logging points (ebpf-bash) hold what people typed, secrets included: their
+// samples show tags and field names only, and DataKit's message about them
+// (which may quote the point) is not logged.
 import type { Logger } from 'pino';
+import { parseLines } from '../lineproto/parse';
 import type { Point } from '../lineproto/point';
 import type { Metrics } from '../daemon/metrics';
 import type { SpoolMeta, SpoolRecord } from './spool';
@@ -69,6 +73,28 @@ export interface DeliveryOptions {
 
 /** Lines of a rejected batch that are logged as a sample. */
 const SAMPLE_LINES = 3;
+/** Categories whose field values must never reach our log: a bash point's fields are a typed command. */
+const PRIVATE_CATEGORIES = new Set(['logging']);
+
+/** A rejected line as it may be logged: as is, or for a private category without its field values. */
+export function logSample(category: string, line: string): string {
+  if (!PRIVATE_CATEGORIES.has(category)) return line.slice(0, 500);
+  try {
+    const [p] = parseLines(line);
+    if (!p) return '(empty line)';
+    const tags = Object.entries(p.tags).map(([k, v]) => `,${k}=${v}`);
+    return `${p.measurement}${tags.join('')} ${Object.keys(p.fields)
+      .map((k) => `${k}=(omitted)`)
+      .join(',')}`.slice(0, 500);
+  } catch {
+    return `(a ${category} point that does not parse; its text is not logged)`;
+  }
+}
+
+/** DataKit's answer as it may be logged: its message may quote a private category's point. */
+function loggable<T extends Exclude<SendOutcome, { kind: 'ok' }>>(category: string, o: T): T {
+  return o.kind === 'http' && PRIVATE_CATEGORIES.has(category) && o.message !== undefined ? { ...o, message: '(not logged for logging points)' } : o;
+}
 
 export class Delivery implements PointSink {
   private readonly log: Logger;
@@ -154,9 +180,10 @@ export class Delivery implements PointSink {
     const lines = pointsOf(rec);
     if (lines.length <= 1) {
       this.opts.metrics.add('points_dropped', rec.points, { input: rec.input, reason: 'rejected' });
+      const shown = loggable(rec.category, o);
       this.log.error(
-        { input: rec.input, status: o.status, error_code: o.errorCode, dk_message: o.message, sample: lines.slice(0, SAMPLE_LINES).map((l) => l.slice(0, 500)) },
-        `DataKit rejected a point of ${rec.input}: ${this.opts.uploader.describe(o)}; dropped it, the rest of its batch is delivered`,
+        { input: rec.input, status: o.status, error_code: o.errorCode, dk_message: shown.message, sample: lines.slice(0, SAMPLE_LINES).map((l) => logSample(rec.category, l)) },
+        `DataKit rejected a point of ${rec.input}: ${this.opts.uploader.describe(shown)}; dropped it, the rest of its batch is delivered`,
       );
       this.opts.queue.ack(rec.seq);
       return;
@@ -174,7 +201,8 @@ export class Delivery implements PointSink {
     this.opts.metrics.add('batches_split', 1, { input: rec.input });
   }
 
-  private async backoff(rec: SpoolRecord | undefined, o: Exclude<SendOutcome, { kind: 'ok' }>): Promise<void> {
+  private async backoff(rec: SpoolRecord | undefined, failure: Exclude<SendOutcome, { kind: 'ok' }>): Promise<void> {
+    const o = rec ? loggable(rec.category, failure) : failure;
     const initial = this.opts.backoffInitialMs ?? 500;
     const max = this.opts.backoffMaxMs ?? 30_000;
     this.attempt += 1;

@@ -379,9 +379,11 @@ export class Uploader {
   private logHttpFailure(category: Category, input: string, points: number, o: Extract<SendOutcome, { kind: 'http' }>): void {
     // 4xx other than 429 means our request or our data is wrong and retrying will not help.
     const level = o.status >= 400 && o.status < 500 && o.status !== 429 ? 'error' : 'warn';
+    // DataKit's message may quote a point; a logging point is what someone typed.
+    const shown = category === 'logging' && o.message !== undefined ? { ...o, message: '(not logged for logging points)' } : o;
     this.log[level](
-      { input, category, status: o.status, error_code: o.errorCode, dk_message: o.message, points },
-      `DataKit rejected ${points} ${input} point(s): ${this.describe(o)}`,
+      { input, category, status: o.status, error_code: o.errorCode, dk_message: shown.message, points },
+      `DataKit rejected ${points} ${input} point(s): ${this.describe(shown)}`,
     );
   }
 

@@ -3,14 +3,16 @@
 // the installed launcher with DataKit's full command line, netflow arriving at
 // a receiver, the privilege split measured from /proc, a loader restart after
 // the drop, DataKit's SIGKILL taking the loader down, and an uninstall that
-// leaves the tree exactly as it was. Real daemon, real eBPF.
+// removes the pinned programs and leaves the tree exactly as it was. Real
+// daemon, real eBPF.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readEbpfConf } from '../../src/config/ebpfconf';
 import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import { createHostPair, runPeer, startServer, type HostPair } from '../helpers/netns';
-import { waitFor } from '../helpers/daemon';
+import { tempPinRoot, waitFor } from '../helpers/daemon';
+import { pinnedProgramIds, waitProgramsGone } from '../helpers/pins';
 import {
   alive,
   capMask,
@@ -271,6 +273,35 @@ describe('the installed collector started the way DataKit starts it', () => {
     } finally {
       fs.rmSync(pinRoot, { recursive: true, force: true });
     }
+  });
+
+  it('--uninstall removes the pinned programs a SIGKILLed collector left, and refuses while one runs', async () => {
+    const dk = newRoot();
+    const before = snapshot(dk.root);
+    expectInstalled(['--root', dk.root]);
+    const pinRoot = tempPinRoot();
+    const run = launch(dk.launcher, ['run', '--datakit-apiserver', `127.0.0.1:${receiver.port}`, '--log', 'stdout', '--pin-root', pinRoot]);
+    running.push(run);
+    await waitFor(() => jsonLines(run.stdout).find((l) => String(l.msg).startsWith('datakit-ebpf started')), 30_000, () =>
+      run.proc.exitCode !== null ? `collector exited ${run.proc.exitCode}: ${run.stderr.join(' | ')}` : undefined,
+    );
+    const refused = runInstall(['--root', dk.root, '--uninstall', '--pin-root', pinRoot]);
+    expect(refused.code).toBe(1);
+    expect(refused.out).toContain(`datakit-ebpf cleanup: another collector (pid ${run.proc.pid}) is running on the pin root ${pinRoot}: stop it first\n`);
+    expect(refused.out).toContain('stop the collector first (disable the ebpf input in DataKit, or systemctl stop datakit-ebpf); nothing was uninstalled');
+    expect(fs.readFileSync(dk.launcher, 'utf8')).toContain('# datakit-ebpf launcher (tracepoint edition)');
+
+    // DataKit removed the input: SIGKILL, and the pinned programs go on running.
+    const progs = pinnedProgramIds(pinRoot);
+    expect(progs.length).toBeGreaterThan(0);
+    run.proc.kill('SIGKILL');
+    await run.exited;
+    const u = runInstall(['--root', dk.root, '--uninstall', '--purge', '--pin-root', pinRoot]);
+    expect(u.code, u.out).toBe(0);
+    expect(u.out).toMatch(/datakit-ebpf cleanup: removed \d+ pinned object\(s\); their programs are detached\n/);
+    await waitProgramsGone(progs);
+    expect(fs.existsSync(pinRoot)).toBe(false);
+    expect(snapshot(dk.root)).toEqual(before);
   });
 
   it('names an unknown --user and exits 2 before touching BPF', async () => {

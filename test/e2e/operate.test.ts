@@ -150,6 +150,8 @@ describe('pidfile and log rotation as the unprivileged user', () => {
     const { uid, gid } = procCreds(pid);
     expect(uid).not.toBe(0);
     expect(fs.statSync(log).uid).toBe(uid);
+    // Not for every local user (was 0644).
+    expect(fs.statSync(log).mode & 0o777).toBe(0o640);
 
     // logrotate without copytruncate: move, create a fresh file for the daemon's user, SIGHUP.
     fs.renameSync(log, `${log}.1`);
@@ -158,6 +160,7 @@ describe('pidfile and log rotation as the unprivileged user', () => {
     process.kill(pid, 'SIGHUP');
     const reopened = await waitFor(() => jsonLines(log).find((l) => l.msg === 'SIGHUP: log file reopened'), 10_000);
     expect(reopened).toBeDefined();
+    expect(fs.statSync(log).mode & 0o777).toBe(0o640);
     expect(jsonLines(`${log}.1`).some((l) => String(l.msg).startsWith('SIGHUP'))).toBe(false);
 
     // Moved with nothing created in a directory the user cannot write: it says so and keeps logging to the old file.

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/daemon/metrics';
 import type { Point } from '../../src/lineproto/point';
 import { dataKitError, startReceiver, type Receiver } from '../../src/receiver/receiver';
-import { Delivery, MemoryQueue, type BatchQueue } from '../../src/upload/delivery';
+import { Delivery, logSample, MemoryQueue, type BatchQueue } from '../../src/upload/delivery';
 import { Spool } from '../../src/upload/spool';
 import { Uploader, type SendOutcome } from '../../src/upload/uploader';
 import { capture, waitUntil as waitFor } from '../helpers/log-capture';
@@ -222,5 +222,35 @@ describe('delivery.ts', () => {
     // Bounded wait for requests that must not come (the bug sends them within milliseconds).
     await new Promise((r) => setTimeout(r, 300));
     expect(receiver.writes).toHaveLength(1);
+  });
+});
+
+describe('delivery.ts: logging points in our log', () => {
+  // A rejected point was logged with a sample of its line: for an ebpf-bash
+  // point that is the command someone typed, secrets included. DataKit's
+  // message about it may quote the point too.
+  it('a bash point DataKit rejects is logged without its command text or DataKit\'s message', async () => {
+    const receiver = await receiverFor();
+    receiver.setResponder((req) => (req.body.includes('hunter2') ? dataKitError(400, 'datakit.invalidLinePoint', 'bad point: cmd="mysql -phunter2"') : undefined));
+    const { delivery, lines } = deliveryTo(`http://127.0.0.1:${receiver.port}`, new MemoryQueue(1 << 20));
+    const bash: Point = {
+      measurement: 'bash',
+      tags: { host: 'h1', source: 'bash' },
+      fields: { cmd: 'mysql -phunter2', message: 'pid:`1` user:`alice` cmd:`mysql -phunter2`', pid: '1', user: 'alice' },
+      timestampNs: 1700000000000000000n,
+    };
+    await delivery.write('logging', 'ebpf-bash', [bash]);
+    await waitFor('the rejection to be logged', () => lines.some((l) => /DataKit rejected a point of ebpf-bash/.test(l.msg)), 5_000);
+    const text = JSON.stringify(lines);
+    expect(text).not.toContain('hunter2');
+    expect(text).not.toContain('alice');
+    const rejected = lines.find((l) => /DataKit rejected a point of ebpf-bash/.test(l.msg))!;
+    expect(rejected).toMatchObject({ error_code: 'datakit.invalidLinePoint', status: 400 });
+    expect(rejected.sample).toEqual(['bash,host=h1,source=bash cmd=(omitted),message=(omitted),pid=(omitted),user=(omitted)']);
+  });
+
+  it('a network point is still logged with its line', () => {
+    expect(logSample('network', 'netflow,host=h1 bytes_read=1i 1')).toBe('netflow,host=h1 bytes_read=1i 1');
+    expect(logSample('logging', 'not line protocol')).toBe('(a logging point that does not parse; its text is not logged)');
   });
 });

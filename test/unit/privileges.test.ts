@@ -1,12 +1,17 @@
 // The pure parts of the privilege split: which user --user means, which
 // capabilities each loader keeps, whether a user can reach the files a loader
-// restart needs, and the pidfile's clean-up when its directory is not ours.
+// restart needs, the paths the daemon prepares and checks for that user, and
+// the pidfile's clean-up when its directory is not ours.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { accessibleBy, capNames, loaderCapNumbers, resolveUser, statusCaps } from '../../src/daemon/privileges';
+import { parseCommandLine } from '../../src/config/cli';
+import { createLogger } from '../../src/daemon/logger';
 import { Pidfile } from '../../src/daemon/pidfile';
+import { checkPaths, explain, makeDirs } from '../../src/daemon/workpaths';
+import { isCollectorError } from '../../src/errors';
 import type { PasswdEntry } from '../../src/loader/native';
 import { CAP, LOADER_CAPABILITIES, loaderCapabilities } from '../../src/loader/privileges';
 
@@ -91,6 +96,74 @@ describe('what the dropped user can reach', () => {
     expect(accessibleBy(file, 65534, 65534)).toBe(false);
     expect(accessibleBy(path.join(dir, 'missing.js'), 65534, 65534)).toBe(false);
     expect(accessibleBy(process.execPath, 65534, 65534, true)).toBe(true);
+  });
+});
+
+describe('paths the daemon uses after the drop', () => {
+  // As root every permission check passes; the refusals for another user,
+  // a read-only and a full file system run for real in test/e2e/lifecycle.test.ts.
+  const run = (extra: string[]) => {
+    const r = parseCommandLine(['run', '--pin-root', 'off', ...extra], {});
+    if (r.kind !== 'run') throw new Error('bad test config');
+    return r.config;
+  };
+
+  it('creates missing parents traversable by any user whatever the umask (was: 0750 root, unreachable after the drop)', () => {
+    const old = process.umask(0o077);
+    try {
+      const base = fs.mkdtempSync(path.join(tmp, 'mk-'));
+      const leaf = path.join(base, 'usr/local/datakit/externals/datakit-ebpf.state');
+      expect(makeDirs(leaf, 0o750)).toEqual(['usr', 'usr/local', 'usr/local/datakit', 'usr/local/datakit/externals', 'usr/local/datakit/externals/datakit-ebpf.state'].map((d) => path.join(base, d)));
+      expect(fs.statSync(path.join(base, 'usr/local/datakit')).mode & 0o777).toBe(0o755);
+      expect(fs.statSync(leaf).mode & 0o777).toBe(0o750);
+      fs.chmodSync(base, 0o700);
+      expect(makeDirs(leaf, 0o750)).toEqual([]);
+      expect(fs.statSync(base).mode & 0o777).toBe(0o700); // what existed stays as it was
+    } finally {
+      process.umask(old);
+    }
+  });
+
+  it('checks the state directory by using it: spool created, no probe left; a path that cannot be a directory is one line with the fix', () => {
+    const state = path.join(fs.mkdtempSync(path.join(tmp, 'st-')), 'state');
+    checkPaths(run(['--state-dir', state]), 'root');
+    expect(fs.readdirSync(state)).toEqual(['spool']);
+    expect(fs.readdirSync(path.join(state, 'spool'))).toEqual([]);
+
+    const file = path.join(tmp, 'a-file');
+    fs.writeFileSync(file, '');
+    const err = (() => {
+      try {
+        checkPaths(run(['--state-dir', path.join(file, 'state')]), 'nobody');
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(isCollectorError(err, 'PATH_UNUSABLE')).toBe(true);
+    expect((err as Error).message).toBe(
+      `state directory ${file}/state cannot be used by user nobody: ${file}/state or one of its parents is not a directory; pass --state-dir with a directory nobody can write (e.g. /var/lib/datakit-ebpf), or --user root`,
+    );
+  });
+
+  it('names read-only and full file systems in words', () => {
+    expect(explain('/x', Object.assign(new Error('EROFS'), { code: 'EROFS' }))).toBe('it is on a read-only file system');
+    expect(explain('/x', Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }))).toBe('its file system is full');
+    expect(explain('/x', Object.assign(new Error('EDQUOT'), { code: 'EDQUOT' }))).toBe('its file system is full');
+  });
+
+  it('creates the log file 0640 (was: 0644, readable by every local user) and says how to fix a log path that cannot work', () => {
+    const old = process.umask(0o022);
+    try {
+      const log = path.join(fs.mkdtempSync(path.join(tmp, 'log-')), 'a/b/collector.log');
+      createLogger(log, 'info').info('hello');
+      expect(fs.statSync(log).mode & 0o777).toBe(0o640);
+      expect(fs.statSync(path.dirname(log)).mode & 0o777).toBe(0o755);
+      const file = path.join(tmp, 'not-a-dir');
+      fs.writeFileSync(file, '');
+      expect(() => createLogger(path.join(file, 'x.log'), 'info')).toThrow(`log file ${file}/x.log cannot be written: ${file}/x.log or one of its parents is not a directory; pass --log stdout or another --log file`);
+    } finally {
+      process.umask(old);
+    }
   });
 });
 
