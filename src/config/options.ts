@@ -497,7 +497,7 @@ export const OPTIONS = {
     flag: '--user',
     arg: '<name>',
     group: 'process',
-    help: 'user the daemon switches to once its privileges are set up; only the eBPF loader children keep the BPF capabilities; root or "" keeps root',
+    help: 'user the daemon switches to once its privileges are set up; only the eBPF loaders keep the BPF capabilities; root or "" keeps root',
     defaultText: 'datakit-ebpf if it exists, else nobody',
     parse: (text) => text.trim(),
   }),

@@ -141,9 +141,11 @@ describe('dnsflow', () => {
     expect(s.count).toBe(N);
     expect(s.latency).toBeGreaterThan(0);
     expect(s.latencyMax).toBeGreaterThanOrEqual(s.latency);
-    // The kernel sees the query leave after dig starts its clock and the
-    // answer arrive before dig reads it, so it never measures more than dig (+1 ms of dig's rounding).
-    expect(s.latencyMax).toBeLessThanOrEqual((Math.max(...digMs) + 1) * 1e6);
+    // The kernel sees the answer arrive before dig reads it; dig starts its
+    // clock in its send-completion callback, which a loaded machine runs a
+    // little after the query left (seen: 5.3 ms in-kernel for a dig max of
+    // 4 ms during the full suite): dig's rounding (1 ms) plus that slack.
+    expect(s.latencyMax).toBeLessThanOrEqual((Math.max(...digMs) + 3) * 1e6);
     const p = dnsPoints(fromClient({ transport: 'udp', dst_port: '53', rcode_name: 'NOERROR' }))[0]!;
     expect(p.tags).toMatchObject({
       source: 'dnsflow',
