@@ -142,18 +142,16 @@ static __always_inline struct dke_flow_stats *dke_flow(const struct dke_flow_key
  * comm), not the calling thread's: a Java or tokio program is one process. */
 static __always_inline void dke_take_owner(__u32 *pid, char *comm)
 {
-	struct task_struct *leader = BPF_CORE_READ(bpf_get_current_task_btf(), group_leader);
+	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
 
 	*pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_core_read_str(comm, DKE_COMM_LEN, &leader->comm);
+	__builtin_memcpy(comm, leader->comm, DKE_COMM_LEN);
 }
 
 /* The calling process's network namespace (where the sockets it creates live). */
 static __always_inline __u32 dke_current_netns(void)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-
-	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	return bpf_get_current_task_btf()->nsproxy->net_ns->ns.inum;
 }
 
 /* The client's port, as it goes into the key (0 collapses to `*`). */

@@ -237,30 +237,53 @@ static __always_inline void dke_count_udp(struct __sk_buff *skb, const struct dk
 		__sync_fetch_and_add(&fs->bytes_received, len);
 }
 
+/* The common case, plain TCP, decided from the packet's first bytes with
+ * direct packet access: no helper call, no socket look-up. Returns 1 when the
+ * packet is TCP between non-DNS ports (nothing for us), 0 when it needs the
+ * full look (UDP, DNS, or headers not where we can read them directly). */
+static __always_inline int dke_plain_tcp(struct __sk_buff *skb, const struct dke_control *c)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct dke_l4 *ports;
+
+	if (skb->protocol == bpf_htons(DKE_ETH_P_IP)) {
+		struct iphdr *ip = data;
+
+		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP)
+			return 0;
+		ports = data + (ip->ihl & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(DKE_ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+
+		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP)
+			return 0;
+		ports = (void *)(ip6 + 1);
+	} else {
+		return 1; /* neither IPv4 nor IPv6 */
+	}
+	if ((void *)(ports + 1) > end)
+		return 0;
+	return !dke_is_dns_port(c, bpf_ntohs(ports->sport)) && !dke_is_dns_port(c, bpf_ntohs(ports->dport));
+}
+
 static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 {
-	struct bpf_sock *sk = skb->sk;
+	struct bpf_sock *sk;
 	struct dke_control *ctl;
 	struct dke_sock_state *st;
 	struct dke_pkt p = {};
-	__u32 netns;
+	__u32 netns, zero = 0;
 
+	ctl = bpf_map_lookup_elem(&control, &zero);
+	if (!ctl || dke_plain_tcp(skb, ctl))
+		return 1;
+	sk = skb->sk;
 	if (!sk)
 		return 1;
 	sk = bpf_sk_fullsock(sk);
-	if (!sk)
+	if (!sk || (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP))
 		return 1;
-	if (sk->protocol == IPPROTO_TCP) {
-		/* The socket's own ports: no packet bytes read for plain TCP. */
-		__u16 local = sk->src_port, remote = bpf_ntohs(sk->dst_port);
-		__u32 zero = 0;
-		struct dke_control *c = bpf_map_lookup_elem(&control, &zero);
-
-		if (!c || (!dke_is_dns_port(c, local) && !dke_is_dns_port(c, remote)))
-			return 1;
-	} else if (sk->protocol != IPPROTO_UDP) {
-		return 1;
-	}
 	ctl = dke_control_live();
 	if (!ctl || !dke_parse(skb, &p))
 		return 1;

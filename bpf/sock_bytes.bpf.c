@@ -15,7 +15,7 @@
 static __always_inline struct dke_sock_state *dke_adopt_tcp(struct sock *sk)
 {
 	struct dke_sock_state *st;
-	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	__u8 state = sk->__sk_common.skc_state;
 
 	if (state != DKE_TCP_ESTABLISHED && state != DKE_TCP_CLOSE_WAIT)
 		return 0;
@@ -29,7 +29,11 @@ static __always_inline struct dke_sock_state *dke_adopt_tcp(struct sock *sk)
 	st->key.proto = IPPROTO_TCP;
 	st->key.direction = DKE_DIR_UNKNOWN;
 	/* Retransmits from before we watched are not this interval's. */
-	st->retrans_seen = BPF_CORE_READ((const struct tcp_sock *)sk, total_retrans);
+	{
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+
+		st->retrans_seen = tp ? tp->total_retrans : 0;
+	}
 	st->flags = DKE_SOCK_COUNTED;
 	return st;
 }
@@ -45,7 +49,7 @@ static __always_inline void dke_udp_owner(struct sock *sk, __u32 pid)
 	if (st->key.pid == pid && (st->flags & DKE_SOCK_OWNED))
 		return;
 	dke_take_owner(&st->key.pid, st->key.comm);
-	st->key.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	st->key.netns = sk->__sk_common.skc_net.net->ns.inum;
 	st->flags |= DKE_SOCK_OWNED;
 }
 
@@ -59,7 +63,7 @@ static __always_inline int dke_on_bytes(struct sock *sk, int ret, int flags, int
 
 	if (ret <= 0 || (!sending && (flags & DKE_MSG_PEEK)))
 		return 0;
-	proto = BPF_CORE_READ(sk, sk_protocol);
+	proto = sk->sk_protocol;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return 0;
 	ctl = dke_control_live();

@@ -8,13 +8,14 @@
 #define DKE_TCP_ESTABLISHED 1
 #define DKE_TCP_SYN_SENT 2
 #define DKE_TCP_SYN_RECV 3
+#define DKE_TCP_CLOSE 7
 #define DKE_TCP_LISTEN 10
 
-static __always_inline void dke_note_listener(const struct sock *sk, int listening)
+static __always_inline void dke_note_listener(struct sock *sk, int listening)
 {
 	struct dke_listen_key lk = {
-		.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum),
-		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+		.netns = sk->__sk_common.skc_net.net->ns.inum,
+		.port = sk->__sk_common.skc_num,
 	};
 	struct dke_owner owner = {};
 
@@ -35,12 +36,14 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 	struct dke_sock_state *st;
 	struct dke_flow_stats *fs;
 
-	/* A connection passes ~10 transitions; three matter. Leave before any
-	 * memory is read for the others. */
+	/* A connection passes ~10 transitions; four matter: connect(),
+	 * ESTABLISHED, listen() and a listener's close. (LISTEN -> SYN_RECV is a
+	 * request socket born from a listener, not the listener leaving.) Leave
+	 * before any memory is read for the others. */
 	if (newstate != DKE_TCP_ESTABLISHED && newstate != DKE_TCP_SYN_SENT && newstate != DKE_TCP_LISTEN &&
-	    oldstate != DKE_TCP_LISTEN)
+	    !(oldstate == DKE_TCP_LISTEN && newstate == DKE_TCP_CLOSE))
 		return 0;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	ctl = dke_control_live();
 	if (!ctl)
@@ -135,9 +138,9 @@ int BPF_PROG(dke_tcp_destroy, struct sock *sk)
 }
 
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(dke_tcp_retransmit, const struct sock *sk, const struct sk_buff *skb)
+int BPF_PROG(dke_tcp_retransmit, struct sock *sk, const struct sk_buff *skb)
 {
-	struct dke_sock_state *st = bpf_sk_storage_get(&sock_state, (struct sock *)sk, 0, 0);
+	struct dke_sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
 	struct dke_flow_stats *fs;
 
 	if (!st || !(st->flags & DKE_SOCK_COUNTED) || !dke_control_live())
@@ -156,8 +159,10 @@ int BPF_PROG(dke_process_exec, struct task_struct *p, pid_t old_pid, struct linu
 	struct dke_exec_name *e;
 	__u32 pid = BPF_CORE_READ(p, tgid);
 	static const struct dke_exec_name zero;
+	char last;
 
-	if (!dke_control_live())
+	/* Only names the kernel cut (15 characters, comm is full) need it. */
+	if (bpf_core_read(&last, 1, &p->comm[DKE_COMM_LEN - 2]) || !last || !dke_control_live())
 		return 0;
 	if (bpf_map_update_elem(&exec_names, &pid, &zero, BPF_ANY))
 		return 0;
