@@ -94,10 +94,12 @@ DKE_MAP struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } telemetry SEC(".maps");
 
-/* struct dke_dns_event records (bpf/dns.h), parsed by the loader. */
+/* struct dke_dns_event records (bpf/dns.h), parsed by the loader. 2 MiB
+ * holds ~4,000 small packets: the loader is woken at 256 KiB and drains every
+ * 100 ms at the latest. */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
+	__uint(max_entries, 2 << 20);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dns_events SEC(".maps");
 

@@ -252,9 +252,11 @@ bool NetLoader::Open() {
     o.dns_ports = opts_.dns_ports;
     o.timeout_ns = opts_.dns_timeout_ns;
     o.grace_ns = 1'000'000'000ULL;
-    o.max_pending = 65536;
-    o.max_groups = 65536;
-    o.max_tcp_streams = 4096;
+    // Sized for a busy resolver (tens of thousands of lookups in flight and
+    // distinct clients per collect); allocated once, a few MB in all.
+    o.max_pending = 32768;
+    o.max_groups = 16384;
+    o.max_tcp_streams = 256;
     o.name_resend_max_s = 600;
     dns_ = std::make_unique<DnsCollector>(o);
     dns_rb_ = ring_buffer__new(
