@@ -144,10 +144,12 @@ static __always_inline struct dke_flow_stats *dke_flow(const struct dke_flow_key
  * comm), not the calling thread's: a Java or tokio program is one process. */
 static __always_inline void dke_take_owner(__u32 *pid, char *comm)
 {
-	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
+	/* Through the task, not bpf_get_current_pid_tgid(): cgroup_skb
+	 * programs have no such helper before Linux 6.2. */
+	struct task_struct *task = bpf_get_current_task_btf();
 
-	*pid = bpf_get_current_pid_tgid() >> 32;
-	__builtin_memcpy(comm, leader->comm, DKE_COMM_LEN);
+	*pid = task->tgid;
+	__builtin_memcpy(comm, task->group_leader->comm, DKE_COMM_LEN);
 }
 
 /* The calling process's network namespace (where the sockets it creates live). */

@@ -16,14 +16,26 @@ constexpr size_t kMaxLines = 200;
 
 int Print(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG) return 0;
-  char buf[1024];
-  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  // A verifier log arrives as one message of many lines: keep each line.
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
   if (n <= 0) return n;
-  std::string line(buf);
-  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  std::string text(static_cast<size_t>(n) + 1, '\0');
+  vsnprintf(text.data(), text.size(), fmt, args);
+  text.resize(static_cast<size_t>(n));
   std::lock_guard<std::mutex> lock(g_mu);
-  g_lines.push_back(std::move(line));
-  if (g_lines.size() > kMaxLines) g_lines.pop_front();
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    while (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) g_lines.push_back(std::move(line));
+    if (g_lines.size() > kMaxLines) g_lines.pop_front();
+    if (nl == std::string::npos) break;
+    start = nl + 1;
+  }
   return n;
 }
 

@@ -209,6 +209,8 @@ bool NetLoader::Open() {
     utsname u{};
     uname(&u);
     std::string what = prog.empty() ? "loading the netflow BPF programs failed" : "the kernel refused BPF program " + prog;
+    // The verifier's own words, for whoever runs with --log-level debug.
+    out_->Log("debug", "libbpf log of the failed load:\n" + LibbpfLogTail(80));
     // A kernel without the syscall-length tracepoints fails here: say which.
     if (tail.find("sock_send_length") != std::string::npos || tail.find("sock_recv_length") != std::string::npos)
       return Fatal("KERNEL_UNSUPPORTED", std::string("kernel ") + u.release +
