@@ -47,7 +47,7 @@ async function waitFor(probe, ms, what) {
 function hosts() {
   for (const ns of [NS_A, NS_B]) {
     try {
-      sh('ip', ['netns', 'del', ns]);
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
     } catch {}
     sh('ip', ['netns', 'add', ns]);
     sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -229,7 +229,7 @@ main()
     await rx?.close();
     for (const ns of [NS_A, NS_B]) {
       try {
-        sh('ip', ['netns', 'del', ns]);
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
       } catch {}
     }
     process.exit(0);
