@@ -13,4 +13,12 @@ describe('dke-loader native units', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('all checks passed');
   });
+
+  it('bash origins: container ids from cgroup paths, user names from a container\'s passwd (test_bash_origin)', () => {
+    const r = spawnSync(path.join(PROJECT_ROOT, 'build', 'Release', 'test_bash_origin'), { encoding: 'utf8' });
+    expect(r.error).toBeUndefined();
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('all checks passed');
+  });
 });
