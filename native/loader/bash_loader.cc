@@ -207,7 +207,7 @@ bool BashLoader::AttachConfigured(const std::vector<std::string>& targets, std::
     if (link) {
       links_.push_back(link);
       probed->push_back(path);
-      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      int fd = discover_ ? open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1;
       if (fd >= 0) {
         fds.push_back(fd);
         fd_paths.push_back(path);
@@ -415,9 +415,9 @@ void BashLoader::Track(const dke_bash_proc& rec) {
     }
     return;  // else it is gone already
   }
-  struct stat st;
-  if (fstat(p.root_fd, &st) == 0) p.root_key = {st.st_dev, st.st_ino};
-  if (p.root_key == own_root_) {
+  struct stat st{};
+  if (fstat(p.root_fd, &st) == 0) p.root_key = RootKey{rec.mntns, st.st_dev, st.st_ino};
+  if (st.st_dev == own_root_.first && st.st_ino == own_root_.second) {
     close(p.root_fd);  // our own root: the daemon names its users, NSS included
     p.root_fd = -1;
   }

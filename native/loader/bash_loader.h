@@ -15,6 +15,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -46,6 +47,9 @@ class BashLoader : public LoaderPlugin {
  private:
   // A file as the kernel's uprobes know it (struct dke_bash_bin).
   using BinKey = std::pair<uint32_t, uint64_t>;  // s_dev (kernel encoding), inode
+  // A root directory as a mount namespace sees it: the files under it are
+  // that namespace's view.
+  using RootKey = std::tuple<uint32_t, uint64_t, uint64_t>;  // mount namespace, st_dev, st_ino
   struct Binary {
     std::string name;         // how it was found, for logs: the configured path, or the path inside the container
     bpf_link* link = nullptr;        // the readline uretprobe
@@ -57,7 +61,7 @@ class BashLoader : public LoaderPlugin {
   struct Proc {
     BinKey bin;
     int root_fd = -1;          // O_PATH of /proc/<pid>/root when it is not ours (shared, see roots_)
-    std::pair<uint64_t, uint64_t> root_key{};
+    RootKey root_key{};
     std::string container_id;  // from /proc/<pid>/cgroup at exec
     bool exiting = false;      // exited: forgotten after this drain's lines
     bool origin_sent = false;  // an origin (or the decision that none is needed) for origin_uid
@@ -98,11 +102,11 @@ class BashLoader : public LoaderPlugin {
   size_t batched_ = 0;
 
   bool discover_ = false;
-  std::pair<uint64_t, uint64_t> own_root_{};
+  std::pair<uint64_t, uint64_t> own_root_{};  // st_dev, st_ino of our "/"; a shell there is named by the daemon
   std::map<BinKey, Binary> binaries_;
   std::map<BinKey, std::string> unusable_;  // found binaries that cannot be probed, and why
   std::unordered_map<uint32_t, Proc> procs_;
-  std::map<std::pair<uint64_t, uint64_t>, Root> roots_;
+  std::map<RootKey, Root> roots_;
   std::vector<uint32_t> exited_;
   bool warned_ptrace_ = false;
   uint64_t attaches_ = 0, detaches_ = 0, attach_failures_ = 0;
