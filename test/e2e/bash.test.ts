@@ -358,11 +358,13 @@ describe('bash in containers, found without configuration', () => {
       const probing = await waitFor(() => daemon.logs.find((l) => l.msg === PROBING), 10_000);
       expect(probing).toMatchObject({ pid: running.pid, ino: imageBash.ino, container_id: id, catch_up: true });
       // It sat in readline() when the probe came: the first line is caught up at the next prompt.
-      const typed = await typeAll(running, ['echo typed-after-start', 'echo again', 'exit']);
-      await waitFor(() => pointsOf(running.pid).length >= 3, 10_000);
+      // Then the shell execs a bash again (the same pid, the same file): still audited, probed once.
+      const typed = await typeAll(running, ['echo typed-after-start', 'echo again', 'exec /bin/bash --norc --noprofile -i', 'echo after-exec', 'exit']);
+      await waitFor(() => pointsOf(running.pid).length >= typed.length, 10_000);
       await new Promise((r) => setTimeout(r, 1000));
       expectSession(running.pid, 'ctruser', typed, (l) => l, { container_id: id });
       await waitFor(() => daemon.logs.find((l) => l.msg === DETACHED), 10_000);
+      expect(daemon.logs.filter((l) => l.msg === PROBING || l.msg === DETACHED).map((l) => l.msg)).toEqual([PROBING, DETACHED]);
     } finally {
       expect(await daemon.stop()).toBe(0);
     }
