@@ -22,7 +22,7 @@
  * that speaks another version (they ship together; a mismatch is a broken
  * install). */
 #define DKE_FRAME_MAGIC 0x454b4400 /* "\0DKE" little-endian, low byte = version */
-#define DKE_FRAME_VERSION 1
+#define DKE_FRAME_VERSION 2
 
 enum dke_frame_type {
 	/* loader -> daemon */
@@ -37,6 +37,7 @@ enum dke_frame_type {
 	DKE_FRAME_COLLECTED = 9,  /* struct dke_collect_cmd: the collect of that seq is complete */
 	DKE_FRAME_COMMITTED = 10, /* struct dke_collect_cmd: marks of that seq are promoted */
 	DKE_FRAME_PROCS = 11,     /* struct dke_proc_name records: pid -> process name */
+	DKE_FRAME_BASH_ORIGINS = 12, /* struct dke_bash_origin records (bpf/bash.h): before the lines of a shell in a container */
 
 	/* daemon -> loader */
 	DKE_CMD_COLLECT = 64, /* struct dke_collect_cmd: read what changed, send FLOWS/DNS/TELEMETRY, then COLLECTED */

@@ -44,6 +44,7 @@ const char* CapName(int c) {
     case CAP_PERFMON: return "CAP_PERFMON";
     case CAP_NET_ADMIN: return "CAP_NET_ADMIN";
     case CAP_SYS_ADMIN: return "CAP_SYS_ADMIN";
+    case CAP_SYS_PTRACE: return "CAP_SYS_PTRACE";
     default: return "?";
   }
 }
@@ -159,11 +160,16 @@ int main(int argc, char** argv) {
     plugin_impl = std::make_unique<dke::NetLoader>(opts, &out);
   } else {
     // A perf uprobe needs CAP_SYS_ADMIN (the uprobe PMU refuses CAP_PERFMON alone).
-    required = {CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
-    missing = NarrowCapabilities(required, {CAP_SYS_RESOURCE, CAP_DAC_READ_SEARCH});
+    // Finding the shells of containers (not with --bash-path) opens
+    // /proc/<pid>/exe and /proc/<pid>/root of other users' processes, which
+    // the kernel's ptrace access check allows with CAP_SYS_PTRACE only.
     dke::BashOptions opts;
     opts.paths = SplitList(flags.count("paths") ? flags["paths"] : "/bin/bash,/usr/bin/bash");
     opts.explicit_paths = Num(flags, "explicit", 0) != 0;
+    required = {CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
+    std::vector<int> optional = {CAP_SYS_RESOURCE, CAP_DAC_READ_SEARCH};
+    if (!opts.explicit_paths) optional.push_back(CAP_SYS_PTRACE);
+    missing = NarrowCapabilities(required, optional);
     plugin_impl = std::make_unique<dke::BashLoader>(opts, &out);
   }
   if (!missing.empty()) {

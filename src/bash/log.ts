@@ -2,8 +2,10 @@
 // `bash`, string fields pid/user/cmd/message, message
 // "<RFC3339 time> pid:`<pid>` user:`<user>` cmd:`<cmd>`" (upstream's
 // backquotes kept, so existing Pipeline/grok rules still match), plus
-// status=info. A line cut at the kernel limit carries cmd_truncated=true.
+// status=info. A line cut at the kernel limit carries cmd_truncated=true; a
+// shell in a container whose cgroup path names it carries a container_id tag.
 import type { Point } from '../lineproto/point';
+import { BashOrigins } from './origins';
 import type { BashLineRecord } from './record';
 import type { Redactor } from './redact';
 import type { UserNames } from './users';
@@ -19,6 +21,8 @@ export interface BashEntry {
   /** The line after redaction. */
   cmd: string;
   truncated: boolean;
+  /** The container the shell runs in, when its cgroup path names one. */
+  containerId?: string;
 }
 
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
@@ -42,7 +46,7 @@ export function bashPoint(e: BashEntry, commonTags: Record<string, string>): Poi
   const pid = String(e.pid);
   return {
     measurement: BASH_MEASUREMENT,
-    tags: { ...commonTags, source: BASH_MEASUREMENT },
+    tags: { ...commonTags, source: BASH_MEASUREMENT, ...(e.containerId ? { container_id: e.containerId } : {}) },
     fields: {
       pid,
       user: e.user,
@@ -69,24 +73,28 @@ export const SYSTEM_CLOCKS: Clocks = {
 
 /**
  * Turns raw records into entries: the wall time of each line, its user's
- * name, the redacted command. Lines with nothing but blanks are dropped.
+ * name (the container's, when the loader gave the shell's origin), the
+ * redacted command. Lines with nothing but blanks are dropped.
  */
 export async function toEntries(
   records: readonly BashLineRecord[],
   users: UserNames,
   redactor: Redactor,
+  origins: BashOrigins = new BashOrigins(),
   clocks: Clocks = SYSTEM_CLOCKS,
 ): Promise<BashEntry[]> {
   const offset = clocks.wallNs() - clocks.monoNs();
   const out: BashEntry[] = [];
   for (const r of records) {
     if (r.line.trim() === '') continue;
+    const origin = origins.get(r.pid);
     out.push({
       timeNs: offset + r.ktimeNs,
       pid: r.pid,
-      user: await users.name(r.uid),
+      user: origin && origin.user !== '' && origin.uid === r.uid ? origin.user : await users.name(r.uid),
       cmd: redactor.apply(r.line),
       truncated: r.truncated,
+      ...(origin?.containerId ? { containerId: origin.containerId } : {}),
     });
   }
   return out;

@@ -406,13 +406,13 @@ export const OPTIONS = {
     defaultText: 'false',
     default: () => false,
   }),
-  /** ebpf-bash: bash binaries to probe; empty = /bin/bash and /usr/bin/bash. */
+  /** ebpf-bash: bash binaries to probe; empty = /bin/bash, /usr/bin/bash and the bash of each container, found as it runs. */
   bashPaths: option<string[]>({
     flag: '--bash-path',
     arg: '<paths>',
     group: 'collect',
-    help: 'ebpf-bash: bash binaries to audit, comma-separated; repeatable',
-    defaultText: '/bin/bash and /usr/bin/bash',
+    help: 'ebpf-bash: audit exactly these bash binaries, comma-separated (containers\' shells are then not searched for); repeatable',
+    defaultText: '/bin/bash, /usr/bin/bash and each container\'s bash',
     default: () => [],
     parse(text, c) {
       const paths = splitList(text);

@@ -11,6 +11,7 @@ export const CAP = {
   SETUID: 7,
   NET_ADMIN: 12,
   NET_RAW: 13,
+  SYS_PTRACE: 19,
   SYS_ADMIN: 21,
   SYS_RESOURCE: 24,
   PERFMON: 38,
@@ -24,7 +25,12 @@ export const LOADER_CAPABILITIES: Record<string, readonly CapName[]> = {
   net: ['BPF', 'PERFMON', 'NET_ADMIN'],
   // A uretprobe on readline: the uprobe PMU refuses CAP_PERFMON alone
   // (perf_event_open EACCES without CAP_SYS_ADMIN, measured on Linux 6.18).
-  bash: ['BPF', 'PERFMON', 'SYS_ADMIN'],
+  // Finding bash in containers opens /proc/<pid>/exe and /proc/<pid>/root of
+  // other users' shells: the kernel's ptrace access check (PTRACE_MODE_READ)
+  // lets only CAP_SYS_PTRACE past a uid that is not ours (CAP_SYS_ADMIN and
+  // CAP_DAC_READ_SEARCH do not; measured on Linux 6.18). The loader drops it
+  // when --bash-path names the binaries (nothing is searched for then).
+  bash: ['BPF', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE'],
 };
 
 /**

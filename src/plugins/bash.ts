@@ -3,11 +3,12 @@
 // FLUSH_LINES are waiting, whichever comes first.
 import type { Logger } from 'pino';
 import { BASH_INPUT, bashPoint, toEntries, type BashEntry } from '../bash/log';
+import { BashOrigins, decodeBashOrigins } from '../bash/origins';
 import { decodeBashLines } from '../bash/record';
 import { Redactor } from '../bash/redact';
 import { UserNames } from '../bash/users';
 import { forEachRecord, readField, readString, type Frame } from '../loader/frames';
-import { DKE_FRAME_BASH_LINES, DKE_FRAME_TELEMETRY, dke_telemetry_rec } from '../loader/layout.generated';
+import { DKE_FRAME_BASH_LINES, DKE_FRAME_BASH_ORIGINS, DKE_FRAME_TELEMETRY, dke_telemetry_rec } from '../loader/layout.generated';
 import { LoaderSupervisor, type LoaderReady } from '../loader/supervisor';
 import { LOADER_BIN } from '../paths';
 import type { CollectorPlugin, PluginContext } from './types';
@@ -16,11 +17,21 @@ import type { CollectorPlugin, PluginContext } from './types';
 export const DEFAULT_BASH_PATHS = ['/bin/bash', '/usr/bin/bash'];
 
 interface BashLoaderInfo {
-  /** The binaries whose readline() is probed. */
+  /** The binaries whose readline() is probed for good. */
   binaries: string[];
   /** How the uretprobe is attached. */
   mode: string;
+  /** Whether bash binaries run in other mount namespaces are found and probed. */
+  containers: boolean;
 }
+
+/** Kernel-side telemetry counters of lost bash data, by the `what` they are reported as. */
+const KERNEL_LOSSES = {
+  ringbuf_full: 'bash_ringbuf_full',
+  read_failed: 'bash_read_failed',
+  procs_full: 'bash_procs_full',
+  pids_full: 'bash_pids_full',
+} as const;
 
 /** Upstream's batch size. */
 export const FLUSH_LINES = 128;
@@ -30,6 +41,7 @@ export class BashPlugin implements CollectorPlugin {
   private readonly loader: LoaderSupervisor;
   private readonly log: Logger;
   private readonly users = new UserNames();
+  private readonly origins = new BashOrigins();
   private readonly redactor: Redactor;
   private buffer: BashEntry[] = [];
   /** Batches are resolved (user names) one after another, so lines keep their order. */
@@ -46,10 +58,12 @@ export class BashPlugin implements CollectorPlugin {
     this.loader = new LoaderSupervisor({ plugin: 'bash', file: LOADER_BIN, args }, this.log);
     this.loader.on('frame', (f, generation) => {
       if (f.type === DKE_FRAME_BASH_LINES) this.enqueue(f);
+      else if (f.type === DKE_FRAME_BASH_ORIGINS) this.applyOrigins(f);
       else if (f.type === DKE_FRAME_TELEMETRY) this.reportTelemetry(f, generation);
     });
     this.loader.on('ready', (r) => {
       if (r.generation <= 1) return;
+      this.ingesting = this.ingesting.then(() => this.origins.clear());
       this.ctx.metrics.add('loader_restarts', 1, { plugin: this.name });
       this.log.info({ loaderPid: r.pid, generation: r.generation }, 'eBPF loader restarted');
     });
@@ -60,7 +74,7 @@ export class BashPlugin implements CollectorPlugin {
     const redact = [...this.ctx.config.bashRedact, ...this.ctx.config.bashRedactRegex.map((r) => `regex ${r}`)];
     const info = ready.info as BashLoaderInfo;
     this.log.info(
-      { binaries: info.binaries, attach: info.mode, redact },
+      { binaries: info.binaries, attach: info.mode, containers: info.containers, redact },
       `auditing interactive bash commands; redaction ${redact.length > 0 ? `on (${redact.join(', ')})` : 'off'}`,
     );
     return ready;
@@ -70,10 +84,21 @@ export class BashPlugin implements CollectorPlugin {
     return this.loader.childPid;
   }
 
+  /** In line with the lines: an origin applies to the lines after it. */
+  private applyOrigins(frame: Frame): void {
+    this.ingesting = this.ingesting.then(() => {
+      try {
+        this.origins.apply(decodeBashOrigins(frame));
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'dropping an undecodable batch of bash shell origins');
+      }
+    });
+  }
+
   private enqueue(frame: Frame): void {
     this.ingesting = this.ingesting.then(async () => {
       try {
-        const entries = await toEntries(decodeBashLines(frame), this.users, this.redactor);
+        const entries = await toEntries(decodeBashLines(frame), this.users, this.redactor, this.origins);
         this.buffer.push(...entries);
       } catch (err) {
         // Never the command text: it may hold a secret the redaction is for.
@@ -117,12 +142,15 @@ export class BashPlugin implements CollectorPlugin {
     const now = new Map<string, number>();
     forEachRecord(f, dke_telemetry_rec, (r) => now.set(readString(f.payload, r, F.name), readField(f.payload, r, F.value)));
     this.lastTelemetry = { generation, values: now };
-    const lost = {
-      ringbuf_full: (now.get('bash_ringbuf_full') ?? 0) - (before.get('bash_ringbuf_full') ?? 0),
-      read_failed: (now.get('bash_read_failed') ?? 0) - (before.get('bash_read_failed') ?? 0),
-    };
-    for (const [what, d] of Object.entries(lost)) if (d > 0) this.ctx.metrics.add('kernel_dropped', d, { plugin: this.name, what });
-    if (lost.ringbuf_full > 0 || lost.read_failed > 0) this.log.warn({ lost }, 'the kernel side dropped bash lines this interval');
+    const lost: Record<string, number> = {};
+    for (const [what, name] of Object.entries(KERNEL_LOSSES)) {
+      const d = (now.get(name) ?? 0) - (before.get(name) ?? 0);
+      if (d <= 0) continue;
+      lost[what] = d;
+      this.ctx.metrics.add('kernel_dropped', d, { plugin: this.name, what });
+    }
+    // procs_full and pids_full lose shells of containers (not probed), the others lines.
+    if (Object.keys(lost).length > 0) this.log.warn({ lost }, 'the kernel side dropped bash lines or shell starts this interval');
   }
 
   async close(): Promise<void> {

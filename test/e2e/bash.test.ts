@@ -3,16 +3,20 @@
 // readline uretprobe, a real receiver; every received point is checked field
 // by field. Also: ebpf-bash alone loads no network programs, and one plugin
 // failing (at start-up or later) leaves the other running.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatRfc3339 } from '../../src/bash/log';
+import { capNames } from '../../src/daemon/privileges';
 import type { ParsedPoint } from '../../src/lineproto/parse';
 import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import { startInteractiveBash, type InteractiveBash } from '../helpers/bash-pty';
+import { bashImage, cgroupNamed, inContainer, overlayRoot, type Mounted } from '../helpers/containers';
 import { spawnCli, startDaemon, tempStateDir, waitFor, type RunningDaemon } from '../helpers/daemon';
+import { fakeDataKit, jsonLines, launch, procCreds, runInstall } from '../helpers/install';
 import { createHostPair, runPeer, startServer, type HostPair } from '../helpers/netns';
 
 const RECEIVER_PORT = 25400;
@@ -25,6 +29,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dke-bash-e2e-'));
 // A daemon started without --user root drops to nobody: it must see in here.
 fs.chmodSync(tmp, 0o755);
 const shells: InteractiveBash[] = [];
+/** Mounts and cgroups, removed in reverse order after the shells are gone. */
+const mounted: Mounted[] = [];
 
 beforeAll(async () => {
   receiver = await startReceiver({ host: '127.0.0.1', port: RECEIVER_PORT });
@@ -33,6 +39,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const s of shells) s.kill();
+  await new Promise((r) => setTimeout(r, 200));
+  for (const m of mounted.reverse()) m.remove();
   await receiver?.close();
   hosts?.destroy();
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -66,8 +74,14 @@ function bashWrites() {
   return receiver.writes.filter((w) => w.input === 'ebpf-bash');
 }
 
-/** Every point of one session, compared field by field with what was typed. */
-function expectSession(pid: number, user: string, typed: { line: string; at: number }[], expectedCmd: (line: string) => string): void {
+/** Every point of one session, compared field by field with what was typed; `tags`: beyond the common ones. */
+function expectSession(
+  pid: number,
+  user: string,
+  typed: { line: string; at: number }[],
+  expectedCmd: (line: string) => string,
+  tags: Record<string, string> = {},
+): void {
   const pts = pointsOf(pid);
   expect(pts.map((p) => p.fields.cmd)).toEqual(typed.map((t) => expectedCmd(t.line)));
   pts.forEach((p, i) => {
@@ -75,7 +89,7 @@ function expectSession(pid: number, user: string, typed: { line: string; at: num
     const truncated = Buffer.byteLength(typed[i]!.line) > 4096;
     const when = formatRfc3339(new Date(Number(p.timestamp! / 1_000_000n)));
     expect(p.measurement).toBe('bash');
-    expect(p.tags).toEqual({ host: HOST, service: 'ebpf', source: 'bash', team: 'audit' });
+    expect(p.tags).toEqual({ host: HOST, service: 'ebpf', source: 'bash', team: 'audit', ...tags });
     expect(p.fields).toEqual({
       pid: String(pid),
       user,
@@ -95,6 +109,21 @@ function expectSession(pid: number, user: string, typed: { line: string; at: num
 function startedLog(d: RunningDaemon): Record<string, unknown> {
   return d.logs.find((l) => String(l.msg).startsWith('datakit-ebpf started'))!;
 }
+
+/** The loader's perf-event BPF links: one per uprobe it holds. */
+function perfLinks(loaderPid: number): number {
+  const dir = `/proc/${loaderPid}/fdinfo`;
+  return fs.readdirSync(dir).filter((fd) => {
+    try {
+      return /^link_type:\s+perf$/m.test(fs.readFileSync(path.join(dir, fd), 'utf8'));
+    } catch {
+      return false; // closed meanwhile
+    }
+  }).length;
+}
+
+const PROBING = 'ebpf-bash: probing readline in a bash binary of another mount namespace';
+const DETACHED = 'ebpf-bash: no process runs this bash binary any more: probe detached';
 
 function exitOf(proc: import('node:child_process').ChildProcess): Promise<number | null> {
   return new Promise((resolve) => (proc.exitCode !== null ? resolve(proc.exitCode) : proc.once('exit', (c) => resolve(c))));
@@ -229,13 +258,126 @@ describe('interactive bash commands as DataKit logs', () => {
   });
 });
 
+describe('bash in containers, found without configuration', () => {
+  // A user only the image knows: a name taken from the host would be wrong.
+  const CTR_UID = 4242;
+  const PASSWD = `root:x:0:0:root:/root:/bin/bash\nctruser:x:${CTR_UID}:${CTR_UID}:only in the image:/:/bin/bash\n`;
+  let image: string;
+  let imageBash: fs.Stats;
+
+  beforeAll(() => {
+    expect(spawnSync('getent', ['passwd', String(CTR_UID)]).status, `uid ${CTR_UID} must not exist on this host`).not.toBe(0);
+    image = bashImage(path.join(tmp, 'image'), PASSWD);
+    imageBash = fs.statSync(path.join(image, 'bin/bash'));
+    expect(imageBash.ino).not.toBe(fs.statSync('/bin/bash').ino);
+  });
+
+  const devOf = (st: fs.Stats): string => `${Math.floor(st.dev / 256) & 0xfff}:${(st.dev & 0xff) | ((st.dev >> 12) & 0xfff00)}`;
+
+  it('audits the shells of two containers of one image through one probe, with the image\'s user names and the container id, as the unprivileged collector', async () => {
+    receiver.clear();
+    // The installed collector, as DataKit runs it: the daemon drops to an
+    // unprivileged user and the bash loader keeps only its own capabilities.
+    const dk = fakeDataKit();
+    const installed = runInstall(['--root', dk.root]);
+    expect(installed.code, installed.out).toBe(0);
+    const run = launch(dk.launcher, [
+      'run', '--datakit-apiserver', `127.0.0.1:${RECEIVER_PORT}`, '--enabled', 'ebpf-bash', '--hostname', HOST, '--tags', 'team=audit',
+      '--interval', '1s', '--log', 'stdout', '--pin-root', 'off',
+    ]);
+    const logs = (): Record<string, unknown>[] => jsonLines(run.stdout);
+    try {
+      const started = await waitFor(() => logs().find((l) => String(l.msg).startsWith('datakit-ebpf started')), 30_000, () =>
+        run.proc.exitCode !== null ? `collector exited ${run.proc.exitCode}: ${run.stderr.join(' | ')}` : undefined,
+      );
+      expect(started!.hookSet).toBe('ebpf-bash: uretprobe readline in /bin/bash (perf uprobe) + bash in other mount namespaces (sched_process_exec)');
+      const loaderPid = (started!.loaderPids as Record<string, number>)['ebpf-bash']!;
+      const loader = procCreds(loaderPid);
+      expect(loader.uid).not.toBe(0);
+      expect(capNames(loader.capEff).sort()).toEqual(['CAP_BPF', 'CAP_PERFMON', 'CAP_SYS_ADMIN', 'CAP_SYS_PTRACE']);
+      expect(perfLinks(loaderPid)).toBe(1); // /bin/bash (= /usr/bin/bash)
+
+      // Two containers of one image: their own mount namespaces, overlay
+      // roots over the same layer; the first in a cgroup named as Docker's
+      // systemd driver names one.
+      const id = randomBytes(32).toString('hex');
+      const cgroup = cgroupNamed(`docker-${id}.scope`);
+      const ctr1 = overlayRoot(image, path.join(tmp, 'ctr1'));
+      const ctr2 = overlayRoot(image, path.join(tmp, 'ctr2'));
+      mounted.push(cgroup, ctr1, ctr2);
+
+      const one = await bash({ via: inContainer(ctr1.dir, CTR_UID, cgroup) });
+      const probing = await waitFor(() => logs().find((l) => l.msg === PROBING), 10_000);
+      // The layer's file (what both overlays map), not /bin/bash and not an overlay inode.
+      expect(probing).toMatchObject({ binary: path.join(ctr1.dir, 'bin/bash'), dev: devOf(imageBash), ino: imageBash.ino, pid: one.pid, container_id: id, catch_up: true });
+      console.log(`[bash] container shell ${one.pid}: probed ${probing!.binary} dev ${probing!.dev} ino ${probing!.ino} (host /bin/bash ino ${fs.statSync('/bin/bash').ino}), container ${id.slice(0, 12)}`);
+      expect(perfLinks(loaderPid)).toBe(3); // + readline's return and entry in the image's bash
+
+      // What it takes to read another user's /proc/<pid>/root: CAP_SYS_PTRACE, not CAP_SYS_ADMIN or CAP_DAC_READ_SEARCH.
+      const asLoader = (caps: string) =>
+        spawnSync('setpriv', [`--reuid=${loader.uid}`, `--regid=${loader.gid}`, '--clear-groups', `--inh-caps=${caps}`, `--ambient-caps=${caps}`, 'cat', `/proc/${one.pid}/root/etc/passwd`], { encoding: 'utf8' });
+      expect(asLoader('+sys_admin,+dac_read_search,+bpf,+perfmon').stderr).toContain('Permission denied');
+      expect(asLoader('+sys_ptrace').stdout).toBe(PASSWD);
+
+      const typedOne = await typeAll(one, ['echo from-container-one', 'echo $UID']);
+      expect(one.output()).toContain(`\r\n${CTR_UID}\r\n`);
+      const two = await bash({ via: inContainer(ctr2.dir, CTR_UID) });
+      const typedTwo = await typeAll(two, ['echo from-container-two', 'exit']);
+      const host = await bash();
+      const typedHost = await typeAll(host, ['echo from-the-host', 'exit']);
+      // The second container's shell exited: the first still runs the file.
+      await new Promise((r) => setTimeout(r, 700));
+      expect(logs().filter((l) => l.msg === DETACHED)).toEqual([]);
+      typedOne.push(...(await typeAll(one, ['exit'])));
+
+      const detached = await waitFor(() => logs().find((l) => l.msg === DETACHED), 10_000);
+      expect(detached).toMatchObject({ dev: devOf(imageBash), ino: imageBash.ino });
+      expect(perfLinks(loaderPid)).toBe(1);
+      expect(logs().filter((l) => l.msg === PROBING)).toHaveLength(1);
+      await waitFor(() => pointsOf(one.pid).length >= 3 && pointsOf(two.pid).length >= 2 && pointsOf(host.pid).length >= 2, 15_000);
+      await new Promise((r) => setTimeout(r, 1500)); // nothing more, nothing twice
+      expectSession(one.pid, 'ctruser', typedOne, (l) => l, { container_id: id });
+      expectSession(two.pid, 'ctruser', typedTwo, (l) => l);
+      expectSession(host.pid, 'root', typedHost, (l) => l);
+      expect(logs().filter((l) => Number(l.level) >= 40 && l.plugin === 'ebpf-bash')).toEqual([]);
+    } finally {
+      run.proc.kill('SIGTERM');
+      expect(await run.exited).toBe(0);
+      fs.rmSync(dk.root, { recursive: true, force: true });
+    }
+  });
+
+  it('audits a container shell that was running before the collector started, from the first line typed after', async () => {
+    receiver.clear();
+    const id = randomBytes(32).toString('hex');
+    const cgroup = cgroupNamed(`docker/${id}`); // Docker's cgroupfs driver
+    mounted.push(cgroupNamed('docker'), cgroup);
+    const running = await bash({ via: inContainer(image, CTR_UID, cgroup) });
+    const daemon = await startDaemon(`127.0.0.1:${RECEIVER_PORT}`, ['--enabled', 'ebpf-bash', '--hostname', HOST, '--tags', 'team=audit']);
+    try {
+      const probing = await waitFor(() => daemon.logs.find((l) => l.msg === PROBING), 10_000);
+      expect(probing).toMatchObject({ pid: running.pid, ino: imageBash.ino, container_id: id, catch_up: true });
+      // It sat in readline() when the probe came: the first line is caught up at the next prompt.
+      // Then the shell execs a bash again (the same pid, the same file): still audited, probed once.
+      const typed = await typeAll(running, ['echo typed-after-start', 'echo again', 'exec /bin/bash --norc --noprofile -i', 'echo after-exec', 'exit']);
+      await waitFor(() => pointsOf(running.pid).length >= typed.length, 10_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      expectSession(running.pid, 'ctruser', typed, (l) => l, { container_id: id });
+      await waitFor(() => daemon.logs.find((l) => l.msg === DETACHED), 10_000);
+      expect(daemon.logs.filter((l) => l.msg === PROBING || l.msg === DETACHED).map((l) => l.msg)).toEqual([PROBING, DETACHED]);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+  });
+});
+
 describe('plugins stay apart', () => {
   it('runs ebpf-bash alone with no network program loaded', async () => {
     const daemon = await startDaemon(`127.0.0.1:${RECEIVER_PORT}`, ['--enabled', 'ebpf-bash']);
     try {
       const started = startedLog(daemon);
       expect(started.plugins).toEqual(['ebpf-bash']);
-      expect(started.hookSet).toBe('ebpf-bash: uretprobe readline in /bin/bash (perf uprobe)');
+      expect(started.hookSet).toBe('ebpf-bash: uretprobe readline in /bin/bash (perf uprobe) + bash in other mount namespaces (sched_process_exec)');
       const pids = started.loaderPids as Record<string, number>;
       expect(Object.keys(pids)).toEqual(['ebpf-bash']);
       // What the loader holds, from the kernel's view of its file descriptors.
@@ -249,9 +391,12 @@ describe('plugins stay apart', () => {
         const map = /^map_type:\s+(\d+)$/m.exec(info);
         if (map) mapTypes.push(Number(map[1]));
       }
-      expect(progTypes).toEqual([2]); // one BPF_PROG_TYPE_KPROBE (the uretprobe); no tracing or cgroup_skb
-      // The percpu telemetry array and the ring buffer; none of netflow's hash maps.
-      expect(mapTypes.sort((a, b) => a - b)).toEqual([6, 27]);
+      // BPF_PROG_TYPE_KPROBE: readline's return and entry; BPF_PROG_TYPE_TRACING: sched_process_exec,
+      // sched_process_exit and the task iterator (finding bash in containers). No cgroup_skb.
+      expect(progTypes.sort((a, b) => a - b)).toEqual([2, 2, 26, 26, 26]);
+      // Hash maps of tracked shells, ignored binaries and catch-ups; the iterator's config and
+      // .rodata arrays; the telemetry percpu array; the lines' and the process starts' ring buffers.
+      expect(mapTypes.sort((a, b) => a - b)).toEqual([1, 1, 1, 2, 2, 6, 27, 27]);
       expect(daemon.logs.filter((l) => Number(l.level) >= 40 && l.plugin === 'ebpf-bash')).toEqual([]);
     } finally {
       expect(await daemon.stop()).toBe(0);

@@ -81,7 +81,7 @@ function bounded(names: string[]): bigint {
   return capMask([...names, 'CAP_SYS_RESOURCE']) & procCreds(process.pid).capBnd;
 }
 const NET_CAPS = ['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN'];
-const BASH_CAPS = ['CAP_BPF', 'CAP_PERFMON', 'CAP_SYS_ADMIN'];
+const BASH_CAPS = ['CAP_BPF', 'CAP_PERFMON', 'CAP_SYS_ADMIN', 'CAP_SYS_PTRACE'];
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 

@@ -104,6 +104,12 @@ describe('systemd unit', () => {
     const want = LOADER_CAPABILITIES.net!.map((c) => `CAP_${c}`).sort();
     expect(key('CapabilityBoundingSet')[0]!.split(/\s+/).sort()).toEqual(want);
     expect(key('AmbientCapabilities')[0]!.split(/\s+/).sort()).toEqual(want);
+    // ebpf-bash's drop-in, as the unit documents it: exactly what its loader needs beyond ebpf-net's.
+    const dropIn = (k: string): string[][] => [...unit.matchAll(new RegExp(`^#\\s+${k}=(.*)$`, 'gm'))].map((m) => m[1]!.split(/\s+/).sort());
+    const bashExtra = LOADER_CAPABILITIES.bash!.filter((c) => !LOADER_CAPABILITIES.net!.includes(c)).map((c) => `CAP_${c}`).sort();
+    expect(bashExtra).toEqual(['CAP_SYS_ADMIN', 'CAP_SYS_PTRACE']);
+    expect(dropIn('CapabilityBoundingSet')).toEqual([bashExtra]);
+    expect(dropIn('AmbientCapabilities')).toEqual([bashExtra]);
     // The config it reads is installed, and clean.
     const r = spawnSync(process.execPath, [CLI, 'check-config', conf], { encoding: 'utf8' });
     expect(r.status, r.stdout).toBe(0);

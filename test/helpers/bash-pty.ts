@@ -24,6 +24,12 @@ export interface BashOptions {
   bash?: string;
   /** Run in the mount namespace of this process (as in a container). */
   mountNsOf?: number;
+  /**
+   * Runs the shell through this command, which execs the rest of its
+   * arguments (e.g. `unshare --mount --root <dir>`), after the clean
+   * environment is set.
+   */
+  via?: string[];
 }
 
 /** Quotes for /bin/sh. */
@@ -44,7 +50,7 @@ export async function startInteractiveBash(opts: BashOptions = {}, timeoutMs = 1
     'INPUTRC=/dev/null',
     'PS1=[dke:$$]> ', // bash expands $$ in the prompt: its own pid
   ];
-  const shell = [opts.bash ?? '/bin/bash', '--norc', '--noprofile', '-i'];
+  const shell = [...(opts.via ?? []), opts.bash ?? '/bin/bash', '--norc', '--noprofile', '-i'];
   const inner = ['env', '-i', ...env, ...shell];
   const asUser = opts.user ? ['runuser', '-u', opts.user, '--', ...inner] : inner;
   const argv = opts.mountNsOf ? ['nsenter', '-t', String(opts.mountNsOf), '-m', '--', ...asUser] : asUser;

@@ -185,6 +185,6 @@ export function uidOf(user: string): number | undefined {
 
 /** The capability mask the loader is meant to keep, bounded by what this process may hold. */
 export function capMask(names: string[]): bigint {
-  const nums: Record<string, number> = { CAP_NET_ADMIN: 12, CAP_NET_RAW: 13, CAP_SYS_ADMIN: 21, CAP_SYS_RESOURCE: 24, CAP_PERFMON: 38, CAP_BPF: 39 };
+  const nums: Record<string, number> = { CAP_NET_ADMIN: 12, CAP_NET_RAW: 13, CAP_SYS_PTRACE: 19, CAP_SYS_ADMIN: 21, CAP_SYS_RESOURCE: 24, CAP_PERFMON: 38, CAP_BPF: 39 };
   return names.reduce((m, n) => m | (1n << BigInt(nums[n]!)), 0n);
 }

@@ -13,10 +13,12 @@ import {
   DKE_DNS_SIDE_CLIENT,
   DKE_DNS_SIDE_SERVER,
   DKE_FRAME_BASH_LINES,
+  DKE_FRAME_BASH_ORIGINS,
   DKE_FRAME_DNS_NAMES,
   DKE_FRAME_DNS_STATS,
   DKE_FRAME_FLOWS,
   dke_bash_line,
+  dke_bash_origin,
   dke_dns_name,
   dke_dnsflow_stat,
   dke_flow_delta,
@@ -230,6 +232,22 @@ export function bashLine(s: BashLineSpec): Buffer {
 /** A DKE_FRAME_BASH_LINES frame. */
 export function bashLinesFrame(...lines: BashLineSpec[]): Frame {
   return frameOf(DKE_FRAME_BASH_LINES, dke_bash_line, lines.map(bashLine));
+}
+
+export interface BashOriginSpec {
+  pid: number;
+  uid: number;
+  user?: string;
+  containerId?: string;
+}
+
+/** A DKE_FRAME_BASH_ORIGINS frame; the padding after each string is stale (0x5a), as in a reused buffer. */
+export function bashOriginsFrame(...origins: BashOriginSpec[]): Frame {
+  return frameOf(
+    DKE_FRAME_BASH_ORIGINS,
+    dke_bash_origin,
+    origins.map((o) => record(dke_bash_origin, { pid: o.pid, uid: o.uid, user: o.user ?? '', container_id: o.containerId ?? '' }, 0x5a)),
+  );
 }
 
 // ---------------------------------------------------------------- points

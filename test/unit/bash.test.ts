@@ -7,12 +7,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bashMessage, bashPoint, formatRfc3339, toEntries, type BashEntry, type Clocks } from '../../src/bash/log';
+import { BashOrigins, decodeBashOrigins } from '../../src/bash/origins';
 import { completeUtf8End, decodeBashLines, type BashLineRecord } from '../../src/bash/record';
 import { compileRedactRegex, REDACTED, Redactor } from '../../src/bash/redact';
 import { parsePasswd, UserNames } from '../../src/bash/users';
 import { encodePoint } from '../../src/lineproto/encode';
-import { DKE_BASH_LINE_MAX, DKE_FRAME_BASH_LINES, dke_bash_line } from '../../src/loader/layout.generated';
-import { bashLine, bashLinesFrame } from '../helpers/records';
+import { DKE_BASH_LINE_MAX, DKE_FRAME_BASH_LINES, DKE_FRAME_BASH_ORIGINS, dke_bash_line, dke_bash_origin } from '../../src/loader/layout.generated';
+import { bashLine, bashLinesFrame, bashOriginsFrame } from '../helpers/records';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dke-bash-unit-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -214,10 +215,57 @@ describe('bash points', () => {
       { ktimeNs: 4_500n, pid: 1, uid: 0, line: '   ', truncated: false },
       { ktimeNs: 4_900n, pid: 2, uid: 77, line: 'ls', truncated: true },
     ];
-    expect(await toEntries(records, users, new Redactor(['password']), clocks)).toEqual<BashEntry[]>([
+    expect(await toEntries(records, users, new Redactor(['password']), new BashOrigins(), clocks)).toEqual<BashEntry[]>([
       { timeNs: 999_999_999_000n, pid: 1, user: 'root', cmd: 'export TOKEN=***', truncated: false },
       { timeNs: 999_999_999_900n, pid: 2, user: '77', cmd: 'ls', truncated: true },
     ]);
   });
 });
 
+describe('shells in containers', () => {
+  const ID = 'c0ffee'.repeat(10) + 'beef';
+  const clocks: Clocks = { wallNs: () => 1_000_000_000_000n, monoNs: () => 0n };
+
+  it('decode origin frames: names and ids end at their NUL or at the field\'s end', () => {
+    const longest = 'u'.repeat(dke_bash_origin.fields.user.size);
+    expect(decodeBashOrigins(bashOriginsFrame({ pid: 7, uid: 4242, user: 'ctruser', containerId: ID }, { pid: 8, uid: 1, user: longest }, { pid: 7, uid: 4242 }))).toEqual([
+      { pid: 7, uid: 4242, user: 'ctruser', containerId: ID },
+      { pid: 8, uid: 1, user: longest, containerId: '' },
+      { pid: 7, uid: 4242, user: '', containerId: '' },
+    ]);
+    const rec = bashOriginsFrame({ pid: 1, uid: 0 }).payload;
+    expect(() => decodeBashOrigins({ type: DKE_FRAME_BASH_ORIGINS, count: 2, payload: rec })).toThrow(`not 2 records of ${dke_bash_origin.size}`);
+  });
+
+  it('name a container shell\'s user as its image does, tag its container, and leave host shells as they were', async () => {
+    const passwd = path.join(tmp, 'passwd-containers');
+    fs.writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\nhostuser:x:4242:4242::/:/bin/sh\n');
+    const users = new UserNames({ passwdPath: passwd, lookup: async () => undefined });
+    const origins = new BashOrigins();
+    origins.apply(decodeBashOrigins(bashOriginsFrame({ pid: 10, uid: 4242, user: 'ctruser', containerId: ID }, { pid: 11, uid: 0, containerId: ID })));
+    const lines: BashLineRecord[] = [
+      { ktimeNs: 1n, pid: 10, uid: 4242, line: 'ls', truncated: false },
+      { ktimeNs: 2n, pid: 11, uid: 0, line: 'id', truncated: false }, // a container without its own name for root: the host's
+      { ktimeNs: 3n, pid: 12, uid: 4242, line: 'pwd', truncated: false }, // a host shell
+      { ktimeNs: 4n, pid: 10, uid: 0, line: 'whoami', truncated: false }, // a uid the origin does not name
+    ];
+    const entries = await toEntries(lines, users, new Redactor([]), origins, clocks);
+    expect(entries.map((e) => [e.pid, e.user, e.containerId])).toEqual([
+      [10, 'ctruser', ID],
+      [11, 'root', ID],
+      [12, 'hostuser', undefined],
+      [10, 'root', ID],
+    ]);
+    expect(bashPoint(entries[0]!, { host: 'h' }).tags).toEqual({ host: 'h', source: 'bash', container_id: ID });
+    expect(bashPoint(entries[0]!, { host: 'h' }).fields.message).toMatch(/ user:`ctruser` cmd:`ls`$/);
+    expect(bashPoint(entries[2]!, { host: 'h' }).tags).toEqual({ host: 'h', source: 'bash' });
+
+    // The shell exited: an empty origin ends it, and a new shell with that pid is a host shell again.
+    origins.apply(decodeBashOrigins(bashOriginsFrame({ pid: 10, uid: 4242 })));
+    expect(origins.size).toBe(1);
+    const [again] = await toEntries([{ ktimeNs: 5n, pid: 10, uid: 4242, line: 'ls', truncated: false }], users, new Redactor([]), origins, clocks);
+    expect(again).toEqual({ timeNs: 1_000_000_000_005n, pid: 10, user: 'hostuser', cmd: 'ls', truncated: false });
+    origins.clear();
+    expect(origins.get(11)).toBeUndefined();
+  });
+});

@@ -6,8 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/paths';
 
 describe('dke-loader native units', () => {
-  it('flow marks: a collect reports exactly what is not yet durable (test_flow_marks)', () => {
-    const r = spawnSync(path.join(PROJECT_ROOT, 'build', 'native', 'test_flow_marks'), { encoding: 'utf8' });
+  it.each([
+    ['flow marks: a collect reports exactly what is not yet durable', 'test_flow_marks'],
+    ["bash origins: container ids from cgroup paths, user names from a container's passwd", 'test_bash_origin'],
+  ])('%s (%s)', (_what, binary) => {
+    const r = spawnSync(path.join(PROJECT_ROOT, 'build', 'native', binary), { encoding: 'utf8' });
     expect(r.error).toBeUndefined();
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);

@@ -56,10 +56,12 @@ describe('loader capabilities', () => {
     expect(bits(loaderCapNumbers(['ebpf-net'], 40))).toEqual(['CAP_BPF', 'CAP_NET_ADMIN', 'CAP_PERFMON', 'CAP_SYS_RESOURCE']);
   });
 
-  it('adds CAP_SYS_ADMIN only when ebpf-bash (a uprobe) is enabled', () => {
-    expect(bits(loaderCapNumbers(['ebpf-net', 'ebpf-bash'], 40))).toEqual(['CAP_BPF', 'CAP_NET_ADMIN', 'CAP_PERFMON', 'CAP_SYS_ADMIN', 'CAP_SYS_RESOURCE']);
+  it('adds CAP_SYS_ADMIN (a uprobe) and CAP_SYS_PTRACE (other users\' /proc/<pid>/root) only when ebpf-bash is enabled', () => {
+    expect(bits(loaderCapNumbers(['ebpf-net', 'ebpf-bash'], 40))).toEqual(['CAP_BPF', 'CAP_NET_ADMIN', 'CAP_PERFMON', 'CAP_SYS_ADMIN', 'CAP_SYS_PTRACE', 'CAP_SYS_RESOURCE']);
     expect(loaderCapabilities('net', 40)).not.toContain('SYS_ADMIN');
+    expect(loaderCapabilities('net', 40)).not.toContain('SYS_PTRACE');
     expect(loaderCapabilities('bash', 40)).toContain('SYS_ADMIN');
+    expect(loaderCapabilities('bash', 40)).toContain('SYS_PTRACE');
   });
 
   it('uses CAP_SYS_ADMIN instead of CAP_BPF and CAP_PERFMON before Linux 5.8', () => {
