@@ -1,4 +1,4 @@
-// Scenario 6 — the encoder and the uploader's batching on one core:
+// The encoder and the uploader's batching on one core:
 // line-protocol points/s and MB/s for netflow-shaped points (the aggregator's
 // tag set plus host/service), through encodePoints (LineBuffer),
 // encodeBatches (the uploader's 256-point / 1 MiB bodies) and the gzip the
@@ -144,9 +144,9 @@ export async function runEncoder(ctx: BenchContext): Promise<ScenarioResult> {
   const data: EncoderData = { ...(JSON.parse(r.stdout) as Omit<EncoderData, 'pinnedCpu'>), pinnedCpu: hasTaskset ? cpu : 'not pinned (no taskset)' };
   const fmt = (t: Throughput): string => `${Math.round(t.pointsPerSecond).toLocaleString('en-US')} points/s, ${t.mbPerSecond.toFixed(1)} MB/s`;
   const rows: Row[] = [
-    info('encodePoints (LineBuffer), one core', fmt(data.encodePoints), `${data.encodePoints.bytesPerPoint} bytes/point, netflow-shaped`),
-    info('encodeBatches (256 points / 1 MiB), one core', fmt(data.encodeBatches), `${data.encodeBatches.batchesPerRun} bodies per ${data.points} points`),
-    info('gzip of the bodies (daemon default), one core', `${data.gzip.mbPerSecond.toFixed(1)} MB/s in`, `${Math.round(data.gzip.pointsPerSecond).toLocaleString('en-US')} points/s; ratio ${data.gzip.ratio}:1`),
+    info('encoder.encodePoints', 'encodePoints (LineBuffer), one core', fmt(data.encodePoints), `${data.encodePoints.bytesPerPoint} bytes/point, netflow-shaped`),
+    info('encoder.encodeBatches', 'encodeBatches (256 points / 1 MiB), one core', fmt(data.encodeBatches), `${data.encodeBatches.batchesPerRun} bodies per ${data.points} points`),
+    info('encoder.gzip', 'gzip of the bodies (daemon default), one core', `${data.gzip.mbPerSecond.toFixed(1)} MB/s in`, `${Math.round(data.gzip.pointsPerSecond).toLocaleString('en-US')} points/s; ratio ${data.gzip.ratio}:1`),
   ];
   return { name: 'encoder', rows, data };
 }

@@ -1,8 +1,10 @@
 // The benchmark runner (npm run bench -> scripts/bench -> here). Sets up the
-// test hosts and a receiver, runs every scenario, prints one table and writes
-// everything measured to test/bench/results/ as JSON (never committed).
+// test hosts and a receiver (the DataKit stand-in), runs every scenario,
+// prints one table with issue 10's rows (target, met or missed, and the
+// previous local result beside each value) and the details under it, and
+// writes everything measured to test/bench/results/ as JSON (never committed).
 //
-//   node dist/bench/test/bench/run.js [--quick] [--only a,b] [--rounds N] [--cpu-prof] [--strict]
+//   node dist/bench/test/bench/run.js [--quick] [--only a,b] [--rounds N] [--sustained S] [--cpu-prof] [--strict]
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,34 +13,60 @@ import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import { runBpfCost } from './bpf-cost';
 import { summarizeChurn, churnProbe, type ChurnSample } from './churn';
 import { runCpu } from './cpu';
+import { summarizeDns, dnsProbe, type DnsSample } from './dns';
 import { runEncoder } from './encoder';
+import { runExact } from './exact';
 import { runMemory } from './memory';
+import { summarizeNginx, nginxProbe } from './nginx';
+import { runSustained } from './sustained';
 import { summarizeThroughput, throughputProbe, type ThroughputSample } from './throughput';
+import { runUdp } from './udp';
 import { foreignCollectorPrograms } from './lib/bpf';
+import { Collector } from './lib/collector';
 import { summarizeProfiles } from './lib/profile';
 import { createBenchHosts, type BenchHosts } from './lib/hosts';
+import type { AbResult } from './lib/nginx';
 import { loadAverage, machineBusyPercent } from './lib/proc';
 import { runRounds, type AbProbe, type RoundSamples } from './lib/rounds';
 import { killAllChildren } from './lib/spawn';
-import { tcpgenPath } from './lib/tcpgen';
+import { genPath } from './lib/tcpgen';
 import { info, type BenchConfig, type BenchContext, type Row, type ScenarioResult } from './lib/types';
 import { progress, repoRoot, sleep } from './lib/util';
 
-const SCENARIOS = ['throughput', 'churn', 'cpu', 'memory', 'bpf-cost', 'encoder'] as const;
+const SCENARIOS = ['throughput', 'churn', 'nginx', 'dns', 'bpf-cost', 'cpu', 'memory', 'udp', 'exact', 'sustained', 'encoder'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
+
+/** Issue 10's table, in its order: these rows come first, the rest are details. */
+const TARGET_ROWS = [
+  'churn.ratio', 'nginx.ratio', 'churn.paused', 'throughput.veth', 'throughput.veth1k', 'bpf.perConnection', 'bpf.perMiB',
+  'cpu.rate1', 'cpu.per10k', 'rss.idle', 'rss.live', 'sustained.rss.10s', 'sustained.rss.60s', 'cpu.drops',
+  'dns.ratio', 'dns.cpuPerLookup', 'dns.lost', 'count.60s', 'udp.bytes', 'exact.1s', 'exact.60s',
+];
 
 const FULL: BenchConfig = {
   quick: false,
-  rounds: 5,
+  rounds: 6,
   probeSeconds: 3,
   omitSeconds: 1,
   churnSeconds: 3,
   intervalSec: 1,
+  cpuIntervalSec: 10,
+  cpuWindowSeconds: 20,
   rates: [1000, 20_000],
-  ratePhaseSeconds: 10,
-  idleSeconds: 8,
   memorySteps: [50_000, 100_000],
   memoryIntervalSec: 5,
+  sustainedRate: 17_000,
+  sustainedSeconds: 240,
+  sustainedIntervals: [10, 60],
+  countSeconds: 130,
+  udpSockets: 150_000,
+  udpSeconds: 3,
+  udpIntervalSec: 60,
+  exactRuns: [
+    { intervalSec: 1, seconds: 20 },
+    // Longer than one interval, so the run crosses a flush as well as the final one.
+    { intervalSec: 60, seconds: 75 },
+  ],
   statsRounds: 3,
   encoderSeconds: 2,
 };
@@ -49,10 +77,16 @@ const QUICK: BenchConfig = {
   rounds: 2,
   probeSeconds: 2,
   churnSeconds: 2,
-  ratePhaseSeconds: 5,
-  idleSeconds: 4,
-  memorySteps: [10_000, 20_000],
+  cpuIntervalSec: 5,
+  cpuWindowSeconds: 10,
+  memorySteps: [20_000],
   memoryIntervalSec: 2,
+  sustainedSeconds: 45,
+  countSeconds: 30,
+  exactRuns: [
+    { intervalSec: 1, seconds: 8 },
+    { intervalSec: 60, seconds: 8 },
+  ],
   statsRounds: 1,
   encoderSeconds: 1,
 };
@@ -68,6 +102,7 @@ function parseArgs(argv: string[]): Args {
   let only = new Set<ScenarioName>(SCENARIOS);
   let strict = false;
   let rounds: number | undefined;
+  let sustained: number | undefined;
   let cpuProf = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -75,6 +110,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--strict') strict = true;
     else if (a === '--cpu-prof') cpuProf = true;
     else if (a === '--rounds') rounds = Number(argv[++i]);
+    else if (a === '--sustained') sustained = Number(argv[++i]);
     else if (a === '--only') {
       const names = (argv[++i] ?? '').split(',').filter(Boolean);
       const bad = names.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
@@ -82,10 +118,13 @@ function parseArgs(argv: string[]): Args {
       only = new Set(names as ScenarioName[]);
     } else if (a === '-h' || a === '--help') {
       process.stdout.write(
-        'usage: npm run bench -- [--quick] [--only throughput,churn,cpu,memory,bpf-cost,encoder] [--rounds N] [--cpu-prof] [--strict]\n' +
-          '  --quick     shorter runs and fewer connections (for iterating; numbers are rougher)\n' +
-          '  --cpu-prof  write V8 CPU profiles of the collector to test/bench/results/profiles-*/\n' +
-          '  --strict    exit 1 when a goal is missed\n',
+        `usage: npm run bench -- [--quick] [--only ${SCENARIOS.join(',')}] [--rounds N] [--sustained SECONDS] [--cpu-prof] [--strict]\n` +
+          '  --quick          shorter runs and fewer connections (for iterating; numbers are rougher), about 5 minutes\n' +
+          '  --only a,b       run these scenarios only (see test/bench/README.md)\n' +
+          '  --rounds N       alternated with/without rounds (default 6, quick 2)\n' +
+          '  --sustained S    seconds of each sustained-churn run (default 240, quick 45)\n' +
+          "  --cpu-prof       write V8 CPU profiles of the collector's daemon to test/bench/results/profiles-*/\n" +
+          '  --strict         exit 1 when a target is missed\n',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
@@ -93,6 +132,11 @@ function parseArgs(argv: string[]): Args {
   if (rounds !== undefined) {
     if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds takes a positive integer');
     config.rounds = rounds;
+  }
+  if (sustained !== undefined) {
+    if (!Number.isFinite(sustained) || sustained < 5) throw new Error('--sustained takes seconds, at least 5');
+    config.sustainedSeconds = sustained;
+    config.countSeconds = Math.min(config.countSeconds, sustained);
   }
   if (cpuProf) {
     config.cpuProfDir = path.join(repoRoot(), 'test/bench/results', `profiles-${stamp()}`);
@@ -156,14 +200,41 @@ async function openReceiver(): Promise<Receiver> {
 
 function preflight(): void {
   if (process.getuid?.() !== 0) throw new Error('the benchmark loads eBPF programs and creates network namespaces: run it as root (npm run bench)');
-  tcpgenPath();
+  for (const g of ['tcpgen', 'dnsgen', 'udpgen'] as const) genPath(g);
 }
 
-function table(rows: Row[]): string {
-  const esc = (s: string): string => s.replace(/\|/g, '\\|');
-  const lines = ['| Metric | Value | Goal | Status | Notes |', '|---|---|---|---|---|'];
-  for (const r of rows) lines.push(`| ${esc(r.metric)} | ${esc(r.value)} | ${esc(r.goal ?? '')} | ${r.status} | ${esc(r.note ?? '')} |`);
-  return lines.join('\n');
+const STATUS = { met: 'met', missed: 'MISSED', info: '' } as const;
+
+function table(rows: Row[], withPrevious: boolean): string {
+  const esc = (x: string | undefined): string => (x ?? '').replace(/\|/g, '\\|');
+  const head = withPrevious ? '| What | Now | Previous | Target | Met | How / notes |\n|---|---|---|---|---|---|' : '| What | Now | Target | Met | How / notes |\n|---|---|---|---|---|';
+  const lines = rows.map((r) =>
+    withPrevious
+      ? `| ${esc(r.metric)} | ${esc(r.value)} | ${esc(r.previous ?? '-')} | ${esc(r.goal)} | ${STATUS[r.status]} | ${esc(r.note)} |`
+      : `| ${esc(r.metric)} | ${esc(r.value)} | ${esc(r.goal)} | ${STATUS[r.status]} | ${esc(r.note)} |`,
+  );
+  return [head, ...lines].join('\n');
+}
+
+interface Previous {
+  file: string;
+  startedAt?: string;
+  quick?: boolean;
+  commit?: string;
+  rows: Map<string, Row>;
+}
+
+/** The last local result (latest.json), read before this run overwrites it. */
+function readPrevious(dir: string): Previous | undefined {
+  const file = path.join(dir, 'latest.json');
+  try {
+    const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { startedAt?: string; config?: { quick?: boolean }; environment?: { start?: { commit?: string } }; rows?: Row[] };
+    const rows = new Map<string, Row>();
+    for (const r of j.rows ?? []) if (r.key) rows.set(r.key, r);
+    return { file, startedAt: j.startedAt, quick: j.config?.quick, commit: j.environment?.start?.commit, rows };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Pin directories of other collectors that still hold something (pinned links keep programs attached). */
@@ -187,6 +258,7 @@ function leftoverPinDirs(): string[] {
 
 /** Best-effort synchronous cleanup for an interrupted run. */
 function cleanupSync(hosts: BenchHosts | undefined): void {
+  Collector.killAll();
   killAllChildren('SIGKILL');
   try {
     for (const d of fs.readdirSync('/sys/fs/bpf')) {
@@ -207,6 +279,7 @@ async function main(): Promise<number> {
   await sleep(2000);
   const env = { ...environment(), machineBusyPercentBeforeStart: Math.round(machineBusyPercent(busy0).percent) };
   progress(`${config.quick ? 'quick' : 'full'} run: ${[...only].join(', ')}; other collectors' programs loaded: ${String(env.foreignCollectorPrograms)}`);
+  if (env.loadAverage[0]! >= 1.5) progress(`the machine is busy (load average ${String(env.loadAverage)}): ratios and CPU numbers will be noisy; quote a run on a quiet machine`);
   let hosts: BenchHosts | undefined;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
@@ -231,27 +304,36 @@ async function main(): Promise<number> {
     }
   };
   try {
-    const ab: AbProbe<unknown>[] = [];
-    if (only.has('throughput')) ab.push(throughputProbe() as AbProbe<unknown>);
-    if (only.has('churn')) ab.push(churnProbe() as AbProbe<unknown>);
-    if (ab.length) {
+    const probes: AbProbe<unknown>[] = [];
+    if (only.has('throughput')) probes.push(throughputProbe() as AbProbe<unknown>);
+    if (only.has('churn')) probes.push(churnProbe() as AbProbe<unknown>);
+    if (only.has('nginx')) probes.push(nginxProbe() as AbProbe<unknown>);
+    if (only.has('dns')) probes.push(dnsProbe() as AbProbe<unknown>);
+    if (probes.length) {
       await timed('rounds', async () => {
-        const out = await runRounds(ctx, ab);
+        const out = await runRounds(ctx, probes);
         const res: ScenarioResult[] = [];
-        if (out.samples.throughput) res.push(summarizeThroughput(out.samples.throughput as RoundSamples<ThroughputSample>));
-        if (out.samples.churn) res.push(summarizeChurn(out.samples.churn as RoundSamples<ChurnSample>));
+        const S = out.samples;
+        if (S.throughput) res.push(summarizeThroughput(S.throughput as RoundSamples<ThroughputSample>));
+        if (S.churn) res.push(summarizeChurn(S.churn as RoundSamples<ChurnSample>, config.intervalSec));
+        if (S.nginx) res.push(summarizeNginx(S.nginx as RoundSamples<AbResult>));
+        if (S.dns) res.push(summarizeDns(S.dns as RoundSamples<DnsSample>));
         const bad = out.collectorExitCodes.filter((c) => c !== 0).length;
         res[res.length - 1]!.rows.push(
-          info('collector runs in the rounds', `${out.collectorExitCodes.length} started, ${bad} unclean exits, ${out.loaderRestarts} loader restarts`, out.collectorProblems.length ? `warnings: ${out.collectorProblems.slice(0, 3).join(' / ')}` : undefined),
+          info('rounds.collector', `collector sessions in the rounds (--interval ${config.intervalSec}s)`, `${out.collectorExitCodes.length} started, ${bad} unclean exits, ${out.loaderRestarts} loader restarts`, out.collectorProblems.length ? `warnings: ${out.collectorProblems.slice(0, 3).join(' / ')}` : undefined),
         );
         return res;
       });
     }
+    if (only.has('bpf-cost')) await timed('bpf-cost', () => runBpfCost(ctx));
     if (only.has('cpu')) await timed('cpu', () => runCpu(ctx));
     if (only.has('memory')) await timed('memory', () => runMemory(ctx));
-    if (only.has('bpf-cost')) await timed('bpf-cost', () => runBpfCost(ctx));
+    if (only.has('udp')) await timed('udp', () => runUdp(ctx));
+    if (only.has('exact')) await timed('exact', () => runExact(ctx));
+    if (only.has('sustained')) await timed('sustained', () => runSustained(ctx));
     if (only.has('encoder')) await timed('encoder', () => runEncoder(ctx));
   } finally {
+    Collector.killAll();
     killAllChildren('SIGKILL');
     await receiver.close();
     hosts.destroy();
@@ -259,37 +341,51 @@ async function main(): Promise<number> {
 
   const profiles = config.cpuProfDir ? summarizeProfiles(config.cpuProfDir) : undefined;
   const finishedAt = new Date();
-  const rows = results.flatMap((r) => r.rows);
-  if (config.cpuProfDir) rows.unshift(info('profiling (--cpu-prof) was on', 'yes', 'the V8 profiler costs the collector CPU: CPU and ratio rows of this run are worse than without it'));
+  const all = results.flatMap((r) => r.rows);
+  if (config.cpuProfDir) all.unshift(info('profiling', 'profiling (--cpu-prof) was on', 'yes', 'the V8 profiler costs the daemon CPU: CPU and ratio rows of this run are worse than without it'));
+  const order = (r: Row): number => {
+    const i = TARGET_ROWS.indexOf(r.key);
+    return i >= 0 ? i : TARGET_ROWS.length;
+  };
+  const targets = all.filter((r) => order(r) < TARGET_ROWS.length).sort((a, b) => order(a) - order(b));
+  const details = all.filter((r) => order(r) === TARGET_ROWS.length);
+  const dir = path.join(repoRoot(), 'test/bench/results');
+  fs.mkdirSync(dir, { recursive: true });
+  const previous = readPrevious(dir);
+  for (const r of all) r.previous = previous?.rows.get(r.key)?.value;
   const envEnd = { loadAverage: loadAverage(), foreignCollectorPrograms: foreignCollectorPrograms([]), bpfStatsEnabled: fs.readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim() };
   const report = {
-    version: 1,
+    version: 2,
     startedAt: startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
     durationSeconds: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000),
     config,
     environment: { start: env, end: envEnd },
-    goals: rows.filter((r) => r.status !== 'INFO'),
+    previous: previous && { file: path.relative(repoRoot(), previous.file), startedAt: previous.startedAt, quick: previous.quick, commit: previous.commit },
+    rows: [...targets, ...details],
     scenarios: Object.fromEntries(results.map((r) => [r.name, r])),
     profiles,
     errors,
   };
-  const dir = path.join(repoRoot(), 'test/bench/results');
-  fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `bench-${stamp()}${config.quick ? '-quick' : ''}.json`);
   const json = JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
   fs.writeFileSync(file, json);
   fs.writeFileSync(path.join(dir, 'latest.json'), json);
 
-  const failed = rows.filter((r) => r.status === 'FAIL');
-  process.stdout.write(`\n${table(rows)}\n\n`);
+  const missed = all.filter((r) => r.status === 'missed');
+  const withPrev = previous !== undefined;
+  const prevText = previous
+    ? `Previous: ${previous.startedAt ?? '?'} (${previous.quick ? 'quick' : 'full'} run, commit ${(previous.commit ?? '?').slice(0, 8)}), from ${path.relative(repoRoot(), previous.file)} before this run replaced it.`
+    : 'Previous: none (no test/bench/results/latest.json).';
+  process.stdout.write(`\nIssue 10's rows\n\n${table(targets, withPrev)}\n\n${details.length ? `Details\n\n${table(details, withPrev)}\n\n` : ''}${prevText}\n`);
+  const quiet = env.loadAverage[0]! < 1.5 && env.machineBusyPercentBeforeStart < 20;
   process.stdout.write(
-    `${config.quick ? 'Quick' : 'Full'} run, ${report.durationSeconds} s; machine ${env.machineBusyPercentBeforeStart}% busy before start; load average ${String(env.loadAverage)} at start, ${String(envEnd.loadAverage)} at end; ` +
+    `${config.quick ? 'Quick' : 'Full'} run, ${report.durationSeconds} s; machine ${env.machineBusyPercentBeforeStart}% busy before start; load average ${String(env.loadAverage)} at start, ${String(envEnd.loadAverage)} at end${quiet ? '' : ' (NOT quiet: numbers are noisy)'}; ` +
       `other collectors' dke_* programs loaded: ${String(env.foreignCollectorPrograms)} at start, ${String(envEnd.foreignCollectorPrograms)} at end.\n` +
-      `Goals: ${rows.filter((r) => r.status === 'PASS').length} met, ${failed.length} missed. Results: ${path.relative(repoRoot(), file)}\n`,
+      `Targets: ${all.filter((r) => r.status === 'met').length} met, ${missed.length} missed. Results: ${path.relative(repoRoot(), file)}\n`,
   );
   if (profiles) {
-    process.stdout.write(`\nCollector JavaScript profile (${profiles.files} processes, ${profiles.busyMs} ms busy of ${profiles.sampledMs} ms sampled); own code, inclusive:\n`);
+    process.stdout.write(`\nCollector daemon JavaScript profile (${profiles.files} processes, ${profiles.busyMs} ms busy of ${profiles.sampledMs} ms sampled); own code, inclusive:\n`);
     for (const f of profiles.topOwn) process.stdout.write(`  ${String(f.ms).padStart(8)} ms  ${f.fn}\n`);
     process.stdout.write('self time:\n');
     for (const f of profiles.topSelf) process.stdout.write(`  ${String(f.ms).padStart(8)} ms  ${f.fn}\n`);
@@ -305,13 +401,14 @@ async function main(): Promise<number> {
   }
   for (const [name, e] of Object.entries(errors)) process.stdout.write(`scenario ${name} did not complete:\n${e}\n`);
   if (Object.keys(errors).length > 0) return 1;
-  return strict && failed.length > 0 ? 1 : 0;
+  return strict && missed.length > 0 ? 1 : 0;
 }
 
 main().then(
   (code) => process.exit(code),
   (err) => {
     process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    Collector.killAll();
     killAllChildren('SIGKILL');
     process.exit(1);
   },

@@ -2,15 +2,19 @@
  * threads: a Node client tops out at a few thousand connections a second on
  * our 2-core VMs, which would measure Node rather than the collector.
  *
- *   tcpgen server <ip> <port> <nports>
+ *   tcpgen server <ip> <port> <nports> [<reply-bytes>]
  *       Listens on port..port+nports-1; reads every connection to EOF, then
- *       closes it (so a held connection stays open as long as its client).
- *       Prints {"listening":true} once listening, {"accepted":N,"closed":M}
+ *       writes <reply-bytes> (default 0) and closes it (so a held connection
+ *       stays open as long as its client). Prints {"listening":true} once
+ *       listening, {"accepted":N,"closed":M,"bytesRead":..,"bytesWritten":..}
  *       on SIGUSR1 (cumulative) and on SIGTERM (then exits).
- *   tcpgen churn <ip> <port> <nports> <seconds> <rate> <concurrency> <bytes>
- *       Short connections: connect, send <bytes>, close; as fast as it can
- *       (rate 0) or paced to <rate> new connections a second, with at most
- *       <concurrency> connects in flight. Prints one JSON line when done.
+ *   tcpgen churn <ip> <port> <nports> <seconds> <rate> <concurrency> <bytes> [<expect-reply>]
+ *       Short connections: connect, send <bytes> (any size), close; as fast
+ *       as it can (rate 0) or paced to <rate> new connections a second, with
+ *       at most <concurrency> connections in flight. With <expect-reply> 1 it
+ *       half-closes after sending and reads the server's answer to EOF before
+ *       closing. Prints one JSON line when done, with the bytes it sent and
+ *       received.
  *   tcpgen hold <ip> <port> <count> <bytes> <concurrency>
  *       Opens <count> connections, sends <bytes> on each and keeps them
  *       open; prints {"open":N,...} when all are up, exits on SIGTERM.
@@ -90,15 +94,34 @@ static struct sockaddr_in addr_of(const char *ip, int port)
 /* Listening sockets are told apart from connections by a tag in the epoll data. */
 #define LISTEN_TAG (1ULL << 32)
 
-static int run_server(const char *ip, int port, int nports)
+/* Writes all of buf to a blocking-for-this-call socket; 0 or an errno. */
+static int write_all(int fd, const char *buf, long len, unsigned long long *counted)
+{
+	int flags = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	while (len > 0) {
+		ssize_t w = write(fd, buf, (size_t)(len < 65536 ? len : 65536));
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		*counted += (unsigned long long)w;
+		len -= w;
+	}
+	return 0;
+}
+
+static int run_server(const char *ip, int port, int nports, long reply_bytes)
 {
 	int ep = epoll_create1(0);
 	struct epoll_event ev, events[MAX_EVENTS];
-	unsigned long long accepted = 0, closed = 0;
+	unsigned long long accepted = 0, closed = 0, bytes_read = 0, bytes_written = 0, reply_failed = 0;
 	char buf[65536];
 
 	if (ep < 0)
 		die("epoll_create1");
+	memset(buf, 's', sizeof(buf));
 	for (int i = 0; i < nports; i++) {
 		struct sockaddr_in a = addr_of(ip, port + i);
 		int one = 1;
@@ -117,11 +140,14 @@ static int run_server(const char *ip, int port, int nports)
 	printf("{\"listening\":true,\"pid\":%d}\n", getpid());
 	fflush(stdout);
 
+#define SERVER_REPORT                                                                                                       \
+	printf("{\"accepted\":%llu,\"closed\":%llu,\"bytesRead\":%llu,\"bytesWritten\":%llu,\"replyFailed\":%llu}\n", accepted, \
+	       closed, bytes_read, bytes_written, reply_failed)
 	while (!stop_requested) {
 		int n = epoll_wait(ep, events, MAX_EVENTS, 200);
 		if (report_requested) {
 			report_requested = 0;
-			printf("{\"accepted\":%llu,\"closed\":%llu}\n", accepted, closed);
+			SERVER_REPORT;
 			fflush(stdout);
 		}
 		for (int i = 0; i < n; i++) {
@@ -141,18 +167,22 @@ static int run_server(const char *ip, int port, int nports)
 			}
 			for (;;) {
 				ssize_t r = read(fd, buf, sizeof(buf));
-				if (r > 0)
+				if (r > 0) {
+					bytes_read += (unsigned long long)r;
 					continue;
+				}
 				if (r < 0 && errno == EAGAIN)
 					break;
-				/* EOF or error: the client is done with it */
+				/* EOF or error: the client is done sending; answer if asked to, then close */
+				if (r == 0 && reply_bytes > 0 && write_all(fd, buf, reply_bytes, &bytes_written) != 0)
+					reply_failed++;
 				close(fd);
 				closed++;
 				break;
 			}
 		}
 	}
-	printf("{\"accepted\":%llu,\"closed\":%llu}\n", accepted, closed);
+	SERVER_REPORT;
 	fflush(stdout);
 	return 0;
 }
@@ -175,7 +205,7 @@ static int start_connect(int ep, const struct sockaddr_in *a)
 	return fd;
 }
 
-/* 0 when the connect finished and the payload went out, else an errno. */
+/* 0 when the connect finished and the payload went out, else an errno (hold mode: small payloads). */
 static int finish_connect(int fd, const char *payload, int bytes)
 {
 	int err = 0;
@@ -189,19 +219,32 @@ static int finish_connect(int fd, const char *payload, int bytes)
 	return 0;
 }
 
-static int run_churn(const char *ip, int port, int nports, double seconds, double rate, int concurrency, int bytes)
+/* A churn connection's progress, indexed by fd. */
+enum { C_FREE = 0, C_CONNECTING, C_SENDING, C_READING };
+struct conn {
+	unsigned char phase;
+	long left; /* request bytes still to send */
+};
+
+static int run_churn(const char *ip, int port, int nports, double seconds, double rate, int concurrency, long bytes, int expect_reply)
 {
 	int ep = epoll_create1(0);
-	struct epoll_event events[MAX_EVENTS];
+	struct epoll_event ev, events[MAX_EVENTS];
 	struct sockaddr_in *addrs = calloc((size_t)nports, sizeof(*addrs));
-	char *payload = malloc((size_t)bytes + 1);
-	unsigned long long started = 0, made = 0, failed = 0;
+	static char payload[65536], sink[65536];
+	struct rlimit rl;
+	struct conn *conns;
+	size_t nconns;
+	unsigned long long started = 0, made = 0, failed = 0, bytes_sent = 0, bytes_received = 0;
 	int inflight = 0, first_error = 0;
 	double t0, end, last_done;
 
-	if (ep < 0 || !addrs || !payload)
+	getrlimit(RLIMIT_NOFILE, &rl);
+	nconns = rl.rlim_cur > 1048576 ? 1048576 : (size_t)rl.rlim_cur;
+	conns = calloc(nconns, sizeof(*conns));
+	if (ep < 0 || !addrs || !conns)
 		die("setup");
-	memset(payload, 'c', (size_t)bytes + 1);
+	memset(payload, 'c', sizeof(payload));
 	for (int i = 0; i < nports; i++)
 		addrs[i] = addr_of(ip, port + i);
 	t0 = now_s();
@@ -216,12 +259,16 @@ static int run_churn(const char *ip, int port, int nports, double seconds, doubl
 			while (inflight < concurrency && started < due) {
 				int fd = start_connect(ep, &addrs[started % (unsigned long long)nports]);
 				started++;
-				if (fd < 0) {
+				if (fd < 0 || (size_t)fd >= nconns) {
+					if (fd >= 0)
+						close(fd);
 					failed++;
 					if (!first_error)
-						first_error = -fd;
+						first_error = fd < 0 ? -fd : EMFILE;
 					continue;
 				}
+				conns[fd].phase = C_CONNECTING;
+				conns[fd].left = bytes;
 				inflight++;
 			}
 		} else if (inflight == 0 || now > end + 10) {
@@ -232,22 +279,72 @@ static int run_churn(const char *ip, int port, int nports, double seconds, doubl
 		int n = epoll_wait(ep, events, MAX_EVENTS, timeout_ms);
 		for (int i = 0; i < n; i++) {
 			int fd = (int)events[i].data.u64;
-			int e = finish_connect(fd, payload, bytes);
-			close(fd);
-			inflight--;
-			if (e) {
-				failed++;
-				if (!first_error)
-					first_error = e;
-			} else {
-				made++;
+			struct conn *c = &conns[fd];
+			int e = 0, done = 0;
+			if (c->phase == C_CONNECTING) {
+				socklen_t len = sizeof(e);
+				if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+					e = errno;
+				if (!e)
+					c->phase = C_SENDING;
+			}
+			if (!e && c->phase == C_SENDING) {
+				while (c->left > 0) {
+					ssize_t w = write(fd, payload, (size_t)(c->left < (long)sizeof(payload) ? c->left : (long)sizeof(payload)));
+					if (w < 0) {
+						if (errno != EAGAIN)
+							e = errno;
+						break;
+					}
+					bytes_sent += (unsigned long long)w;
+					c->left -= w;
+				}
+				if (!e && c->left == 0) {
+					if (!expect_reply) {
+						done = 1;
+					} else {
+						/* Half-close: the server answers at EOF, then closes. */
+						shutdown(fd, SHUT_WR);
+						c->phase = C_READING;
+						ev.events = EPOLLIN;
+						ev.data.u64 = (unsigned)fd;
+						epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+					}
+				}
+			} else if (!e && c->phase == C_READING) {
+				for (;;) {
+					ssize_t r = read(fd, sink, sizeof(sink));
+					if (r > 0) {
+						bytes_received += (unsigned long long)r;
+						continue;
+					}
+					if (r == 0)
+						done = 1;
+					else if (errno != EAGAIN)
+						e = errno;
+					break;
+				}
+			}
+			if (e || done) {
+				close(fd);
+				c->phase = C_FREE;
+				inflight--;
+				if (e) {
+					failed++;
+					if (!first_error)
+						first_error = e;
+				} else {
+					made++;
+				}
 			}
 		}
 		if (n > 0)
 			last_done = now_s();
 	}
-	printf("{\"made\":%llu,\"failed\":%llu,\"inflightLeft\":%d,\"seconds\":%.4f,\"rate\":%.1f,\"firstError\":\"%s\"}\n", made, failed,
-	       inflight, last_done - t0, made / (last_done - t0 > 0 ? last_done - t0 : 1), first_error ? strerror(first_error) : "");
+	printf("{\"made\":%llu,\"failed\":%llu,\"inflightLeft\":%d,\"seconds\":%.4f,\"rate\":%.1f,\"bytesSent\":%llu,\"bytesReceived\":%llu,"
+	       "\"firstError\":\"%s\"}\n",
+	       made, failed, inflight, last_done - t0, made / (last_done - t0 > 0 ? last_done - t0 : 1), bytes_sent, bytes_received,
+	       first_error ? strerror(first_error) : "");
 	fflush(stdout);
 	return 0;
 }
@@ -306,13 +403,14 @@ int main(int argc, char **argv)
 	raise_nofile();
 	handle_signals();
 	if (argc >= 5 && strcmp(argv[1], "server") == 0)
-		return run_server(argv[2], atoi(argv[3]), atoi(argv[4]));
+		return run_server(argv[2], atoi(argv[3]), atoi(argv[4]), argc >= 6 ? atol(argv[5]) : 0);
 	if (argc >= 9 && strcmp(argv[1], "churn") == 0)
-		return run_churn(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]), atof(argv[6]), atoi(argv[7]), atoi(argv[8]));
+		return run_churn(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]), atof(argv[6]), atoi(argv[7]), atol(argv[8]),
+				 argc >= 10 ? atoi(argv[9]) : 0);
 	if (argc >= 7 && strcmp(argv[1], "hold") == 0)
 		return run_hold(argv[2], atoi(argv[3]), atol(argv[4]), atoi(argv[5]), atoi(argv[6]));
-	fprintf(stderr, "usage: tcpgen server <ip> <port> <nports>\n"
-			"       tcpgen churn <ip> <port> <nports> <seconds> <rate> <concurrency> <bytes>\n"
+	fprintf(stderr, "usage: tcpgen server <ip> <port> <nports> [<reply-bytes>]\n"
+			"       tcpgen churn <ip> <port> <nports> <seconds> <rate> <concurrency> <bytes> [<expect-reply>]\n"
 			"       tcpgen hold <ip> <port> <count> <bytes> <concurrency>\n");
 	return 2;
 }

@@ -1,8 +1,10 @@
 // The collector's own BPF programs and maps, told apart from those of other
 // collectors on the same machine (tests, stale pins) by the file descriptors
-// of our loader child, and read with bpftool.
+// of its dke-loader processes, and read with bpftool.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from './util';
 
 export interface BpfObjects {
   progIds: number[];
@@ -47,6 +49,8 @@ interface BpftoolProg {
   type: string;
   run_time_ns?: number;
   run_cnt?: number;
+  /** Runs the kernel skipped because the program was already running on that CPU (tracing programs). */
+  recursion_misses?: number;
 }
 
 export interface ProgStat {
@@ -68,6 +72,25 @@ export function progStats(ids: readonly number[]): ProgStat[] {
 }
 
 /** Our collector's programs are named dke_*; any other instance of them is someone else's collector. */
+/**
+ * Runs of our programs the kernel skipped because the same program was
+ * already running on that CPU (a softirq interrupting it in process context):
+ * events the collector never sees and no telemetry of its own can count.
+ * Only the programs that missed any, by name.
+ */
+export function recursionMisses(ids: readonly number[]): Record<string, number> {
+  const want = new Set(ids);
+  const out: Record<string, number> = {};
+  for (const p of allPrograms()) if (want.has(p.id) && p.recursion_misses) out[p.name] = (out[p.name] ?? 0) + p.recursion_misses;
+  return out;
+}
+
+/** "none" or "dke_tcp_set_state 1788" */
+export function missesText(m: Record<string, number>): string {
+  const e = Object.entries(m).filter(([, v]) => v > 0);
+  return e.length ? e.map(([k, v]) => `${k} ${v}`).join(', ') : 'none';
+}
+
 export function foreignCollectorPrograms(ownIds: readonly number[]): number {
   const own = new Set(ownIds);
   return allPrograms().filter((p) => p.name.startsWith('dke_') && !own.has(p.id)).length;
@@ -101,24 +124,51 @@ export function mapEntries(id: number): number {
   return bpftoolJson<unknown[]>(['map', 'dump', 'id', String(id)]).length;
 }
 
-/** The netflow telemetry counters (enum dke_telemetry in bpf/netflow.h), summed over CPUs. */
-export const TELEMETRY_NAMES = ['tcp_map_full', 'udp_map_full', 'owner_map_full', 'ringbuf_full', 'tcp_closed'] as const;
-export type Telemetry = Record<(typeof TELEMETRY_NAMES)[number], number>;
+let telemetryNamesCache: string[] | undefined;
+
+/**
+ * Names of the netflow telemetry array's slots (enum dke_telemetry in
+ * bpf/netflow.h), taken from the loader's own table (kTelemetryNames in
+ * native/loader/net_loader.cc) so the benchmark keeps no copy of its own.
+ */
+export function telemetryNames(): string[] {
+  if (telemetryNamesCache) return telemetryNamesCache;
+  const file = path.join(repoRoot(), 'native/loader/net_loader.cc');
+  const m = /kTelemetryNames\s*\[[^\]]*\]\s*=\s*\{([^}]*)\}/.exec(fs.readFileSync(file, 'utf8'));
+  if (!m) throw new Error(`cannot find kTelemetryNames in ${file}: the benchmark reads the telemetry slot names from there`);
+  telemetryNamesCache = [...m[1]!.matchAll(/"([^"]*)"/g)].map((x) => x[1]!);
+  return telemetryNamesCache;
+}
+
+/** Counters by name, summed over CPUs. */
+export type Telemetry = Record<string, number>;
+
+/** Counters that mean something was lost or skipped (the rest count work, e.g. dns_packets). */
+export function isLoss(name: string): boolean {
+  return /_full$|_failed$|_skipped$|_shed$|_gaps$/.test(name);
+}
+
+/** Only the loss counters that are not 0, e.g. {flow_map_full: 12}. */
+export function losses(t: Telemetry | undefined): Record<string, number> {
+  return Object.fromEntries(Object.entries(t ?? {}).filter(([k, v]) => isLoss(k) && v !== 0));
+}
 
 export function readTelemetry(mapId: number): Telemetry {
-  const rows = bpftoolJson<{ formatted?: { key: number; values: { cpu: number; value: number }[] } }[]>(['map', 'dump', 'id', String(mapId)]);
-  const out = Object.fromEntries(TELEMETRY_NAMES.map((n) => [n, 0])) as Telemetry;
+  const names = telemetryNames();
+  const rows = bpftoolJson<{ formatted?: { key: number; values?: { cpu: number; value: number }[]; value?: number } }[]>(['map', 'dump', 'id', String(mapId)]);
+  const out: Telemetry = Object.fromEntries(names.filter(Boolean).map((n) => [n, 0]));
   for (const r of rows) {
     const f = r.formatted;
     if (!f) continue;
-    const name = TELEMETRY_NAMES[f.key];
-    if (name) out[name] = f.values.reduce((acc, v) => acc + Number(v.value), 0);
+    const name = names[f.key];
+    if (!name) continue;
+    out[name] = f.values ? f.values.reduce((acc, v) => acc + Number(v.value), 0) : Number(f.value ?? 0);
   }
   return out;
 }
 
 export function telemetryDelta(after: Telemetry, before: Telemetry): Telemetry {
-  return Object.fromEntries(TELEMETRY_NAMES.map((n) => [n, after[n] - before[n]])) as Telemetry;
+  return Object.fromEntries(Object.keys(after).map((n) => [n, after[n]! - (before[n] ?? 0)]));
 }
 
 const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';

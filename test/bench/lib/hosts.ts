@@ -2,13 +2,30 @@
 // joined by a veth pair (10.201.6.0/24, octet 6 belongs to the benchmarks).
 // Loopback runs use a's own lo, so nothing touches the host's namespace
 // except the collector's upload to the receiver.
+import { execFileSync } from 'node:child_process';
 import { createHostPair, inNs, type HostPair } from '../../helpers/netns';
+import { sleep } from './util';
 
 export const BENCH_OCTET = 6;
 
 export interface BenchHosts extends HostPair {
   /** argv prefix that runs a command inside namespace `ns`. */
   exec(ns: string, cmd: string, args: string[]): [string, string[]];
+  /**
+   * Waits until no TCP connection in either host is open or closing (only
+   * listeners and TIME_WAIT left), so every close has happened in the kernel
+   * before the collector's last flush; returns how many were still open.
+   */
+  settleTcp(timeoutMs?: number): Promise<number>;
+}
+
+function openTcp(ns: string): number {
+  try {
+    const out = execFileSync('ip', ['netns', 'exec', ns, 'ss', '-Htn', 'state', 'connected', 'exclude', 'time-wait'], { encoding: 'utf8', maxBuffer: 256 << 20 });
+    return out.split('\n').filter(Boolean).length;
+  } catch {
+    return 0;
+  }
 }
 
 export function createBenchHosts(): BenchHosts {
@@ -24,5 +41,13 @@ export function createBenchHosts(): BenchHosts {
   return {
     ...pair,
     exec: (ns, cmd, args) => ['ip', ['netns', 'exec', ns, cmd, ...args]],
+    async settleTcp(timeoutMs = 5000) {
+      const end = Date.now() + timeoutMs;
+      for (;;) {
+        const n = openTcp(pair.a) + openTcp(pair.b);
+        if (n === 0 || Date.now() >= end) return n;
+        await sleep(100);
+      }
+    },
   };
 }

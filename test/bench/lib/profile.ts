@@ -64,7 +64,8 @@ function addProfile(file: string, t: Tally): void {
 }
 
 /**
- * All profiles in `dir` (every daemon and loader the run started) merged.
+ * All profiles in `dir` (every daemon the run started; the dke-loader
+ * processes are native and not profiled by V8) merged.
  * Sample times are wall-clock intervals: on a busy machine they include time
  * the thread waited for a CPU, so read the shares, not the absolute values.
  */

@@ -1,25 +1,37 @@
 // Alternated rounds: every round measures each probe once with the collector
 // running and once without, in ABBA order (with first in odd rounds,
 // without first in even ones), so drift in what else the machine is doing
-// falls on both sides alike. Scenarios compare the two sides round by round
-// and report the median ratio.
+// falls on both sides alike. A probe may also measure with the collector
+// SIGSTOPped (programs attached, user space frozen: the kernel side alone);
+// that comes last in the collector's session, so catching up afterwards
+// cannot touch the 'with' measurements. Scenarios compare the sides round by
+// round and report the median ratio.
 import { Collector } from './collector';
 import type { BenchContext } from './types';
 import { progress, sleep } from './util';
 
-export type CollectorState = 'with' | 'without';
+export type CollectorState = 'with' | 'without' | 'paused';
 
 export interface AbProbe<S> {
   name: string;
   setup(ctx: BenchContext): Promise<void>;
   teardown(): Promise<void>;
-  /** One measurement; `collector` is set in the 'with' state. */
-  measure(ctx: BenchContext, collector: Collector | undefined, round: number): Promise<S>;
+  /** One measurement; `collector` is set in the 'with' and 'paused' states. */
+  measure(ctx: BenchContext, collector: Collector | undefined, round: number, state: CollectorState): Promise<S>;
+  /** Whether to measure also with the collector SIGSTOPped. */
+  paused?: boolean;
+  /**
+   * After the collector's session ended with SIGTERM (which flushes the last
+   * interval): what the receiver got for this probe's traffic, against the
+   * session's samples ('with' and, if any, 'paused').
+   */
+  afterStop?(ctx: BenchContext, samples: S[]): Promise<void>;
 }
 
 export interface RoundSamples<S> {
   with: S[];
   without: S[];
+  paused: S[];
 }
 
 export interface RoundsOutcome {
@@ -31,32 +43,55 @@ export interface RoundsOutcome {
 
 export async function runRounds(ctx: BenchContext, probes: AbProbe<unknown>[]): Promise<RoundsOutcome> {
   const samples: Record<string, RoundSamples<unknown>> = {};
-  for (const p of probes) samples[p.name] = { with: [], without: [] };
+  for (const p of probes) samples[p.name] = { with: [], without: [], paused: [] };
   const collectorExitCodes: (number | null)[] = [];
   const collectorProblems = new Set<string>();
   let loaderRestarts = 0;
   for (const p of probes) await p.setup(ctx);
   try {
     for (let round = 0; round < ctx.config.rounds; round++) {
-      const order: CollectorState[] = round % 2 === 0 ? ['with', 'without'] : ['without', 'with'];
+      const order: ('with' | 'without')[] = round % 2 === 0 ? ['with', 'without'] : ['without', 'with'];
       for (const state of order) {
         progress(`round ${round + 1}/${ctx.config.rounds}, collector ${state === 'with' ? 'running' : 'not running'}`);
-        let collector: Collector | undefined;
-        if (state === 'with') {
-          ctx.receiver.clear();
-          collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec: ctx.config.intervalSec, cpuProfDir: ctx.config.cpuProfDir });
+        if (state === 'without') {
+          for (const p of probes) samples[p.name]!.without.push(await p.measure(ctx, undefined, round, 'without'));
+          continue;
+        }
+        ctx.receiver.clear();
+        const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec: ctx.config.intervalSec, cpuProfDir: ctx.config.cpuProfDir });
+        const session = new Map<string, unknown[]>(probes.map((p) => [p.name, []]));
+        try {
           // Loading and attaching is a one-off; let it finish before measuring.
           await sleep(1000);
-        }
-        try {
-          for (const p of probes) samples[p.name]![state].push(await p.measure(ctx, collector, round));
-        } finally {
-          if (collector) {
-            loaderRestarts += collector.restarts();
-            collector.problems().forEach((m) => collectorProblems.add(m));
-            collectorExitCodes.push(await collector.stop());
+          for (const p of probes) {
+            const s = await p.measure(ctx, collector, round, 'with');
+            samples[p.name]!.with.push(s);
+            session.get(p.name)!.push(s);
           }
+          const stoppable = probes.filter((p) => p.paused);
+          if (stoppable.length) {
+            progress(`round ${round + 1}/${ctx.config.rounds}, collector stopped (SIGSTOP), programs attached`);
+            collector.pause();
+            try {
+              for (const p of stoppable) {
+                const s = await p.measure(ctx, collector, round, 'paused');
+                samples[p.name]!.paused.push(s);
+                session.get(p.name)!.push(s);
+              }
+            } finally {
+              collector.resume();
+            }
+          }
+          // Every close of the session has reached the kernel before the last flush.
+          await ctx.hosts.settleTcp();
+        } finally {
+          loaderRestarts += collector.restarts();
+          collector.problems().forEach((m) => collectorProblems.add(m));
+          collectorExitCodes.push(await collector.stop());
         }
+        // The receiver may still be parsing the last request the daemon sent before exiting.
+        await sleep(300);
+        for (const p of probes) await p.afterStop?.(ctx, session.get(p.name)!);
       }
     }
   } finally {
@@ -65,10 +100,15 @@ export async function runRounds(ctx: BenchContext, probes: AbProbe<unknown>[]): 
   return { samples, collectorExitCodes, collectorProblems: [...collectorProblems], loaderRestarts };
 }
 
-/** with/without per round (same round paired), then the median of those ratios. */
+/** with/without per round (same round paired). */
 export function pairedRatios(withVals: readonly number[], withoutVals: readonly number[]): number[] {
   const n = Math.min(withVals.length, withoutVals.length);
   const out: number[] = [];
   for (let i = 0; i < n; i++) out.push(withVals[i]! / withoutVals[i]!);
   return out;
+}
+
+/** "; rounds 0.951..0.990" when there is more than one. */
+export function spreadText(ratios: readonly number[]): string {
+  return ratios.length > 1 ? `; rounds ${Math.min(...ratios).toFixed(3)}..${Math.max(...ratios).toFixed(3)}` : '';
 }

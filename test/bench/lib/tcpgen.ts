@@ -1,14 +1,20 @@
 // Typed wrappers around test/bench/gen/tcpgen.c (built by scripts/bench into
 // dist/bench/tcpgen). Every count here is ground truth from the sockets.
+// (dnsgen and udpgen have theirs in lib/dnsgen.ts and lib/udpgen.ts.)
 import fs from 'node:fs';
 import path from 'node:path';
 import { runJson, spawnJson, type JsonProc } from './spawn';
 import { repoRoot } from './util';
 
-export function tcpgenPath(): string {
-  const p = path.join(repoRoot(), 'dist/bench/tcpgen');
+/** A load generator built by scripts/bench from test/bench/gen/<name>.c. */
+export function genPath(name: 'tcpgen' | 'dnsgen' | 'udpgen'): string {
+  const p = path.join(repoRoot(), 'dist/bench', name);
   if (!fs.existsSync(p)) throw new Error(`${p} is missing: run the benchmark with npm run bench (scripts/bench builds it)`);
   return p;
+}
+
+export function tcpgenPath(): string {
+  return genPath('tcpgen');
 }
 
 export interface ChurnResult {
@@ -19,6 +25,9 @@ export interface ChurnResult {
   seconds: number;
   /** made / seconds */
   rate: number;
+  /** Payload bytes written and, with expectReply, read (ground truth for byte counts). */
+  bytesSent: number;
+  bytesReceived: number;
   firstError: string;
 }
 
@@ -31,13 +40,16 @@ export interface ChurnOptions {
   /** New connections a second; 0: as fast as possible. */
   rate: number;
   concurrency?: number;
+  /** Bytes each connection sends (default 64). */
   bytes?: number;
+  /** Half-close after sending and read the server's answer (a server started with replyBytes) to EOF. */
+  expectReply?: boolean;
 }
 
 export async function churn(o: ChurnOptions): Promise<ChurnResult> {
   const args = [
     'netns', 'exec', o.ns, tcpgenPath(), 'churn', o.ip, String(o.port), String(o.nports),
-    String(o.seconds), String(o.rate), String(o.concurrency ?? 64), String(o.bytes ?? 64),
+    String(o.seconds), String(o.rate), String(o.concurrency ?? 64), String(o.bytes ?? 64), o.expectReply ? '1' : '0',
   ];
   return (await runJson('ip', args, (o.seconds + 30) * 1000)) as unknown as ChurnResult;
 }
@@ -45,6 +57,9 @@ export async function churn(o: ChurnOptions): Promise<ChurnResult> {
 export interface ServerCounts {
   accepted: number;
   closed: number;
+  bytesRead: number;
+  bytesWritten: number;
+  replyFailed: number;
 }
 
 export interface TcpServer {
@@ -54,8 +69,9 @@ export interface TcpServer {
   stop(): Promise<ServerCounts>;
 }
 
-export async function startTcpServer(ns: string, ip: string, port: number, nports: number): Promise<TcpServer> {
-  const p: JsonProc = spawnJson('ip', ['netns', 'exec', ns, tcpgenPath(), 'server', ip, String(port), String(nports)]);
+/** Listens on port..port+nports-1; answers every connection with `replyBytes` once the client has sent everything. */
+export async function startTcpServer(ns: string, ip: string, port: number, nports: number, replyBytes = 0): Promise<TcpServer> {
+  const p: JsonProc = spawnJson('ip', ['netns', 'exec', ns, tcpgenPath(), 'server', ip, String(port), String(nports), String(replyBytes)]);
   const ready = await p.next(10_000);
   if (ready.error) throw new Error(`tcpgen server ${ip}:${port}: ${String(ready.error)}`);
   return {
