@@ -3,6 +3,10 @@
 // `it` then reads its check's result. To add a case: append a check to CHECKS
 // (bash, runs from the repository as root; $CHECK_OUT is its own directory for
 // files, e.g. JSON) and an `it` that asserts on `result('<name>')`.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runChecksInGuest, type CheckResult, type GuestCheck, type GuestChecks } from '../helpers/guest';
 
@@ -50,6 +54,14 @@ echo hello-from-dkeA | ip netns exec dkeA nc -N 10.203.0.2 7000
 wait
 ip netns del dkeA; ip netns del dkeB`,
   },
+  {
+    name: 'collector',
+    // The collector end to end (test/guest/collector-checks.cjs): netflow TCP
+    // and UDP, dnsflow both sides, ebpf-bash, SIGKILL exactness, the orphan
+    // guard, a clean stop. Timeouts scaled 8x for TCG.
+    script: 'node test/guest/collector-checks.cjs "$CHECK_OUT" 8',
+    timeoutSec: 600,
+  },
 ];
 
 let guest: GuestChecks;
@@ -70,10 +82,10 @@ function ok(name: string): CheckResult {
 describe('Debian 12 kernel 6.1 under QEMU (TCG)', () => {
   beforeAll(async () => {
     // The first run on a machine also installs QEMU and downloads the kernel (~20 s).
-    guest = await runChecksInGuest(CHECKS, { timeoutMs: 540_000 });
+    guest = await runChecksInGuest(CHECKS, { timeoutMs: 900_000 });
     const each = Object.entries(guest.results).map(([n, r]) => `${n} ${(r.ms / 1000).toFixed(1)}`);
     console.log(`kernel-6.1: guest ${guest.kernel}, boot and ${CHECKS.length} checks in ${(guest.elapsedMs / 1000).toFixed(1)} s (${each.join(', ')} s)`);
-  }, 600_000);
+  }, 960_000);
 
   it('boots the 6.1 kernel', () => {
     expect(guest.kernel).toMatch(/^6\.1\./);
@@ -130,5 +142,49 @@ describe('Debian 12 kernel 6.1 under QEMU (TCG)', () => {
 
   it('creates network namespaces joined by veth and carries TCP between them', () => {
     expect(ok('netns-veth').files.received).toBe('hello-from-dkeA\n');
+  });
+
+  describe('the collector, on 6.1 and on this machine for the same traffic', () => {
+    interface Check {
+      want?: Record<string, unknown>;
+      got?: Record<string, unknown>;
+      error?: string;
+    }
+    interface Results {
+      kernel: string;
+      started?: { hookSet: string };
+      fatal?: string;
+      checks: Record<string, Check>;
+    }
+    let onGuest: Results;
+    let onHost: Results;
+
+    beforeAll(() => {
+      const r = result('collector');
+      expect(r.code, `the guest's checks exited ${r.code}: ${r.stderr}`).toBe(0);
+      onGuest = JSON.parse(r.files['results.json'] ?? '{}') as Results;
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dke-checks-host-'));
+      execFileSync(process.execPath, [path.join(__dirname, '../guest/collector-checks.cjs'), dir, '1'], { stdio: 'inherit', timeout: 240_000 });
+      onHost = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8')) as Results;
+      fs.rmSync(dir, { recursive: true, force: true });
+      const rows = Object.keys(onGuest.checks).map((k) => `  ${k.padEnd(8)} 6.1: ${JSON.stringify(onGuest.checks[k]?.got)}  |  ${onHost.kernel}: ${JSON.stringify(onHost.checks[k]?.got)}`);
+      console.log([`collector on ${onGuest.kernel}: ${onGuest.started?.hookSet}`, `collector on ${onHost.kernel}: ${onHost.started?.hookSet}`, ...rows].join('\n'));
+    }, 300_000);
+
+    it('starts on 6.1 with the fexit hook set, and on this machine with the syscall tracepoints', () => {
+      expect(onGuest.fatal).toBeUndefined();
+      expect(onGuest.started?.hookSet).toMatch(/^ebpf-net: tracepoints \(tp_btf\) \+ fexit on tcp_sendmsg\/tcp_recvmsg \+ cgroup_skb/);
+      expect(onHost.started?.hookSet).toMatch(/^ebpf-net: tracepoints \(tp_btf\) \+ cgroup_skb/);
+    });
+
+    for (const name of ['tcp', 'udp', 'dns', 'bash', 'sigkill', 'orphan', 'stop']) {
+      it(`${name}: what was sent is what arrives, on both kernels`, () => {
+        for (const [where, res] of [['6.1', onGuest], ['host', onHost]] as const) {
+          const c = res.checks[name];
+          expect(c?.error, `${where}: ${c?.error}`).toBeUndefined();
+          expect(c?.got, where).toEqual(c?.want);
+        }
+      });
+    }
   });
 });
