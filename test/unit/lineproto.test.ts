@@ -402,3 +402,28 @@ describe('randomized: encoder vs oracle and round trip through the parser', () =
     }
   });
 });
+
+describe('parser fast paths (kept exact)', () => {
+  it('integers on both sides of the 15-digit fast path read as through BigInt', () => {
+    const cases: [string, number | bigint][] = [
+      ['-0i', 0],
+      ['999999999999999i', 999_999_999_999_999],
+      ['-999999999999999i', -999_999_999_999_999],
+      ['9007199254740991i', Number.MAX_SAFE_INTEGER],
+      ['9007199254740992i', 9007199254740992n],
+      ['-9223372036854775808i', -(2n ** 63n)],
+    ];
+    for (const [tok, want] of cases) {
+      const [p] = parseLines(`m v=${tok}`);
+      expect(p.fields.v, tok).toBe(want);
+      expect(Object.is(p.fields.v, -0), tok).toBe(false);
+    }
+  });
+
+  it('a key seen before and a new key in the same body both parse, with escapes', () => {
+    const [a, b] = parseLines('m,k\\ 1=x,k2=y f=1i\nm,k2=z,k\\ 1=w f=2i');
+    expect(a.tags).toEqual({ 'k 1': 'x', k2: 'y' });
+    expect(b.tags).toEqual({ k2: 'z', 'k 1': 'w' });
+    expect(() => parseLines('m,k2=a,k2=b f=1i')).toThrow(/duplicate tag key/);
+  });
+});
