@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `datakit-ebpf`: parse flags (exit 2 with one line on bad input), set up the
 // process (log, pidfile, privilege drop), run the daemon, and wire signals to
-// its close()/destroy() in this one place. `check-config <file>` only checks.
+// its close()/destroy() in this one place. `check-config <file>` only checks;
+// `console` runs the local network console (src/console/cli.ts).
 import { checkConfigFile } from '../config/check';
 import { parseCommandLine } from '../config/cli';
 import { isCollectorError } from '../errors';
@@ -26,6 +27,8 @@ function checkConfig(args: string[]): number {
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   if (argv[0] === 'check-config') return checkConfig(argv.slice(1));
+  // Loaded on demand: the collector never loads the console's store.
+  if (argv[0] === 'console') return (await import('../console/cli')).runConsole(argv.slice(1));
   let parsed;
   try {
     parsed = parseCommandLine(argv, process.env);

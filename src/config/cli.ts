@@ -215,6 +215,7 @@ function buildProgram(record: (o: Occurrence) => void): { program: Command; out:
         '\nCommands:\n' +
         '  run [options]              collect and send (the default; DataKit passes "run")\n' +
         '  check-config <ebpf.conf>   report every problem in a config file; exit 0 when clean, 2 otherwise\n' +
+        '  console [options]          the local network console: write API, store and web page (console --help)\n' +
         '\nPrecedence: command-line flag > --config file (keys, then its args) > ENV_HOSTNAME > default.\n' +
         'Unknown flags are ignored with a warning so newer DataKit versions cannot stop the collector.\n' +
         'Signals: SIGTERM/SIGINT stop after a last flush, SIGHUP reopens the log file.\n',

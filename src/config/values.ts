@@ -114,14 +114,18 @@ export function parseApiServer(raw: string, subject: string): ApiServer {
   } catch {
     throw invalid(subject, API_EXPECTED);
   }
-  if (u.hostname === '' || u.port === '0' || u.username || u.password || u.search || u.hash) {
+  // The one query parameter allowed is DataKit's `token` (a console on another
+  // host asks for it); it is sent with every request and masked in messages.
+  const token = u.searchParams.get('token');
+  const onlyToken = [...u.searchParams.keys()].every((k) => k === 'token') && u.searchParams.getAll('token').length === 1 && token;
+  if (u.hostname === '' || u.port === '0' || u.username || u.password || (u.search && !onlyToken) || u.hash) {
     throw invalid(subject, API_EXPECTED);
   }
   const path = u.pathname.replace(/\/+$/, '');
-  const url = `${u.protocol}//${u.host}${path}`;
+  const url = `${u.protocol}//${u.host}${path}${token ? '?token=***' : ''}`;
   if (u.hostname === '0.0.0.0') u.hostname = '127.0.0.1';
   else if (u.hostname === '[::]') u.hostname = '[::1]';
-  const connectUrl = `${u.protocol}//${u.host}${path}`;
+  const connectUrl = `${u.protocol}//${u.host}${path}${token ? `?token=${encodeURIComponent(token)}` : ''}`;
   return { url, connectUrl };
 }
 

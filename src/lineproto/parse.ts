@@ -110,7 +110,7 @@ class Parser {
     this.n = s.length;
   }
 
-  parseAll(): ParsedPoint[] {
+  parseAll(ends?: number[]): ParsedPoint[] {
     const out: ParsedPoint[] = [];
     const { s, n } = this;
     while (this.i < n) {
@@ -135,6 +135,7 @@ class Parser {
         continue;
       }
       out.push(this.point());
+      ends?.push(this.i < n ? this.i + 1 : n);
     }
     return out;
   }
@@ -352,7 +353,12 @@ function toNumberIfSafe(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
-/** Parses a line-protocol body; throws LineProtocolError on the first malformed line. Blank and `#` comment lines are skipped. */
-export function parseLines(body: string): ParsedPoint[] {
-  return new Parser(body).parseAll();
+/**
+ * Parses a line-protocol body; throws LineProtocolError on the first malformed
+ * line. Blank and `#` comment lines are skipped. `ends`, if given, receives the
+ * offset (UTF-16 units) just past each point's line and its newline: a string
+ * field may hold a raw newline, so '\n' alone does not separate points.
+ */
+export function parseLines(body: string, ends?: number[]): ParsedPoint[] {
+  return new Parser(body).parseAll(ends);
 }

@@ -111,8 +111,9 @@ export interface WriteRequest {
  * Reads and checks one POST /v1/write/:category. A body that cannot be read or
  * decoded throws HttpFailure (nothing to show of it); a decoded body that is
  * not acceptable comes back with `failure` set, so a caller can still record it.
+ * `ends` receives where each point's line ends (parseLines).
  */
-export async function readWrite(req: http.IncomingMessage, path: string, query: URLSearchParams, limit = DEFAULT_MAX_BODY): Promise<WriteRequest> {
+export async function readWrite(req: http.IncomingMessage, path: string, query: URLSearchParams, limit = DEFAULT_MAX_BODY, ends?: number[]): Promise<WriteRequest> {
   const category = path.slice(path.indexOf('/v1/write/') + '/v1/write/'.length);
   const input = query.get('input') ?? 'datakit-http';
   const precision = query.get('precision') ?? 'n';
@@ -126,7 +127,7 @@ export async function readWrite(req: http.IncomingMessage, path: string, query: 
     w.failure = new HttpFailure(400, 'datakit.emptyBody', 'empty body');
   } else {
     try {
-      w.points = parseLines(w.body);
+      w.points = parseLines(w.body, ends);
       if (w.points.length === 0) w.failure = new HttpFailure(400, 'datakit.noPoints', 'no points');
     } catch (err) {
       w.failure = new HttpFailure(400, 'datakit.invalidLinePoint', (err as Error).message);
