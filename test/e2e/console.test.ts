@@ -7,9 +7,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { dataKitError, startReceiver, type Receiver } from '../../src/receiver/receiver';
-import { netflowLine, postLines, startConsole, until, type NetflowLine, type RunningConsole } from '../helpers/console';
+import { expectMetrics, netflowLine, postAll, postLines, sampleTraffic, startConsole, sums, until, type RunningConsole } from '../helpers/console';
 
 const running: RunningConsole[] = [];
 const receivers: Receiver[] = [];
@@ -17,7 +17,6 @@ afterEach(async () => {
   for (const c of running.splice(0)) await c.kill();
   for (const r of receivers.splice(0)) await r.close();
 });
-afterAll(() => undefined);
 
 async function consoleProc(extra: string[] = [], dataDir?: string): Promise<RunningConsole> {
   const c = await startConsole(extra, dataDir);
@@ -27,45 +26,7 @@ async function consoleProc(extra: string[] = [], dataDir?: string): Promise<Runn
 
 const NOW = Date.now();
 const MIN = 60_000;
-
-/** Two hosts talking for the last three hours, every 30 s, plus traffic to the outside. */
-function traffic(): NetflowLine[] {
-  const out: NetflowLine[] = [];
-  for (let i = 0; i < 360; i++) {
-    const ts = NOW - 3 * 60 * MIN + i * 30_000 + 17;
-    const k = i % 7;
-    out.push({ host: 'web-1', src_ip: '10.1.0.1', dst_ip: '10.1.0.2', dst_port: '5432', direction: 'outgoing', ts, process_name: 'app', fields: { bytes_written: 1000 + k, bytes_read: 5000 + i, rtt: 200 + k * 10, rtt_var: 20 + k, tcp_established: k % 2, tcp_closed: k % 3 === 0 ? 1 : 0, retransmits: k === 6 ? 1 : 0 } });
-    out.push({ host: 'db-1', src_ip: '10.1.0.2', src_port: '5432', dst_ip: '10.1.0.1', dst_port: '*', direction: 'incoming', ts, process_name: 'postgres', fields: { bytes_written: 5000 + i, bytes_read: 1000 + k, rtt: 150 + k, rtt_var: 15, tcp_established: k % 2, tcp_closed: k % 3 === 0 ? 1 : 0, retransmits: 0 } });
-    out.push({ host: 'web-1', src_ip: '10.1.0.1', dst_ip: '93.184.216.34', dst_port: '443', direction: 'outgoing', ts, process_name: 'curl', fields: { bytes_written: 300, bytes_read: 7000 + k, rtt: 9000 + k * 100, rtt_var: 800, tcp_established: 1, tcp_closed: 1, retransmits: i % 50 === 0 ? 2 : 0 } });
-    out.push({ host: 'web-1', src_ip: '10.1.0.1', dst_ip: '10.1.0.53', dst_port: '53', direction: 'outgoing', transport: 'udp', ts, process_name: 'resolver', fields: { bytes_written: 40, bytes_read: 120 } });
-  }
-  return out;
-}
-
-function sums(points: NetflowLine[]) {
-  const sum = (k: string) => points.reduce((a, p) => a + (p.fields[k] ?? 0), 0);
-  const mean = (k: string) => {
-    const v = points.filter((p) => p.fields[k] !== undefined);
-    return v.length ? v.reduce((a, p) => a + p.fields[k]!, 0) / v.length : null;
-  };
-  return { bytes_written: sum('bytes_written'), bytes_read: sum('bytes_read'), rtt: mean('rtt'), rtt_var: mean('rtt_var'), tcp_established: sum('tcp_established'), retransmits: sum('retransmits'), tcp_closed: sum('tcp_closed') };
-}
-
-function expectMetrics(got: Record<string, unknown>, want: ReturnType<typeof sums>): void {
-  for (const [k, v] of Object.entries(want)) {
-    if (v === null) expect(got[k], k).toBeNull();
-    else expect(got[k] as number, k).toBeCloseTo(v, 9);
-  }
-}
-
-/** Posts points in collector-sized batches, several at once. */
-async function postAll(url: string, points: NetflowLine[], batch = 120): Promise<void> {
-  const posts: Promise<{ status: number; text: string }>[] = [];
-  for (let i = 0; i < points.length; i += batch) {
-    posts.push(postLines(url, 'network', 'ebpf-net/netflow', points.slice(i, i + batch).map(netflowLine).join('\n') + '\n', { precision: 'ms' }));
-  }
-  for (const r of await Promise.all(posts)) expect(r).toEqual({ status: 200, text: '' });
-}
+const traffic = () => sampleTraffic(NOW);
 
 describe('console write API and JSON API', () => {
   it('answers with exactly the numbers it was sent, on every route', async () => {

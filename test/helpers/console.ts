@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import zlib from 'node:zlib';
+import { expect } from 'vitest';
 
 const CLI = path.resolve(__dirname, '../../dist/src/cli/main.js');
 
@@ -123,3 +124,46 @@ export function netflowLine(p: NetflowLine): string {
   const f = Object.entries(p.fields).map(([k, v]) => `${k}=${v}i`).join(',');
   return `netflow,${t} ${f} ${p.ts}`;
 }
+
+
+/** Two hosts talking for the three hours before `NOW`, every 30 s, plus traffic to the outside. */
+export function sampleTraffic(NOW: number): NetflowLine[] {
+  const MIN = 60_000;
+  const out: NetflowLine[] = [];
+  for (let i = 0; i < 360; i++) {
+    const ts = NOW - 3 * 60 * MIN + i * 30_000 + 17;
+    const k = i % 7;
+    out.push({ host: 'web-1', src_ip: '10.1.0.1', dst_ip: '10.1.0.2', dst_port: '5432', direction: 'outgoing', ts, process_name: 'app', fields: { bytes_written: 1000 + k, bytes_read: 5000 + i, rtt: 200 + k * 10, rtt_var: 20 + k, tcp_established: k % 2, tcp_closed: k % 3 === 0 ? 1 : 0, retransmits: k === 6 ? 1 : 0 } });
+    out.push({ host: 'db-1', src_ip: '10.1.0.2', src_port: '5432', dst_ip: '10.1.0.1', dst_port: '*', direction: 'incoming', ts, process_name: 'postgres', fields: { bytes_written: 5000 + i, bytes_read: 1000 + k, rtt: 150 + k, rtt_var: 15, tcp_established: k % 2, tcp_closed: k % 3 === 0 ? 1 : 0, retransmits: 0 } });
+    out.push({ host: 'web-1', src_ip: '10.1.0.1', dst_ip: '93.184.216.34', dst_port: '443', direction: 'outgoing', ts, process_name: 'curl', fields: { bytes_written: 300, bytes_read: 7000 + k, rtt: 9000 + k * 100, rtt_var: 800, tcp_established: 1, tcp_closed: 1, retransmits: i % 50 === 0 ? 2 : 0 } });
+    out.push({ host: 'web-1', src_ip: '10.1.0.1', dst_ip: '10.1.0.53', dst_port: '53', direction: 'outgoing', transport: 'udp', ts, process_name: 'resolver', fields: { bytes_written: 40, bytes_read: 120 } });
+  }
+  return out;
+}
+
+/** What the API must answer for these points: sums, and means for rtt and rtt_var. */
+export function sums(points: NetflowLine[]) {
+  const sum = (k: string) => points.reduce((a, p) => a + (p.fields[k] ?? 0), 0);
+  const mean = (k: string) => {
+    const v = points.filter((p) => p.fields[k] !== undefined);
+    return v.length ? v.reduce((a, p) => a + p.fields[k]!, 0) / v.length : null;
+  };
+  return { bytes_written: sum('bytes_written'), bytes_read: sum('bytes_read'), rtt: mean('rtt'), rtt_var: mean('rtt_var'), tcp_established: sum('tcp_established'), retransmits: sum('retransmits'), tcp_closed: sum('tcp_closed') };
+}
+
+export function expectMetrics(got: Record<string, unknown>, want: ReturnType<typeof sums>): void {
+  for (const [k, v] of Object.entries(want)) {
+    if (v === null) expect(got[k], k).toBeNull();
+    else expect(got[k] as number, k).toBeCloseTo(v, 9);
+  }
+}
+
+/** Posts points in collector-sized batches, several at once. */
+export async function postAll(url: string, points: NetflowLine[], batch = 120): Promise<void> {
+  const posts: Promise<{ status: number; text: string }>[] = [];
+  for (let i = 0; i < points.length; i += batch) {
+    posts.push(postLines(url, 'network', 'ebpf-net/netflow', points.slice(i, i + batch).map(netflowLine).join('\n') + '\n', { precision: 'ms' }));
+  }
+  for (const r of await Promise.all(posts)) expect(r).toEqual({ status: 200, text: '' });
+}
+

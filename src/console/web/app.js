@@ -350,6 +350,9 @@ async function renderMap() {
 
 /** For tests and curious users: where a node is drawn, in page pixels. */
 window.__console = {
+  nodeNames() {
+    return state.map ? state.map.nodes.map((n) => n.id) : [];
+  },
   nodePixel(name) {
     const chart = state.mapChart;
     const data = chart.getModel().getSeriesByIndex(0).getData();
