@@ -57,7 +57,6 @@ export interface StoreStats {
 
 const NETFLOW_FIELDS = ['bytes_read', 'bytes_written', 'retransmits', 'rtt', 'rtt_var', 'tcp_established', 'tcp_closed', 'client_sent', 'server_sent'] as const;
 const DNS_FIELDS = ['count', 'rcode', 'latency', 'latency_max'] as const;
-const SERIES_MEASUREMENTS = new Set(['netflow', 'dnsflow']);
 const FINEST = ROLLUPS[ROLLUPS.length - 1]!;
 const RETENTION_EVERY_MS = 10 * MINUTE;
 
@@ -82,11 +81,15 @@ interface Pending {
 
 type Row = (string | number | null)[];
 
-function num(v: ParsedFieldValue | undefined): number | null {
-  if (typeof v === 'number') return v;
-  if (typeof v === 'bigint') return Number(v);
-  if (typeof v === 'boolean') return v ? 1 : 0;
-  return null;
+/** The numeric fields of a point in column order; a missing or non-numeric field is NULL. */
+function appendFields(a: DuckDBAppender, fields: Record<string, ParsedFieldValue>, names: readonly string[]): void {
+  for (const f of names) {
+    const v = fields[f];
+    if (typeof v === 'number') a.appendDouble(v);
+    else if (typeof v === 'bigint') a.appendDouble(Number(v));
+    else if (typeof v === 'boolean') a.appendDouble(v ? 1 : 0);
+    else a.appendNull();
+  }
 }
 
 function fieldJson(fields: Record<string, ParsedFieldValue>): string {
@@ -115,6 +118,8 @@ export class Store {
   private pending: Pending[] = [];
   private committing = false;
   private readonly series = new Map<string, number>();
+  /** The same ids by tag sets in the order they arrived (cheaper to build than the sorted key). */
+  private readonly seriesFast = new Map<string, number>();
   private nextSeriesId = 1;
   private batch = 0;
   /** 5-minute buckets of netflow touched since the last rollup. */
@@ -190,52 +195,90 @@ export class Store {
     });
   }
 
+  /** The series id of a tag set, registering a new one in `added`; a wire-order key avoids sorting tags per point. */
+  private seriesId(p: ParsedPoint, added: { keys: string[]; fast: string[]; rows: Row[] }): number {
+    let fast = p.measurement;
+    for (const k in p.tags) fast += `\u0000${k}\u0001${p.tags[k]}`;
+    let sid = this.seriesFast.get(fast);
+    if (sid !== undefined) return sid;
+    const key = seriesKey(p.measurement, p.tags);
+    sid = this.series.get(key);
+    if (sid === undefined) {
+      sid = this.nextSeriesId++;
+      this.series.set(key, sid);
+      added.keys.push(key);
+      added.rows.push([sid, p.measurement, sortedTagsJson(p.tags), ...SERIES_COLUMNS.map((c) => p.tags[c] ?? null)]);
+    }
+    if (this.seriesFast.size > 1_000_000) this.seriesFast.clear();
+    this.seriesFast.set(fast, sid);
+    added.fast.push(fast);
+    return sid;
+  }
+
   private async commit(writes: IngestWrite[]): Promise<void> {
     const conn = this.conn!;
     const started = Date.now();
     const batch = this.batch + 1;
-    const rows: Record<'series' | 'netflow' | 'dnsflow' | 'bash' | 'other', Row[]> = { series: [], netflow: [], dnsflow: [], bash: [], other: [] };
-    const newSeries: string[] = [];
+    const rows: Record<'bash' | 'other', Row[]> = { bash: [], other: [] };
+    const added = { keys: [] as string[], fast: [] as string[], rows: [] as Row[] };
     const touched = new Set<number>();
     let points = 0;
-    for (const w of writes) {
-      for (let i = 0; i < w.points.length; i++) {
-        const p = w.points[i]!;
-        const ts = w.times[i]!;
-        points++;
-        if (SERIES_MEASUREMENTS.has(p.measurement)) {
-          const key = seriesKey(p.measurement, p.tags);
-          let sid = this.series.get(key);
-          if (sid === undefined) {
-            sid = this.nextSeriesId++;
-            this.series.set(key, sid);
-            newSeries.push(key);
-            rows.series.push([sid, p.measurement, sortedTagsJson(p.tags), ...SERIES_COLUMNS.map((c) => p.tags[c] ?? null)]);
-          }
+    await conn.run('BEGIN TRANSACTION');
+    // Points go straight into the appenders (no row arrays: this loop is the ingest path).
+    let netflow: DuckDBAppender | undefined;
+    let dnsflow: DuckDBAppender | undefined;
+    try {
+      for (const w of writes) {
+        for (let i = 0; i < w.points.length; i++) {
+          const p = w.points[i]!;
+          const ts = w.times[i]!;
+          points++;
           if (p.measurement === 'netflow') {
-            rows.netflow.push([sid, ts, batch, ...NETFLOW_FIELDS.map((f) => num(p.fields[f]))]);
+            const sid = this.seriesId(p, added);
+            netflow ??= await conn.createAppender('netflow');
+            netflow.appendInteger(sid);
+            netflow.appendDouble(ts);
+            netflow.appendDouble(batch);
+            appendFields(netflow, p.fields, NETFLOW_FIELDS);
+            netflow.endRow();
             touched.add(Math.floor(ts / FINEST) * FINEST);
+          } else if (p.measurement === 'dnsflow') {
+            const sid = this.seriesId(p, added);
+            dnsflow ??= await conn.createAppender('dnsflow');
+            dnsflow.appendInteger(sid);
+            dnsflow.appendDouble(ts);
+            dnsflow.appendDouble(batch);
+            appendFields(dnsflow, p.fields, DNS_FIELDS);
+            dnsflow.endRow();
+          } else if (p.measurement === 'bash' && w.category === 'logging') {
+            const f = p.fields;
+            const str = (v: ParsedFieldValue | undefined): string | null => (v === undefined ? null : String(v));
+            rows.bash.push([ts, batch, p.tags.host ?? null, str(f.pid), str(f.user), str(f.cmd), str(f.message), sortedTagsJson(p.tags)]);
           } else {
-            rows.dnsflow.push([sid, ts, batch, ...DNS_FIELDS.map((f) => num(p.fields[f]))]);
+            rows.other.push([ts, batch, w.category, p.measurement, sortedTagsJson(p.tags), fieldJson(p.fields)]);
           }
-        } else if (p.measurement === 'bash' && w.category === 'logging') {
-          const f = p.fields;
-          const str = (v: ParsedFieldValue | undefined): string | null => (v === undefined ? null : String(v));
-          rows.bash.push([ts, batch, p.tags.host ?? null, str(f.pid), str(f.user), str(f.cmd), str(f.message), sortedTagsJson(p.tags)]);
-        } else {
-          rows.other.push([ts, batch, w.category, p.measurement, sortedTagsJson(p.tags), fieldJson(p.fields)]);
         }
       }
-    }
-    await conn.run('BEGIN TRANSACTION');
-    try {
-      for (const table of ['series', 'netflow', 'dnsflow', 'bash', 'other'] as const) {
+      for (const a of [netflow, dnsflow]) {
+        a?.flushSync();
+        a?.closeSync();
+      }
+      if (added.rows.length > 0) await this.append('series', added.rows);
+      for (const table of ['bash', 'other'] as const) {
         if (rows[table].length > 0) await this.append(table, rows[table]);
       }
       await conn.run('COMMIT');
     } catch (err) {
+      for (const a of [netflow, dnsflow]) {
+        try {
+          a?.closeSync();
+        } catch {
+          /* the rollback discards it */
+        }
+      }
       await conn.run('ROLLBACK').catch(() => undefined);
-      for (const k of newSeries) this.series.delete(k);
+      for (const k of added.keys) this.series.delete(k);
+      for (const k of added.fast) this.seriesFast.delete(k);
       throw err;
     }
     this.batch = batch;
