@@ -19,7 +19,6 @@ import {
   decodeBody,
   parseLastError,
   pingBody,
-  pointTimeMs,
   readBody,
   readWrite,
   requireMethod,
@@ -28,6 +27,7 @@ import {
   type LastErrorReport,
 } from '../writeapi/writeapi';
 import type { Forwarder } from './forward';
+import { ParseFailure, ParsePool, type Parsed } from './parse-pool';
 import { isFillMetric, type OutsideMode } from './graph';
 import { QueryError, parseRange, parseStep, parseWhere } from './plan';
 import { Queries } from './queries';
@@ -81,6 +81,7 @@ function bearer(req: http.IncomingMessage): string | undefined {
 export class ConsoleServer {
   private server?: http.Server;
   private readonly queries: Queries;
+  private readonly parser = new ParsePool();
   private readonly startedAt = Date.now();
   readonly lastErrors: (LastErrorReport & { receivedAt: number })[] = [];
   private closing?: Promise<void>;
@@ -161,18 +162,26 @@ export class ConsoleServer {
 
   private async write(req: http.IncomingMessage, res: http.ServerResponse, p: string, query: URLSearchParams): Promise<void> {
     requireMethod(req, 'POST');
-    const ends: number[] = [];
-    const w = await readWrite(req, p, query, this.opts.maxBodyBytes ?? DEFAULT_MAX_BODY, ends);
-    if (w.failure || !w.points) {
-      const f = w.failure ?? new HttpFailure(400, 'datakit.noPoints', 'no points');
+    const w = await readWrite(req, p, query, { limit: this.opts.maxBodyBytes ?? DEFAULT_MAX_BODY, parse: false });
+    let failure = w.failure;
+    let parsed: Parsed | undefined;
+    if (!failure) {
+      try {
+        parsed = await this.parser.parse(w.category, w.precision, w.body, Date.now());
+        if (parsed.write.points === 0) failure = new HttpFailure(400, 'datakit.noPoints', 'no points');
+      } catch (err) {
+        if (!(err instanceof ParseFailure)) throw err;
+        failure = new HttpFailure(400, 'datakit.invalidLinePoint', err.message);
+      }
+    }
+    if (failure || !parsed) {
+      const f = failure ?? new HttpFailure(400, 'datakit.noPoints', 'no points');
       this.opts.log.info({ category: w.category, input: w.input, error_code: f.errorCode }, `rejected write: HTTP ${f.status} ${f.errorCode}: ${f.message}`);
       return sendFailure(res, f);
     }
-    const now = Date.now();
-    const times = w.points.map((pt) => pointTimeMs(pt, w.precision, now));
     // Forwarding first: once in the spool it reaches DataKit even if the store fails.
-    this.opts.forwarder?.enqueue([{ category: w.category, input: w.input, precision: w.precision, body: w.body, ends }]);
-    await this.opts.store.ingest({ category: w.category, points: w.points, times });
+    this.opts.forwarder?.enqueue([{ category: w.category, input: w.input, precision: w.precision, body: w.body, ends: parsed.ends }]);
+    await this.opts.store.ingest(parsed.write);
     send(res, 200);
   }
 
@@ -244,7 +253,7 @@ export class ConsoleServer {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
       setTimeout(() => this.server?.closeAllConnections(), 2000).unref();
-    });
+    }).then(() => this.parser.close());
     return this.closing;
   }
 }

@@ -23,7 +23,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBAppender } from '@duckdb/node-api';
-import type { ParsedFieldValue, ParsedPoint } from '../lineproto/parse';
+import { DNS_FIELDS, NETFLOW_FIELDS, sortedTagsJson, type CompactWrite, type SeriesRows } from './compact';
 import { MINUTE, ROLLUPS, SERIES_COLUMNS, rollupTable } from './plan';
 
 export interface StoreOptions {
@@ -39,14 +39,6 @@ export interface StoreOptions {
   now?: () => number;
 }
 
-/** One accepted write request, as handed to ingest(). */
-export interface IngestWrite {
-  category: string;
-  points: readonly ParsedPoint[];
-  /** Each point's time in Unix ms (same order as points). */
-  times: readonly number[];
-}
-
 export interface StoreStats {
   commits: number;
   writes: number;
@@ -55,8 +47,6 @@ export interface StoreStats {
   lastCommitMs: number;
 }
 
-const NETFLOW_FIELDS = ['bytes_read', 'bytes_written', 'retransmits', 'rtt', 'rtt_var', 'tcp_established', 'tcp_closed', 'client_sent', 'server_sent'] as const;
-const DNS_FIELDS = ['count', 'rcode', 'latency', 'latency_max'] as const;
 const FINEST = ROLLUPS[ROLLUPS.length - 1]!;
 const RETENTION_EVERY_MS = 10 * MINUTE;
 
@@ -74,27 +64,12 @@ INSERT INTO meta VALUES ('rolled_batch', 0) ON CONFLICT DO NOTHING;
 `;
 
 interface Pending {
-  write: IngestWrite;
+  write: CompactWrite;
   resolve: () => void;
   reject: (err: Error) => void;
 }
 
 type Row = (string | number | null)[];
-
-/** The numeric fields of a point in column order; a missing or non-numeric field is NULL. */
-function appendFields(a: DuckDBAppender, fields: Record<string, ParsedFieldValue>, names: readonly string[]): void {
-  for (const f of names) {
-    const v = fields[f];
-    if (typeof v === 'number') a.appendDouble(v);
-    else if (typeof v === 'bigint') a.appendDouble(Number(v));
-    else if (typeof v === 'boolean') a.appendDouble(v ? 1 : 0);
-    else a.appendNull();
-  }
-}
-
-function fieldJson(fields: Record<string, ParsedFieldValue>): string {
-  return JSON.stringify(fields, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-}
 
 /** Canonical identity of a tag set: measurement and the tags sorted by key. */
 export function seriesKey(measurement: string, tags: Record<string, string>): string {
@@ -102,12 +77,6 @@ export function seriesKey(measurement: string, tags: Record<string, string>): st
   let k = measurement;
   for (const t of keys) k += `\u0000${t}\u0001${tags[t]}`;
   return k;
-}
-
-function sortedTagsJson(tags: Record<string, string>): string {
-  const o: Record<string, string> = {};
-  for (const k of Object.keys(tags).sort()) o[k] = tags[k]!;
-  return JSON.stringify(o);
 }
 
 export class Store {
@@ -118,8 +87,10 @@ export class Store {
   private pending: Pending[] = [];
   private committing = false;
   private readonly series = new Map<string, number>();
-  /** The same ids by tag sets in the order they arrived (cheaper to build than the sorted key). */
+  /** The same ids by fast key (tags in the order they arrived: compact.ts). */
   private readonly seriesFast = new Map<string, number>();
+  /** Tags of fast keys not registered yet: a parse worker sends a key's tags only once. */
+  private readonly pendingTags = new Map<string, { measurement: string; tags: Record<string, string> }>();
   private nextSeriesId = 1;
   private batch = 0;
   /** 5-minute buckets of netflow touched since the last rollup. */
@@ -167,7 +138,7 @@ export class Store {
   }
 
   /** Resolves once the write's points are committed (durable); rejects if the commit failed. */
-  ingest(write: IngestWrite): Promise<void> {
+  ingest(write: CompactWrite): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the store is closed'));
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ write, resolve, reject });
@@ -195,92 +166,75 @@ export class Store {
     });
   }
 
-  /** The series id of a tag set, registering a new one in `added`; a wire-order key avoids sorting tags per point. */
-  private seriesId(p: ParsedPoint, added: { keys: string[]; fast: string[]; rows: Row[] }): number {
-    let fast = p.measurement;
-    for (const k in p.tags) fast += `\u0000${k}\u0001${p.tags[k]}`;
+  /** The series id of a fast key, registering a new series in `added`. */
+  private seriesId(fast: string, added: { keys: string[]; fast: string[]; rows: Row[] }): number {
     let sid = this.seriesFast.get(fast);
     if (sid !== undefined) return sid;
-    const key = seriesKey(p.measurement, p.tags);
+    const t = this.pendingTags.get(fast);
+    if (!t) throw new Error(`no tags for series ${JSON.stringify(fast.slice(0, 80))}`);
+    const key = seriesKey(t.measurement, t.tags);
     sid = this.series.get(key);
     if (sid === undefined) {
       sid = this.nextSeriesId++;
       this.series.set(key, sid);
       added.keys.push(key);
-      added.rows.push([sid, p.measurement, sortedTagsJson(p.tags), ...SERIES_COLUMNS.map((c) => p.tags[c] ?? null)]);
+      added.rows.push([sid, t.measurement, sortedTagsJson(t.tags), ...SERIES_COLUMNS.map((c) => t.tags[c] ?? null)]);
     }
-    if (this.seriesFast.size > 1_000_000) this.seriesFast.clear();
     this.seriesFast.set(fast, sid);
     added.fast.push(fast);
     return sid;
   }
 
-  private async commit(writes: IngestWrite[]): Promise<void> {
+  private async appendSeriesRows(table: 'netflow' | 'dnsflow', rows: SeriesRows, width: number, batch: number, added: { keys: string[]; fast: string[]; rows: Row[] }, touched?: Set<number>): Promise<void> {
+    if (rows.keys.length === 0) return;
+    const a = await this.conn!.createAppender(table);
+    try {
+      const v = rows.values;
+      for (let i = 0; i < rows.keys.length; i++) {
+        const ts = rows.ts[i]!;
+        a.appendInteger(this.seriesId(rows.keys[i]!, added));
+        a.appendDouble(ts);
+        a.appendDouble(batch);
+        for (let f = i * width, end = f + width; f < end; f++) {
+          const x = v[f]!;
+          if (Number.isNaN(x)) a.appendNull();
+          else a.appendDouble(x);
+        }
+        a.endRow();
+        touched?.add(Math.floor(ts / FINEST) * FINEST);
+      }
+      a.flushSync();
+    } finally {
+      a.closeSync();
+    }
+  }
+
+  private async commit(writes: CompactWrite[]): Promise<void> {
     const conn = this.conn!;
     const started = Date.now();
     const batch = this.batch + 1;
-    const rows: Record<'bash' | 'other', Row[]> = { bash: [], other: [] };
     const added = { keys: [] as string[], fast: [] as string[], rows: [] as Row[] };
     const touched = new Set<number>();
     let points = 0;
+    for (const w of writes) for (const [k, t] of Object.entries(w.tags)) if (!this.seriesFast.has(k)) this.pendingTags.set(k, t);
     await conn.run('BEGIN TRANSACTION');
-    // Points go straight into the appenders (no row arrays: this loop is the ingest path).
-    let netflow: DuckDBAppender | undefined;
-    let dnsflow: DuckDBAppender | undefined;
     try {
       for (const w of writes) {
-        for (let i = 0; i < w.points.length; i++) {
-          const p = w.points[i]!;
-          const ts = w.times[i]!;
-          points++;
-          if (p.measurement === 'netflow') {
-            const sid = this.seriesId(p, added);
-            netflow ??= await conn.createAppender('netflow');
-            netflow.appendInteger(sid);
-            netflow.appendDouble(ts);
-            netflow.appendDouble(batch);
-            appendFields(netflow, p.fields, NETFLOW_FIELDS);
-            netflow.endRow();
-            touched.add(Math.floor(ts / FINEST) * FINEST);
-          } else if (p.measurement === 'dnsflow') {
-            const sid = this.seriesId(p, added);
-            dnsflow ??= await conn.createAppender('dnsflow');
-            dnsflow.appendInteger(sid);
-            dnsflow.appendDouble(ts);
-            dnsflow.appendDouble(batch);
-            appendFields(dnsflow, p.fields, DNS_FIELDS);
-            dnsflow.endRow();
-          } else if (p.measurement === 'bash' && w.category === 'logging') {
-            const f = p.fields;
-            const str = (v: ParsedFieldValue | undefined): string | null => (v === undefined ? null : String(v));
-            rows.bash.push([ts, batch, p.tags.host ?? null, str(f.pid), str(f.user), str(f.cmd), str(f.message), sortedTagsJson(p.tags)]);
-          } else {
-            rows.other.push([ts, batch, w.category, p.measurement, sortedTagsJson(p.tags), fieldJson(p.fields)]);
-          }
-        }
-      }
-      for (const a of [netflow, dnsflow]) {
-        a?.flushSync();
-        a?.closeSync();
+        points += w.points;
+        await this.appendSeriesRows('netflow', w.netflow, NETFLOW_FIELDS.length, batch, added, touched);
+        await this.appendSeriesRows('dnsflow', w.dnsflow, DNS_FIELDS.length, batch, added);
+        if (w.bash.length > 0) await this.append('bash', w.bash.map(([ts, ...rest]) => [ts!, batch, ...rest]));
+        if (w.other.length > 0) await this.append('other', w.other.map(([ts, ...rest]) => [ts!, batch, ...rest]));
       }
       if (added.rows.length > 0) await this.append('series', added.rows);
-      for (const table of ['bash', 'other'] as const) {
-        if (rows[table].length > 0) await this.append(table, rows[table]);
-      }
       await conn.run('COMMIT');
     } catch (err) {
-      for (const a of [netflow, dnsflow]) {
-        try {
-          a?.closeSync();
-        } catch {
-          /* the rollback discards it */
-        }
-      }
       await conn.run('ROLLBACK').catch(() => undefined);
       for (const k of added.keys) this.series.delete(k);
       for (const k of added.fast) this.seriesFast.delete(k);
       throw err;
     }
+    for (const k of added.fast) this.pendingTags.delete(k);
     this.batch = batch;
     for (const b of touched) this.dirty.add(b);
     this.stats.commits++;

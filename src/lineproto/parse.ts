@@ -110,6 +110,9 @@ class Parser {
     this.n = s.length;
   }
 
+  /** Receives each point's series text (measurement and tags, as written). */
+  seriesKeys?: string[];
+
   parseAll(ends?: number[]): ParsedPoint[] {
     const out: ParsedPoint[] = [];
     const { s, n } = this;
@@ -202,6 +205,7 @@ class Parser {
       tags[key] = unescape(s.slice(vStart, this.i), true);
     }
 
+    this.seriesKeys?.push(s.slice(start, this.i));
     // exactly one space, then fields
     this.i++;
     if (this.i >= n || s.charCodeAt(this.i) === LF) this.fail('missing fields');
@@ -358,7 +362,11 @@ function toNumberIfSafe(v: bigint): number | bigint {
  * line. Blank and `#` comment lines are skipped. `ends`, if given, receives the
  * offset (UTF-16 units) just past each point's line and its newline: a string
  * field may hold a raw newline, so '\n' alone does not separate points.
+ * `seriesKeys`, if given, receives each point's measurement and tags as written
+ * (its series in wire form: the same tags in the same order give the same text).
  */
-export function parseLines(body: string, ends?: number[]): ParsedPoint[] {
-  return new Parser(body).parseAll(ends);
+export function parseLines(body: string, ends?: number[], seriesKeys?: string[]): ParsedPoint[] {
+  const p = new Parser(body);
+  p.seriesKeys = seriesKeys;
+  return p.parseAll(ends);
 }

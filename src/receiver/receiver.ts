@@ -133,7 +133,7 @@ export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receive
   async function handleWrite(req: http.IncomingMessage, res: http.ServerResponse, path: string, query: URLSearchParams): Promise<void> {
     let w: WriteRequest;
     try {
-      w = await readWrite(req, path, query, limit);
+      w = await readWrite(req, path, query, { limit });
     } catch (err) {
       const e = err as Error;
       const status = e instanceof HttpFailure ? e.status : 500;

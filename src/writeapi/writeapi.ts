@@ -111,9 +111,11 @@ export interface WriteRequest {
  * Reads and checks one POST /v1/write/:category. A body that cannot be read or
  * decoded throws HttpFailure (nothing to show of it); a decoded body that is
  * not acceptable comes back with `failure` set, so a caller can still record it.
- * `ends` receives where each point's line ends (parseLines).
+ * `parse: false` leaves the line protocol to the caller (the console parses in
+ * worker threads); everything else is checked here.
  */
-export async function readWrite(req: http.IncomingMessage, path: string, query: URLSearchParams, limit = DEFAULT_MAX_BODY, ends?: number[]): Promise<WriteRequest> {
+export async function readWrite(req: http.IncomingMessage, path: string, query: URLSearchParams, opts: { limit?: number; parse?: boolean } = {}): Promise<WriteRequest> {
+  const limit = opts.limit ?? DEFAULT_MAX_BODY;
   const category = path.slice(path.indexOf('/v1/write/') + '/v1/write/'.length);
   const input = query.get('input') ?? 'datakit-http';
   const precision = query.get('precision') ?? 'n';
@@ -125,9 +127,9 @@ export async function readWrite(req: http.IncomingMessage, path: string, query: 
     w.failure = new HttpFailure(400, 'datakit.invalidPrecision', `invalid precision "${precision}"; expected n, u, ms, s, m or h`);
   } else if (w.body.length === 0) {
     w.failure = new HttpFailure(400, 'datakit.emptyBody', 'empty body');
-  } else {
+  } else if (opts.parse !== false) {
     try {
-      w.points = parseLines(w.body, ends);
+      w.points = parseLines(w.body);
       if (w.points.length === 0) w.failure = new HttpFailure(400, 'datakit.noPoints', 'no points');
     } catch (err) {
       w.failure = new HttpFailure(400, 'datakit.invalidLinePoint', (err as Error).message);
@@ -142,6 +144,7 @@ const NS_PER: Record<string, bigint> = { n: 1n, ns: 1n, u: 1_000n, us: 1_000n, m
 /** A point's time in Unix milliseconds under the request's precision; `nowMs` when it has none. */
 export function pointTimeMs(p: ParsedPoint, precision: string, nowMs: number): number {
   if (p.timestamp === undefined) return nowMs;
+  if (precision === 'ms') return Number(p.timestamp);
   const ns = p.timestamp * (NS_PER[precision] ?? 1n);
   return Number(ns / 1_000_000n);
 }

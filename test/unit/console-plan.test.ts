@@ -191,3 +191,27 @@ describe('network map', () => {
     expect([0, 19.9, 20, 99.9, 100].map((v) => bandOf(v, 0, 100))).toEqual([0, 0, 1, 4, 4]);
   });
 });
+
+describe('compact writes', () => {
+  it('netflow and dnsflow as keys and typed arrays, tags sent once per key, the rest as rows', async () => {
+    const { compactWrite } = await import('../../src/console/compact');
+    const body = 'netflow,host=a,dst_port=443 bytes_read=5i,rtt=7i 1000\nnetflow,host=a,dst_port=443 bytes_read=6i,rtt="x" 2000\ndnsflow,host=a count=2i,rcode=-1i 3000\nbash,host=a cmd="ls",pid="1" 4000\ncpu,host=a u=1.5 5000';
+    const keys: string[] = [];
+    const sent = new Set<string>();
+    const w = compactWrite('network', 'ms', parseLines(body, undefined, keys), 0, sent, keys);
+    expect(w.points).toBe(5);
+    expect(w.netflow.keys).toEqual(['netflow,host=a,dst_port=443', 'netflow,host=a,dst_port=443']);
+    expect([...w.netflow.ts]).toEqual([1000, 2000]);
+    // bytes_read, bytes_written, retransmits, rtt, ...: missing and non-numeric fields are NaN
+    expect([...w.netflow.values.slice(0, 4)]).toEqual([5, NaN, NaN, 7]);
+    expect(w.netflow.values[9 + 3]).toBeNaN();
+    expect([...w.dnsflow.values]).toEqual([2, -1, NaN, NaN]);
+    expect(Object.keys(w.tags)).toEqual(['netflow,host=a,dst_port=443', 'dnsflow,host=a']);
+    expect(w.tags['netflow,host=a,dst_port=443']).toEqual({ measurement: 'netflow', tags: { host: 'a', dst_port: '443' } });
+    expect(w.bash).toEqual([]); // bash is a logging measurement
+    expect(w.other.map((r) => r[2])).toEqual(['bash', 'cpu']);
+    const keys2: string[] = [];
+    const again = compactWrite('network', 'ms', parseLines(body, undefined, keys2), 0, sent, keys2);
+    expect(again.tags).toEqual({});
+  });
+});

@@ -9,6 +9,7 @@ import type { ParsedPoint } from '../../src/lineproto/parse';
 import { HOUR, MINUTE, METRICS, type Metrics } from '../../src/console/plan';
 import { Queries } from '../../src/console/queries';
 import { Store } from '../../src/console/store';
+import { compactWrite } from '../../src/console/compact';
 
 const T0 = Date.UTC(2025, 0, 1, 0, 0, 0);
 const dirs: string[] = [];
@@ -39,7 +40,12 @@ interface Raw {
 
 function point(r: Raw): ParsedPoint {
   const tags = { host: r.host, transport: r.transport, direction: r.direction, src_ip: `10.0.0.${r.host.length}`, src_port: '*', dst_ip: '10.9.9.9', dst_port: r.dport, process_name: 'p' };
-  return { measurement: 'netflow', tags, fields: r.f, fieldTypes: {} };
+  return { measurement: 'netflow', tags, fields: r.f, fieldTypes: {}, timestamp: BigInt(r.ts) };
+}
+
+/** What the write path hands the store for these points (times in ms). */
+function write(category: string, points: ParsedPoint[], times: number[]) {
+  return compactWrite(category, 'ms', points.map((p, i) => ({ ...p, timestamp: BigInt(times[i]!) })), 0);
 }
 
 function randomPoints(n: number, seed: number): Raw[] {
@@ -75,7 +81,7 @@ async function ingestAll(store: Store, raws: Raw[], perWrite = 97): Promise<void
   const writes: Promise<void>[] = [];
   for (let i = 0; i < raws.length; i += perWrite) {
     const part = raws.slice(i, i + perWrite);
-    writes.push(store.ingest({ category: 'network', points: part.map(point), times: part.map((r) => r.ts) }));
+    writes.push(store.ingest(write('network', part.map(point), part.map((r) => r.ts))));
   }
   await Promise.all(writes);
 }
@@ -177,9 +183,9 @@ describe('console store', () => {
     const dns: ParsedPoint = { measurement: 'dnsflow', tags: { host: 'h', src_ip: '10.0.0.1', dst_ip: '10.0.0.53', dst_port: '53' }, fields: { count: 4, rcode: 3, latency: 1000, latency_max: 2000 }, fieldTypes: {} };
     const bash: ParsedPoint = { measurement: 'bash', tags: { host: 'h' }, fields: { pid: '1', user: 'root', cmd: 'ls -la', message: 'm' }, fieldTypes: {} };
     const other: ParsedPoint = { measurement: 'cpu', tags: { host: 'h' }, fields: { usage: 1.5, big: 2n ** 62n }, fieldTypes: {} };
-    await store.ingest({ category: 'network', points: [dns], times: [T0] });
-    await store.ingest({ category: 'logging', points: [bash], times: [T0 + 1] });
-    await store.ingest({ category: 'metric', points: [other], times: [T0 + 2] });
+    await store.ingest(write('network', [dns], [T0]));
+    await store.ingest(write('logging', [bash], [T0 + 1]));
+    await store.ingest(write('metric', [other], [T0 + 2]));
     const q = new Queries(store);
     const d = await q.dns({ from: T0 - HOUR, to: T0 + HOUR, step: MINUTE }, undefined, []);
     expect(d.totals).toMatchObject({ lookups: 4, nxdomain: 4, timeouts: 0 });

@@ -427,3 +427,14 @@ describe('parser fast paths (kept exact)', () => {
     expect(() => parseLines('m,k2=a,k2=b f=1i')).toThrow(/duplicate tag key/);
   });
 });
+
+describe('parseLines outputs for the console', () => {
+  it('ends and series keys: where each point ends, and its measurement and tags as written', () => {
+    const body = 'm,b=2,a=1 f=1i 1\n\n# c\nm,a\\ x=1 s="x\ny" 2\nn f=1i';
+    const ends: number[] = [];
+    const keys: string[] = [];
+    expect(parseLines(body, ends, keys)).toHaveLength(3);
+    expect(keys).toEqual(['m,b=2,a=1', 'm,a\\ x=1', 'n']);
+    expect(ends).toEqual([body.indexOf('\n') + 1, body.indexOf('2\n') + 2, body.length]);
+  });
+});
