@@ -7,8 +7,9 @@
 //   - one edge per (reporting host, peer, direction), drawn from the reporting
 //     host to the peer, incoming and outgoing apart; traffic to itself is no edge;
 //   - node size: bytes the host received; edge width: bytes both ways;
-//   - fill: five equal bands between min and max of the fill metric (or a custom
-//     range); a value outside the range is band -1 (grey), no value is null.
+//   - fill: five equal bands between min and max of the fill metric over nodes
+//     and edges (or a custom range); a value outside the range is band -1
+//     (grey), no value is null.
 
 import { METRICS, type Metric, type Metrics } from './plan';
 
@@ -190,7 +191,8 @@ export function buildMap(rows: readonly FlowTotals[], owners: ReadonlyMap<string
   }
 
   const metric: FillMetric = opts.fill ?? 'rtt';
-  const values = nodes.map((n) => n.metrics[metric]).filter((v): v is number => v !== null);
+  // The automatic range spans nodes and edges alike, so only a custom range greys anything.
+  const values = [...nodes, ...edges].map((x) => x.metrics[metric]).filter((v): v is number => v !== null);
   const min = opts.min ?? (values.length ? Math.min(...values) : null);
   const max = opts.max ?? (values.length ? Math.max(...values) : null);
   const bands: [number, number][] = [];

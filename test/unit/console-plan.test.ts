@@ -184,8 +184,11 @@ describe('network map', () => {
     expect(g.fill).toMatchObject({ metric: 'rtt', min: 100, max: 900 });
     expect(g.fill.bands[0]).toEqual([100, 260]);
     expect(g.nodes.map((n) => n.band)).toEqual([1, 0, 4]);
+    // edges share the range: a->b 150, a->outside 900, b->a 100, b->outside (UDP only) no value
+    expect(g.edges.map((e) => e.band)).toEqual([0, 4, 0, null]);
     const custom = buildMap(rows, owners, { fill: 'rtt', min: 0, max: 200 });
     expect(custom.nodes.map((n) => n.band)).toEqual([-1, 2, -1]);
+    expect(custom.edges.map((e) => e.band)).toEqual([3, -1, 2, null]);
     expect(bandOf(null, 0, 1)).toBeNull();
     expect(bandOf(5, 5, 5)).toBe(0);
     expect([0, 19.9, 20, 99.9, 100].map((v) => bandOf(v, 0, 100))).toEqual([0, 0, 1, 4, 4]);

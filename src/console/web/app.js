@@ -265,9 +265,9 @@ function mapLayout(nodes) {
     const a = (2 * Math.PI * i) / Math.max(1, hosts.length) - Math.PI / 2;
     pos.set(n.id, hosts.length === 1 ? [0, 0] : [300 * Math.cos(a), 300 * Math.sin(a)]);
   });
+  // Addresses of no reporting host: a column to the right of the hosts.
   outside.forEach((n, i) => {
-    const a = (2 * Math.PI * i) / Math.max(1, outside.length) + Math.PI / 4;
-    pos.set(n.id, outside.length === 1 ? [hosts.length > 1 ? 0 : 300, hosts.length > 1 ? 0 : 0] : [520 * Math.cos(a), 520 * Math.sin(a)]);
+    pos.set(n.id, [hosts.length > 1 ? 560 : 300, (i - (outside.length - 1) / 2) * 90]);
   });
   return pos;
 }
