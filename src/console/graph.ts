@@ -74,17 +74,8 @@ export interface MapOptions {
 
 export const OUTSIDE = 'outside';
 
-interface Acc {
-  bytes_written: number;
-  bytes_read: number;
-  retransmits: number;
-  tcp_established: number;
-  tcp_closed: number;
-  rtt_sum: number;
-  rtt_n: number;
-  rtt_var_sum: number;
-  rtt_var_n: number;
-}
+/** The summable part of a row. */
+type Acc = Omit<FlowTotals, 'host' | 'src_ip' | 'dst_ip' | 'direction'>;
 
 const zero = (): Acc => ({ bytes_written: 0, bytes_read: 0, retransmits: 0, tcp_established: 0, tcp_closed: 0, rtt_sum: 0, rtt_n: 0, rtt_var_sum: 0, rtt_var_n: 0 });
 
