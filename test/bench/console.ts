@@ -129,6 +129,7 @@ async function main(): Promise<void> {
   };
   const batches = Math.ceil(total / args.batch);
   const cpu0 = cpuSeconds(c.pid);
+  const self0 = process.cpuUsage();
   const t0 = Date.now();
   let sent = 0;
   let lastReport = t0;
@@ -149,6 +150,8 @@ async function main(): Promise<void> {
   await Promise.all(Array.from({ length: args.concurrency }, worker));
   const ingestSec = (Date.now() - t0) / 1000;
   const consoleCpu = cpuSeconds(c.pid) - cpu0;
+  const selfCpu = process.cpuUsage(self0);
+  const clientCpu = (selfCpu.user + selfCpu.system) / 1e6;
 
   const from = start;
   const to = end + 1;
@@ -189,13 +192,22 @@ async function main(): Promise<void> {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, load: os.loadavg() },
     args,
     points: total,
-    ingest: { seconds: round(ingestSec, 1), pointsPerSec: Math.round(total / ingestSec), consoleCpuSeconds: round(consoleCpu, 1) },
+    ingest: {
+      seconds: round(ingestSec, 1),
+      pointsPerSec: Math.round(total / ingestSec),
+      consoleCpuSeconds: round(consoleCpu, 1),
+      consoleCpuUsPerPoint: round((consoleCpu / total) * 1e6, 1),
+      clientCpuSeconds: round(clientCpu, 1),
+    },
     firstQueryMs: round(firstMs, 1),
     routes: rows,
     storeBytes: bytes,
     targets: { ingestPointsPerSec: 50_000, routeMs: 500 },
   };
-  process.stdout.write(`\ningest: ${total.toLocaleString()} points in ${result.ingest.seconds} s = ${result.ingest.pointsPerSec.toLocaleString()} points/s (target 50,000); console CPU ${result.ingest.consoleCpuSeconds} s\n`);
+  process.stdout.write(
+    `\ningest: ${total.toLocaleString()} points in ${result.ingest.seconds} s = ${result.ingest.pointsPerSec.toLocaleString()} points/s (target 50,000); ` +
+      `console CPU ${result.ingest.consoleCpuSeconds} s (${result.ingest.consoleCpuUsPerPoint} us/point), this client's CPU ${result.ingest.clientCpuSeconds} s; load average now ${os.loadavg()[0]!.toFixed(1)}\n`,
+  );
   process.stdout.write(`store on disk: ${(bytes / 2 ** 20).toFixed(0)} MiB; first query (waits for the last rollups): ${result.firstQueryMs} ms\n\n`);
   process.stdout.write(`${'route'.padEnd(34)} ${'median ms'.padStart(10)} ${'max ms'.padStart(8)}\n`);
   for (const r of rows) process.stdout.write(`${r.route.padEnd(34)} ${String(r.medianMs).padStart(10)} ${String(r.maxMs).padStart(8)}${r.maxMs > 500 ? '  over 500 ms' : ''}\n`);
