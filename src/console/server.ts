@@ -199,7 +199,13 @@ export class ConsoleServer {
       if (transport && !['tcp', 'udp'].includes(transport)) throw new QueryError(`transport=${transport}: expected tcp or udp (or nothing for both)`);
       if (direction && !['incoming', 'outgoing'].includes(direction)) throw new QueryError(`direction=${direction}: expected incoming or outgoing (or nothing for both)`);
       const step = parseStep(q.get('step'), range);
-      return ok(await this.queries.hostNetwork({ ...range, host: decodeURIComponent(m[1]!), transport, direction, step, where }));
+      let name: string;
+      try {
+        name = decodeURIComponent(m[1]!);
+      } catch {
+        throw new QueryError(`bad host name in ${p}`);
+      }
+      return ok(await this.queries.hostNetwork({ ...range, host: name, transport, direction, step, where }));
     }
     switch (p) {
       case '/api/v1/hosts':
