@@ -1,7 +1,9 @@
 // A parsed write body in the form the store appends: netflow and dnsflow points
-// as series keys plus typed arrays of their time and fields (cheap to move from
+// as series ids plus typed arrays of their time and fields (cheap to move from
 // a parse worker to the main thread: the arrays are transferred, not copied),
-// bash and other points as rows. Pure; used by the parse workers and by tests.
+// bash and other points as rows. Each parser numbers the series it sees
+// (SeriesIds) and sends a series' tags once, with the first write that has it;
+// the store maps (source, id) to its own series. Used by the parse workers and tests.
 
 import type { ParsedFieldValue, ParsedPoint } from '../lineproto/parse';
 import { pointTimeMs } from '../writeapi/writeapi';
@@ -10,32 +12,57 @@ export const NETFLOW_FIELDS = ['bytes_read', 'bytes_written', 'retransmits', 'rt
 export const DNS_FIELDS = ['count', 'rcode', 'latency', 'latency_max'] as const;
 
 export interface SeriesRows {
-  /** Series key of each point (see seriesFastKey). */
-  keys: string[];
+  /** Series of each point, numbered by the write's source. */
+  ids: Int32Array;
   /** Unix ms of each point. */
   ts: Float64Array;
   /** fields.length values per point, in the order of the field list; NaN for a missing or non-numeric field. */
   values: Float64Array;
 }
 
+export interface NewSeries {
+  id: number;
+  measurement: string;
+  tags: Record<string, string>;
+}
+
 export interface CompactWrite {
+  /** The SeriesIds that numbered this write's series. */
+  source: number;
   category: string;
   points: number;
   netflow: SeriesRows;
   dnsflow: SeriesRows;
-  /** Tags of series keys in this write (a parse worker sends each key's tags once; the store keeps them). */
-  tags: Record<string, { measurement: string; tags: Record<string, string> }>;
+  /** Series numbered for the first time in this write. */
+  newSeries: NewSeries[];
   /** [ts, host, pid, user, cmd, message, tags JSON] */
   bash: (string | number | null)[][];
   /** [ts, category, measurement, tags JSON, fields JSON] */
   other: (string | number | null)[][];
 }
 
-/** Identity of a tag set in the order its tags arrived: cheap per point; the store maps it to the canonical series. */
+/** Identity of a tag set in the order its tags arrived (when the parser's series text is not at hand). */
 export function seriesFastKey(measurement: string, tags: Record<string, string>): string {
   let k = measurement;
   for (const t in tags) k += `\u0000${t}\u0001${tags[t]}`;
   return k;
+}
+
+/** One parser's numbering of the series it has seen; `source` must be unique among the parsers feeding one store. */
+export class SeriesIds {
+  private readonly ids = new Map<string, number>();
+  constructor(readonly source: number) {}
+
+  /** The id of `key`; a new one is announced in `fresh` with the point's tags. */
+  idOf(key: string, p: ParsedPoint, fresh: NewSeries[]): number {
+    let id = this.ids.get(key);
+    if (id === undefined) {
+      id = this.ids.size;
+      this.ids.set(key, id);
+      fresh.push({ id, measurement: p.measurement, tags: { ...p.tags } });
+    }
+    return id;
+  }
 }
 
 export function sortedTagsJson(tags: Record<string, string>): string {
@@ -56,12 +83,11 @@ function numeric(v: ParsedFieldValue | undefined): number {
 }
 
 /**
- * The compact form of one write. `sentTags` (a worker's memory of the keys whose
- * tags it already sent) leaves out tags the receiver already has; without it
- * every key's tags are included. `wireKeys` (from parseLines) are the points'
- * series as written, used as keys instead of building them from the tags.
+ * The compact form of one write, its series numbered by `ids`. `wireKeys` (from
+ * parseLines) are the points' series as written, used as keys instead of
+ * building them from the tags.
  */
-export function compactWrite(category: string, precision: string, points: readonly ParsedPoint[], nowMs: number, sentTags?: Set<string>, wireKeys?: readonly string[]): CompactWrite {
+export function compactWrite(category: string, precision: string, points: readonly ParsedPoint[], nowMs: number, ids: SeriesIds, wireKeys?: readonly string[]): CompactWrite {
   let nNet = 0;
   let nDns = 0;
   for (const p of points) {
@@ -69,29 +95,27 @@ export function compactWrite(category: string, precision: string, points: readon
     else if (p.measurement === 'dnsflow') nDns++;
   }
   const w: CompactWrite = {
+    source: ids.source,
     category,
     points: points.length,
-    netflow: { keys: [], ts: new Float64Array(nNet), values: new Float64Array(nNet * NETFLOW_FIELDS.length) },
-    dnsflow: { keys: [], ts: new Float64Array(nDns), values: new Float64Array(nDns * DNS_FIELDS.length) },
-    tags: {},
+    netflow: { ids: new Int32Array(nNet), ts: new Float64Array(nNet), values: new Float64Array(nNet * NETFLOW_FIELDS.length) },
+    dnsflow: { ids: new Int32Array(nDns), ts: new Float64Array(nDns), values: new Float64Array(nDns * DNS_FIELDS.length) },
+    newSeries: [],
     bash: [],
     other: [],
   };
+  let iNet = 0;
+  let iDns = 0;
   for (let n = 0; n < points.length; n++) {
     const p = points[n]!;
     const ts = pointTimeMs(p, precision, nowMs);
     const rows = p.measurement === 'netflow' ? w.netflow : p.measurement === 'dnsflow' ? w.dnsflow : undefined;
     if (rows) {
       const names = p.measurement === 'netflow' ? NETFLOW_FIELDS : DNS_FIELDS;
-      const i = rows.keys.length;
-      const key = wireKeys?.[n] ?? seriesFastKey(p.measurement, p.tags);
-      rows.keys.push(key);
+      const i = p.measurement === 'netflow' ? iNet++ : iDns++;
+      rows.ids[i] = ids.idOf(wireKeys?.[n] ?? seriesFastKey(p.measurement, p.tags), p, w.newSeries);
       rows.ts[i] = ts;
       for (let f = 0; f < names.length; f++) rows.values[i * names.length + f] = numeric(p.fields[names[f]!]);
-      if (!sentTags?.has(key)) {
-        w.tags[key] = { measurement: p.measurement, tags: { ...p.tags } };
-        sentTags?.add(key);
-      }
     } else if (p.measurement === 'bash' && category === 'logging') {
       const f = p.fields;
       const str = (v: ParsedFieldValue | undefined): string | null => (v === undefined ? null : String(v));

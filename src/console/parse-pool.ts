@@ -8,7 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { parseLines } from '../lineproto/parse';
-import { compactWrite, type CompactWrite } from './compact';
+import { SeriesIds, compactWrite, type CompactWrite } from './compact';
+
+/** Source numbers of series numberings: unique per worker (or inline parser) in this process. */
+let nextSource = 1;
 
 export interface ParseJob {
   id: number;
@@ -42,6 +45,7 @@ export class ParsePool {
   private nextId = 1;
   private closed = false;
   private readonly script = path.join(__dirname, 'parse-worker.js');
+  private readonly inlineIds = new SeriesIds(nextSource++);
 
   constructor(readonly size = Math.max(1, Math.min(4, os.availableParallelism())) ) {
     if (!fs.existsSync(this.script)) return;
@@ -53,7 +57,8 @@ export class ParsePool {
   }
 
   private spawn(): Slot {
-    const slot: Slot = { worker: new Worker(this.script), busy: 0 };
+    // A restarted worker numbers series afresh, under a new source number.
+    const slot: Slot = { worker: new Worker(this.script, { workerData: { source: nextSource++ } }), busy: 0 };
     slot.worker.on('message', (r: ParseReply) => {
       const w = this.waiting.get(r.id);
       if (!w) return;
@@ -86,7 +91,7 @@ export class ParsePool {
       try {
         const ends: number[] = [];
         const points = parseLines(body, ends);
-        return Promise.resolve({ write: compactWrite(category, precision, points, nowMs), ends });
+        return Promise.resolve({ write: compactWrite(category, precision, points, nowMs, this.inlineIds), ends });
       } catch (err) {
         return Promise.reject(new ParseFailure((err as Error).message));
       }

@@ -174,6 +174,7 @@ export class ConsoleServer {
         failure = new HttpFailure(400, 'datakit.invalidLinePoint', err.message);
       }
     }
+    if (parsed) this.opts.store.learn(parsed.write);
     if (failure || !parsed) {
       const f = failure ?? new HttpFailure(400, 'datakit.noPoints', 'no points');
       this.opts.log.info({ category: w.category, input: w.input, error_code: f.errorCode }, `rejected write: HTTP ${f.status} ${f.errorCode}: ${f.message}`);

@@ -23,7 +23,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBAppender } from '@duckdb/node-api';
-import { DNS_FIELDS, NETFLOW_FIELDS, sortedTagsJson, type CompactWrite, type SeriesRows } from './compact';
+import { DNS_FIELDS, NETFLOW_FIELDS, sortedTagsJson, type CompactWrite, type NewSeries, type SeriesRows } from './compact';
 import { MINUTE, ROLLUPS, SERIES_COLUMNS, rollupTable } from './plan';
 
 export interface StoreOptions {
@@ -63,6 +63,13 @@ ${ROLLUPS.map(
 INSERT INTO meta VALUES ('rolled_batch', 0) ON CONFLICT DO NOTHING;
 `;
 
+/** What a commit registered, to undo if it fails. */
+interface Added {
+  keys: string[];
+  local: [number, number][];
+  rows: Row[];
+}
+
 interface Pending {
   write: CompactWrite;
   resolve: () => void;
@@ -87,10 +94,10 @@ export class Store {
   private pending: Pending[] = [];
   private committing = false;
   private readonly series = new Map<string, number>();
-  /** The same ids by fast key (tags in the order they arrived: compact.ts). */
-  private readonly seriesFast = new Map<string, number>();
-  /** Tags of fast keys not registered yet: a parse worker sends a key's tags only once. */
-  private readonly pendingTags = new Map<string, { measurement: string; tags: Record<string, string> }>();
+  /** Our series ids by parser (source) and that parser's series id. */
+  private readonly bySource = new Map<number, number[]>();
+  /** Series a parser announced that are not registered yet: a parser sends a series' tags only once. */
+  private readonly pendingTags = new Map<number, Map<number, NewSeries>>();
   private nextSeriesId = 1;
   private batch = 0;
   /** 5-minute buckets of netflow touched since the last rollup. */
@@ -139,6 +146,7 @@ export class Store {
 
   /** Resolves once the write's points are committed (durable); rejects if the commit failed. */
   ingest(write: CompactWrite): Promise<void> {
+    this.learn(write);
     if (this.closed) return Promise.reject(new Error('the store is closed'));
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ write, resolve, reject });
@@ -166,33 +174,48 @@ export class Store {
     });
   }
 
-  /** The series id of a fast key, registering a new series in `added`. */
-  private seriesId(fast: string, added: { keys: string[]; fast: string[]; rows: Row[] }): number {
-    let sid = this.seriesFast.get(fast);
-    if (sid !== undefined) return sid;
-    const t = this.pendingTags.get(fast);
-    if (!t) throw new Error(`no tags for series ${JSON.stringify(fast.slice(0, 80))}`);
+  /**
+   * Remembers the series a parser numbered for the first time in this write.
+   * Call it for every parsed write, even one that is then refused: the parser
+   * will not send those tags again.
+   */
+  learn(write: CompactWrite): void {
+    if (write.newSeries.length === 0) return;
+    let pending = this.pendingTags.get(write.source);
+    if (!pending) this.pendingTags.set(write.source, (pending = new Map()));
+    for (const n of write.newSeries) pending.set(n.id, n);
+  }
+
+  /** Our series id for a parser's (source, id), registering a new series in `added`. */
+  private seriesId(source: number, id: number, added: Added): number {
+    let local = this.bySource.get(source);
+    if (!local) this.bySource.set(source, (local = []));
+    const known = local[id];
+    if (known !== undefined) return known;
+    const t = this.pendingTags.get(source)?.get(id);
+    if (!t) throw new Error(`series ${id} of parser ${source} arrived without its tags`);
     const key = seriesKey(t.measurement, t.tags);
-    sid = this.series.get(key);
+    let sid = this.series.get(key);
     if (sid === undefined) {
       sid = this.nextSeriesId++;
       this.series.set(key, sid);
       added.keys.push(key);
       added.rows.push([sid, t.measurement, sortedTagsJson(t.tags), ...SERIES_COLUMNS.map((c) => t.tags[c] ?? null)]);
     }
-    this.seriesFast.set(fast, sid);
-    added.fast.push(fast);
+    local[id] = sid;
+    added.local.push([source, id]);
     return sid;
   }
 
-  private async appendSeriesRows(table: 'netflow' | 'dnsflow', rows: SeriesRows, width: number, batch: number, added: { keys: string[]; fast: string[]; rows: Row[] }, touched?: Set<number>): Promise<void> {
-    if (rows.keys.length === 0) return;
+  private async appendSeriesRows(table: 'netflow' | 'dnsflow', source: number, rows: SeriesRows, width: number, batch: number, added: Added, touched?: Set<number>): Promise<void> {
+    const n = rows.ids.length;
+    if (n === 0) return;
     const a = await this.conn!.createAppender(table);
     try {
       const v = rows.values;
-      for (let i = 0; i < rows.keys.length; i++) {
+      for (let i = 0; i < n; i++) {
         const ts = rows.ts[i]!;
-        a.appendInteger(this.seriesId(rows.keys[i]!, added));
+        a.appendInteger(this.seriesId(source, rows.ids[i]!, added));
         a.appendDouble(ts);
         a.appendDouble(batch);
         for (let f = i * width, end = f + width; f < end; f++) {
@@ -213,16 +236,15 @@ export class Store {
     const conn = this.conn!;
     const started = Date.now();
     const batch = this.batch + 1;
-    const added = { keys: [] as string[], fast: [] as string[], rows: [] as Row[] };
+    const added: Added = { keys: [], local: [], rows: [] };
     const touched = new Set<number>();
     let points = 0;
-    for (const w of writes) for (const [k, t] of Object.entries(w.tags)) if (!this.seriesFast.has(k)) this.pendingTags.set(k, t);
     await conn.run('BEGIN TRANSACTION');
     try {
       for (const w of writes) {
         points += w.points;
-        await this.appendSeriesRows('netflow', w.netflow, NETFLOW_FIELDS.length, batch, added, touched);
-        await this.appendSeriesRows('dnsflow', w.dnsflow, DNS_FIELDS.length, batch, added);
+        await this.appendSeriesRows('netflow', w.source, w.netflow, NETFLOW_FIELDS.length, batch, added, touched);
+        await this.appendSeriesRows('dnsflow', w.source, w.dnsflow, DNS_FIELDS.length, batch, added);
         if (w.bash.length > 0) await this.append('bash', w.bash.map(([ts, ...rest]) => [ts!, batch, ...rest]));
         if (w.other.length > 0) await this.append('other', w.other.map(([ts, ...rest]) => [ts!, batch, ...rest]));
       }
@@ -231,10 +253,11 @@ export class Store {
     } catch (err) {
       await conn.run('ROLLBACK').catch(() => undefined);
       for (const k of added.keys) this.series.delete(k);
-      for (const k of added.fast) this.seriesFast.delete(k);
+      for (const [source, id] of added.local) delete this.bySource.get(source)![id];
       throw err;
     }
-    for (const k of added.fast) this.pendingTags.delete(k);
+    // Registered for good: the tags are in `series` now.
+    for (const [source, id] of added.local) this.pendingTags.get(source)?.delete(id);
     this.batch = batch;
     for (const b of touched) this.dirty.add(b);
     this.stats.commits++;

@@ -197,24 +197,29 @@ describe('network map', () => {
 
 describe('compact writes', () => {
   it('netflow and dnsflow as keys and typed arrays, tags sent once per key, the rest as rows', async () => {
-    const { compactWrite } = await import('../../src/console/compact');
+    const { SeriesIds, compactWrite } = await import('../../src/console/compact');
     const body = 'netflow,host=a,dst_port=443 bytes_read=5i,rtt=7i 1000\nnetflow,host=a,dst_port=443 bytes_read=6i,rtt="x" 2000\ndnsflow,host=a count=2i,rcode=-1i 3000\nbash,host=a cmd="ls",pid="1" 4000\ncpu,host=a u=1.5 5000';
     const keys: string[] = [];
-    const sent = new Set<string>();
-    const w = compactWrite('network', 'ms', parseLines(body, undefined, keys), 0, sent, keys);
+    const ids = new SeriesIds(7);
+    const w = compactWrite('network', 'ms', parseLines(body, undefined, keys), 0, ids, keys);
     expect(w.points).toBe(5);
-    expect(w.netflow.keys).toEqual(['netflow,host=a,dst_port=443', 'netflow,host=a,dst_port=443']);
+    expect(w.source).toBe(7);
+    expect([...w.netflow.ids]).toEqual([0, 0]);
+    expect([...w.dnsflow.ids]).toEqual([1]);
     expect([...w.netflow.ts]).toEqual([1000, 2000]);
     // bytes_read, bytes_written, retransmits, rtt, ...: missing and non-numeric fields are NaN
     expect([...w.netflow.values.slice(0, 4)]).toEqual([5, NaN, NaN, 7]);
     expect(w.netflow.values[9 + 3]).toBeNaN();
     expect([...w.dnsflow.values]).toEqual([2, -1, NaN, NaN]);
-    expect(Object.keys(w.tags)).toEqual(['netflow,host=a,dst_port=443', 'dnsflow,host=a']);
-    expect(w.tags['netflow,host=a,dst_port=443']).toEqual({ measurement: 'netflow', tags: { host: 'a', dst_port: '443' } });
+    expect(w.newSeries).toEqual([
+      { id: 0, measurement: 'netflow', tags: { host: 'a', dst_port: '443' } },
+      { id: 1, measurement: 'dnsflow', tags: { host: 'a' } },
+    ]);
     expect(w.bash).toEqual([]); // bash is a logging measurement
     expect(w.other.map((r) => r[2])).toEqual(['bash', 'cpu']);
     const keys2: string[] = [];
-    const again = compactWrite('network', 'ms', parseLines(body, undefined, keys2), 0, sent, keys2);
-    expect(again.tags).toEqual({});
+    const again = compactWrite('network', 'ms', parseLines(`netflow,host=b x=1i 1\n${body}`, undefined, keys2), 0, ids, keys2);
+    expect([...again.netflow.ids]).toEqual([2, 0, 0]);
+    expect(again.newSeries.map((n) => n.id)).toEqual([2]);
   });
 });

@@ -9,7 +9,7 @@ import type { ParsedPoint } from '../../src/lineproto/parse';
 import { HOUR, MINUTE, METRICS, type Metrics } from '../../src/console/plan';
 import { Queries } from '../../src/console/queries';
 import { Store } from '../../src/console/store';
-import { compactWrite } from '../../src/console/compact';
+import { SeriesIds, compactWrite } from '../../src/console/compact';
 
 const T0 = Date.UTC(2025, 0, 1, 0, 0, 0);
 const dirs: string[] = [];
@@ -24,6 +24,7 @@ async function openStore(dir?: string, now = () => T0 + 10 * HOUR): Promise<Stor
   const d = dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'dke-console-store-'));
   if (!dir) dirs.push(d);
   const s = new Store({ dir: d, retentionMs: 48 * HOUR, now, memoryLimit: '256MB', rollupEveryMs: 60_000 });
+  parser = new SeriesIds(parser.source + 1);
   await s.open();
   stores.push(s);
   return s;
@@ -43,9 +44,12 @@ function point(r: Raw): ParsedPoint {
   return { measurement: 'netflow', tags, fields: r.f, fieldTypes: {}, timestamp: BigInt(r.ts) };
 }
 
+/** The parser of the running "console" (a new one per store opened, as a restart starts new parse workers). */
+let parser = new SeriesIds(1);
+
 /** What the write path hands the store for these points (times in ms). */
 function write(category: string, points: ParsedPoint[], times: number[]) {
-  return compactWrite(category, 'ms', points.map((p, i) => ({ ...p, timestamp: BigInt(times[i]!) })), 0);
+  return compactWrite(category, 'ms', points.map((p, i) => ({ ...p, timestamp: BigInt(times[i]!) })), 0, parser);
 }
 
 function randomPoints(n: number, seed: number): Raw[] {
@@ -176,6 +180,19 @@ describe('console store', () => {
     expect(n!.n).toBe(raws.filter((r) => r.ts >= cutoff).length);
     const got = (await new Queries(store).hostNetwork({ host: 'hosta', from: cutoff, to: now, step: 5 * MINUTE, where: [] })).totals;
     close(got, oracle(raws.filter((r) => r.host === 'hosta' && r.ts >= cutoff)));
+  });
+
+  it('a series first seen in a write that was then refused still resolves in the parser\'s later writes', async () => {
+    const store = await openStore();
+    const raws = randomPoints(40, 2);
+    const refused = write('network', raws.slice(0, 20).map(point), raws.slice(0, 20).map((r) => r.ts));
+    expect(refused.newSeries.length).toBeGreaterThan(0);
+    store.learn(refused); // parsed, then refused (say, the forward spool's disk was full): never ingested
+    const later = write('network', raws.slice(20).map(point), raws.slice(20).map((r) => r.ts));
+    expect(later.newSeries.length).toBeLessThan(refused.newSeries.length); // these tags are not sent again
+    await store.ingest(later);
+    const [n] = await store.query('SELECT count(*)::DOUBLE AS n FROM netflow');
+    expect(n!.n).toBe(20);
   });
 
   it('dnsflow, bash and other measurements land in their tables', async () => {
