@@ -155,10 +155,6 @@ class Parser {
     throw new LineProtocolError(reason, this.line, at - this.lineStart + 1, this.s.slice(this.lineStart, end));
   }
 
-  private escaped(at: number): boolean {
-    return at > 0 && this.s.charCodeAt(at - 1) === BS;
-  }
-
   private point(): ParsedPoint {
     const { s, n } = this;
     const start = this.i;
