@@ -297,6 +297,30 @@ class Parser {
       return;
     }
 
+    // The common case, an integer of up to 15 digits (`123i`), read as it is
+    // scanned; anything else takes the general path below.
+    const c0 = s.charCodeAt(start);
+    if (c0 === 45 /* - */ || (c0 >= 48 && c0 <= 57)) {
+      const d0 = c0 === 45 ? start + 1 : start;
+      let j = d0;
+      let v = 0;
+      while (j < n) {
+        const c = s.charCodeAt(j);
+        if (c < 48 || c > 57) break;
+        v = v * 10 + (c - 48);
+        j++;
+      }
+      if (j > d0 && j - d0 <= 15 && s.charCodeAt(j) === 105 /* i */) {
+        const after = j + 1 < n ? s.charCodeAt(j + 1) : LF;
+        if (after === COMMA || after === SP || after === LF) {
+          fields[key] = c0 === 45 ? -v + 0 : v; // + 0: "-0i" is 0
+          types[key] = 'int';
+          this.i = j + 1;
+          return;
+        }
+      }
+    }
+
     let i = start;
     while (i < n) {
       const c = s.charCodeAt(i);

@@ -412,12 +412,24 @@ describe('parser fast paths (kept exact)', () => {
       ['9007199254740991i', Number.MAX_SAFE_INTEGER],
       ['9007199254740992i', 9007199254740992n],
       ['-9223372036854775808i', -(2n ** 63n)],
+      ['007i', 7],
+      ['0i', 0],
+      ['-1i', -1],
     ];
     for (const [tok, want] of cases) {
       const [p] = parseLines(`m v=${tok}`);
       expect(p.fields.v, tok).toBe(want);
       expect(Object.is(p.fields.v, -0), tok).toBe(false);
     }
+  });
+
+  it('what only looks like an integer is refused as before', () => {
+    expect(() => parseLines('m v=12ix')).toThrow(/invalid field value/);
+    expect(() => parseLines('m v=-i')).toThrow(/invalid integer field value/);
+    expect(() => parseLines('m v=1-2i')).toThrow(/invalid integer field value/);
+    expect(() => parseLines('m v=12i\r\n')).toThrow(/carriage return/);
+    expect(() => parseLines('m v=12i 1x')).toThrow(/bad timestamp/);
+    expect(parseLines('m v=12i,w=3i 5')[0]).toMatchObject({ fields: { v: 12, w: 3 }, fieldTypes: { v: 'int', w: 'int' }, timestamp: 5n });
   });
 
   it('a key seen before and a new key in the same body both parse, with escapes', () => {
