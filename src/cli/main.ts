@@ -2,7 +2,8 @@
 // `datakit-ebpf`: parse flags (exit 2 with one line on bad input), set up the
 // process (log, pidfile, paths, the pin-root lock, privilege drop), run the
 // daemon, and wire signals and fatal errors to its close()/destroy() in this
-// one place. `check-config <file>` only checks; `cleanup` removes pins.
+// one place. `check-config <file>` only checks; `cleanup` removes pins;
+// `console` runs the local network console (src/console/cli.ts).
 import type { Logger } from 'pino';
 import { checkConfigFile } from '../config/check';
 import { parseCommandLine } from '../config/cli';
@@ -49,6 +50,8 @@ async function main(): Promise<number> {
       (l) => process.stderr.write(`${l}\n`),
     );
   }
+  // Loaded on demand: the collector never loads the console's store.
+  if (argv[0] === 'console') return (await import('../console/cli')).runConsole(argv.slice(1));
   let parsed;
   try {
     parsed = parseCommandLine(argv, process.env);

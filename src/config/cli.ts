@@ -81,6 +81,7 @@ function buildProgram(record: (o: Occurrence) => void): { program: Command; out:
         '  check-config <ebpf.conf>   report every problem in a config file; exit 0 when clean, 2 otherwise\n' +
         '  cleanup [--pin-root <dir>] remove every pinned BPF object of the collector (refused while one runs)\n' +
         '  help [--markdown]          this help; --markdown prints the README\'s flag table\n' +
+        '  console [options]          the local network console: write API, store and web page (console --help)\n' +
         '\nPrecedence: command-line flag > --config file (keys, then its args) > ENV_HOSTNAME > default.\n' +
         'Unknown flags are ignored with a warning so newer DataKit versions cannot stop the collector.\n' +
         'Signals: SIGTERM/SIGINT stop after a last flush (a second one stops at once), SIGHUP reopens the log file.\n',

@@ -206,7 +206,7 @@ export const OPTIONS = {
     flag: '--datakit-apiserver',
     arg: '<addr>',
     group: 'datakit',
-    help: 'DataKit API server: host:port, [ipv6]:port or http(s):// URL; "stdout" is --dry-run',
+    help: 'DataKit API server: host:port, [ipv6]:port or http(s):// URL, which may carry ?token=... (sent with every write, masked in logs; e.g. a console on another host); "stdout" is --dry-run',
     defaultText: '0.0.0.0:9529, dialled as 127.0.0.1',
     default: () => parseApiServer('0.0.0.0:9529', 'default'),
     parse(text, c) {

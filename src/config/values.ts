@@ -102,10 +102,20 @@ export function parseApiServer(raw: string, subject: string): string {
   } catch {
     throw invalid(subject, API_EXPECTED);
   }
-  if (u.hostname === '' || u.port === '0' || u.username || u.password || u.search || u.hash) {
+  // The one query parameter allowed is DataKit's `token` (a console on another
+  // host asks for it); it is sent with every request and masked in messages.
+  const token = u.searchParams.get('token');
+  const onlyToken = [...u.searchParams.keys()].every((k) => k === 'token') && u.searchParams.getAll('token').length === 1 && token;
+  if (u.hostname === '' || u.port === '0' || u.username || u.password || (u.search && !onlyToken) || u.hash) {
     throw invalid(subject, API_EXPECTED);
   }
-  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+  const path = u.pathname.replace(/\/+$/, '');
+  return `${u.protocol}//${u.host}${path}${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+}
+
+/** The URL for messages and logs: DataKit's token masked. */
+export function displayUrl(url: string): string {
+  return url.replace(/([?&]token=)[^&]*/, '$1***');
 }
 
 /**
@@ -119,7 +129,7 @@ export function dialUrl(url: string): string {
   const u = new URL(url);
   if (u.hostname === '0.0.0.0') u.hostname = '127.0.0.1';
   else if (u.hostname === '[::]') u.hostname = '[::1]';
-  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}${u.search}`;
 }
 
 // ------------------------------------------------------------- small types

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { CollectorConfig } from '../config/types';
+import { displayUrl } from '../config/values';
 import { CollectorError } from '../errors';
 import { LoaderSupervisor } from '../loader/supervisor';
 import { PLUGIN_FACTORIES } from '../plugins';
@@ -149,13 +150,13 @@ export class Daemon {
         hookSet,
         plugins: this.plugins.map((p) => p.name),
         intervalMs: this.config.intervalMs,
-        apiServer: this.config.datakitApiServer,
+        apiServer: displayUrl(this.config.datakitApiServer),
         host: this.config.hostname,
         stateDir: this.config.stateDir,
         loaderPid: started[0]!.pid,
         loaderPids: Object.fromEntries(started.map((s) => [s.plugin.name, s.pid])),
       },
-      `datakit-ebpf started on kernel ${kernel} with ${hookSet}; flushing every ${this.config.intervalMs / 1000}s to ${this.config.datakitApiServer}`,
+      `datakit-ebpf started on kernel ${kernel} with ${hookSet}; flushing every ${this.config.intervalMs / 1000}s to ${displayUrl(this.config.datakitApiServer)}`,
     );
     if (this.config.pprofPort !== undefined) {
       this.status = startStatusServer(this.config.pprofHost ?? '127.0.0.1', this.config.pprofPort, this.metrics, () => this.statusReport(), this.log);
@@ -193,7 +194,7 @@ export class Daemon {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       plugins: this.plugins.map((p) => ({ name: p.name, loaderPid: p.loaderPid })),
       broken: Object.fromEntries(this.broken),
-      apiServer: this.config.datakitApiServer,
+      apiServer: displayUrl(this.config.datakitApiServer),
     };
   }
 

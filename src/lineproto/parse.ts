@@ -83,6 +83,18 @@ function unescape(raw: string, allowEq: boolean): string {
   return out + raw.slice(from);
 }
 
+// Keys repeat in every line; a sliced key is a fresh string that V8 must
+// internalize on each property access. Handing out one string per key name makes
+// `key in tags` and the stores cheap (the hottest spot of the parser before).
+const KEYS = new Map<string, string>();
+const MAX_KEYS = 4096;
+function internKey(k: string): string {
+  const known = KEYS.get(k);
+  if (known !== undefined) return known;
+  if (KEYS.size < MAX_KEYS) KEYS.set(k, k);
+  return k;
+}
+
 // Null-prototype records so a `__proto__` key is data, not a prototype change.
 function record<T>(): Record<string, T> {
   return Object.create(null) as Record<string, T>;
@@ -98,7 +110,10 @@ class Parser {
     this.n = s.length;
   }
 
-  parseAll(): ParsedPoint[] {
+  /** Receives each point's series text (measurement and tags, as written). */
+  seriesKeys?: string[];
+
+  parseAll(ends?: number[]): ParsedPoint[] {
     const out: ParsedPoint[] = [];
     const { s, n } = this;
     while (this.i < n) {
@@ -123,6 +138,7 @@ class Parser {
         continue;
       }
       out.push(this.point());
+      ends?.push(this.i < n ? this.i + 1 : n);
     }
     return out;
   }
@@ -139,21 +155,23 @@ class Parser {
     throw new LineProtocolError(reason, this.line, at - this.lineStart + 1, this.s.slice(this.lineStart, end));
   }
 
-  private escaped(at: number): boolean {
-    return at > 0 && this.s.charCodeAt(at - 1) === BS;
-  }
-
   private point(): ParsedPoint {
     const { s, n } = this;
     const start = this.i;
 
-    // measurement: up to an unescaped ',' or ' '
-    while (this.i < n) {
-      const c = s.charCodeAt(this.i);
-      if (c === LF) this.fail('missing fields');
-      if ((c === COMMA || c === SP) && !this.escaped(this.i)) break;
-      this.i++;
+    // measurement: up to an unescaped ',' or ' ' (hot loops scan with a local
+    // index and store it back only where they stop)
+    let i = this.i;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c === LF) {
+        this.i = i;
+        this.fail('missing fields');
+      }
+      if ((c === COMMA || c === SP) && !(i > 0 && s.charCodeAt(i - 1) === BS)) break;
+      i++;
     }
+    this.i = i;
     if (this.i >= n) this.fail('missing fields');
     if (this.i === start) this.fail('missing measurement');
     const measurement = unescape(s.slice(start, this.i), false);
@@ -163,21 +181,27 @@ class Parser {
       this.i++;
       const key = this.key('tag key', 'missing tag value');
       const vStart = this.i;
-      while (this.i < n) {
-        const c = s.charCodeAt(this.i);
+      let j = vStart;
+      while (j < n) {
+        const c = s.charCodeAt(j);
         if (c === LF) break;
-        if (!this.escaped(this.i)) {
-          if (c === EQ) this.fail('unescaped "=" in tag value');
-          if (c === COMMA || c === SP) break;
+        if ((c === EQ || c === COMMA || c === SP) && !(j > 0 && s.charCodeAt(j - 1) === BS)) {
+          if (c === EQ) {
+            this.i = j;
+            this.fail('unescaped "=" in tag value');
+          }
+          break;
         }
-        this.i++;
+        j++;
       }
+      this.i = j;
       if (this.i === vStart) this.fail('missing tag value');
       if (this.i >= n || s.charCodeAt(this.i) === LF) this.fail('missing fields');
       if (key in tags) this.fail(`duplicate tag key ${JSON.stringify(key)}`, vStart);
       tags[key] = unescape(s.slice(vStart, this.i), true);
     }
 
+    this.seriesKeys?.push(s.slice(start, this.i));
     // exactly one space, then fields
     this.i++;
     if (this.i >= n || s.charCodeAt(this.i) === LF) this.fail('missing fields');
@@ -203,7 +227,9 @@ class Parser {
     if (this.i < n && s.charCodeAt(this.i) === SP) {
       this.i++;
       const tStart = this.i;
-      while (this.i < n && s.charCodeAt(this.i) !== LF) this.i++;
+      let e = s.indexOf('\n', tStart);
+      if (e < 0) e = n;
+      this.i = e;
       const tok = s.slice(tStart, this.i);
       if (tok.length === 0) this.fail('trailing space without timestamp', tStart);
       if (tok.charCodeAt(tok.length - 1) === CR) this.fail('stray carriage return (CRLF line ending?)', this.i - 1);
@@ -219,20 +245,21 @@ class Parser {
   private key(what: string, whenCut: string): string {
     const { s, n } = this;
     const start = this.i;
-    while (this.i < n) {
-      const c = s.charCodeAt(this.i);
+    let i = start;
+    while (i < n) {
+      const c = s.charCodeAt(i);
       if (c === LF) break;
-      if (!this.escaped(this.i)) {
+      if ((c === EQ || c === COMMA || c === SP) && !(i > 0 && s.charCodeAt(i - 1) === BS)) {
         if (c === EQ) break;
-        if (c === COMMA || c === SP) {
-          this.fail(this.i === start ? `missing ${what}` : `unescaped ${c === SP ? 'space' : 'comma'} in ${what}`);
-        }
+        this.i = i;
+        this.fail(i === start ? `missing ${what}` : `unescaped ${c === SP ? 'space' : 'comma'} in ${what}`);
       }
-      this.i++;
+      i++;
     }
+    this.i = i;
     if (this.i >= n || s.charCodeAt(this.i) === LF) this.fail(this.i === start ? `missing ${what}` : whenCut);
     if (this.i === start) this.fail(`missing ${what}`);
-    const key = unescape(s.slice(start, this.i), true);
+    const key = internKey(unescape(s.slice(start, this.i), true));
     this.i++; // '='
     return key;
   }
@@ -270,12 +297,38 @@ class Parser {
       return;
     }
 
-    while (this.i < n) {
-      const c = s.charCodeAt(this.i);
-      if (c === COMMA || c === SP || c === LF || c === CR) break;
-      this.i++;
+    // The common case, an integer of up to 15 digits (`123i`), read as it is
+    // scanned; anything else takes the general path below.
+    const c0 = s.charCodeAt(start);
+    if (c0 === 45 /* - */ || (c0 >= 48 && c0 <= 57)) {
+      const d0 = c0 === 45 ? start + 1 : start;
+      let j = d0;
+      let v = 0;
+      while (j < n) {
+        const c = s.charCodeAt(j);
+        if (c < 48 || c > 57) break;
+        v = v * 10 + (c - 48);
+        j++;
+      }
+      if (j > d0 && j - d0 <= 15 && s.charCodeAt(j) === 105 /* i */) {
+        const after = j + 1 < n ? s.charCodeAt(j + 1) : LF;
+        if (after === COMMA || after === SP || after === LF) {
+          fields[key] = c0 === 45 ? -v + 0 : v; // + 0: "-0i" is 0
+          types[key] = 'int';
+          this.i = j + 1;
+          return;
+        }
+      }
     }
-    const tok = s.slice(start, this.i);
+
+    let i = start;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c === COMMA || c === SP || c === LF || c === CR) break;
+      i++;
+    }
+    this.i = i;
+    const tok = s.slice(start, i);
     if (tok.length === 0) this.fail('missing field value', start);
     const last = tok.charCodeAt(tok.length - 1);
     const first = tok.charCodeAt(0);
@@ -283,10 +336,15 @@ class Parser {
     if (numeric && last === 105 /* i */ && tok.length > 1) {
       const digits = tok.slice(0, -1);
       if (!INT_RE.test(digits)) this.fail('invalid integer field value', start);
+      types[key] = 'int';
+      // Up to 15 digits is always a safe integer: no BigInt on the common path.
+      if (digits.length <= (first === 45 ? 16 : 15)) {
+        fields[key] = Number(digits) + 0; // + 0: "-0i" is 0, as through BigInt
+        return;
+      }
       const v = BigInt(digits);
       if (v < INT64_MIN || v > INT64_MAX) this.fail('integer field value outside int64', start);
       fields[key] = toNumberIfSafe(v);
-      types[key] = 'int';
       return;
     }
     if (numeric && last === 117 /* u */ && tok.length > 1) {
@@ -319,7 +377,16 @@ function toNumberIfSafe(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
-/** Parses a line-protocol body; throws LineProtocolError on the first malformed line. Blank and `#` comment lines are skipped. */
-export function parseLines(body: string): ParsedPoint[] {
-  return new Parser(body).parseAll();
+/**
+ * Parses a line-protocol body; throws LineProtocolError on the first malformed
+ * line. Blank and `#` comment lines are skipped. `ends`, if given, receives the
+ * offset (UTF-16 units) just past each point's line and its newline: a string
+ * field may hold a raw newline, so '\n' alone does not separate points.
+ * `seriesKeys`, if given, receives each point's measurement and tags as written
+ * (its series in wire form: the same tags in the same order give the same text).
+ */
+export function parseLines(body: string, ends?: number[], seriesKeys?: string[]): ParsedPoint[] {
+  const p = new Parser(body);
+  p.seriesKeys = seriesKeys;
+  return p.parseAll(ends);
 }

@@ -19,7 +19,7 @@ import { encodeBatches, type Category, type SendOutcome, type Uploader } from '.
 
 /** The queue the sender drains: the disk spool, or memory when no state directory is usable. */
 export interface BatchQueue {
-  append(items: { category: string; input: string; points: number; body: Buffer; ends?: number[] }[]): SpoolMeta[];
+  append(items: { category: string; input: string; points: number; body: Buffer; ends?: number[]; precision?: string }[]): SpoolMeta[];
   peek(): SpoolRecord | undefined;
   ack(seq: number): void;
   readonly isEmpty: boolean;
@@ -143,7 +143,7 @@ export class Delivery implements PointSink {
       try {
         const rec = this.opts.queue.peek();
         if (!rec) return;
-        const outcome = await this.opts.uploader.post(rec.category, rec.input, rec.body, this.opts.gzip);
+        const outcome = await this.opts.uploader.post(rec.category, rec.input, rec.body, this.opts.gzip, rec.precision);
         if (this.closed && outcome.kind !== 'ok') return;
         if (outcome.kind === 'ok') {
           this.delivered(rec);
@@ -192,7 +192,7 @@ export class Delivery implements PointSink {
     const part = (ls: string[]) => {
       const bodies = ls.map((l) => Buffer.from(`${l}\n`));
       let end = 0;
-      return { category: rec.category, input: rec.input, points: ls.length, body: Buffer.concat(bodies), ends: bodies.map((b) => (end += b.length)) };
+      return { category: rec.category, input: rec.input, points: ls.length, body: Buffer.concat(bodies), ends: bodies.map((b) => (end += b.length)), precision: rec.precision };
     };
     // Re-queue both halves before acknowledging the original: a crash in
     // between re-sends, it never loses.
@@ -294,12 +294,12 @@ export class MemoryQueue implements BatchQueue {
 
   constructor(private readonly maxBytes: number) {}
 
-  append(items: { category: string; input: string; points: number; body: Buffer; ends?: number[] }[]): SpoolMeta[] {
+  append(items: { category: string; input: string; points: number; body: Buffer; ends?: number[]; precision?: string }[]): SpoolMeta[] {
     const metas = items.map((it) => {
       const rec = { ...it, seq: this.nextSeq++ };
       this.items.push(rec);
       this.stats.bytes += it.body.length;
-      return { seq: rec.seq, category: it.category, input: it.input, points: it.points };
+      return { seq: rec.seq, category: it.category, input: it.input, points: it.points, precision: it.precision };
     });
     while (this.stats.bytes > this.maxBytes && this.items.length > 1) {
       const old = this.items.shift()!;

@@ -22,6 +22,8 @@ export interface SpoolMeta {
   points: number;
   /** Byte offset just past each point (see Batch.ends); absent in old records. */
   ends?: number[];
+  /** The body's timestamp precision (`ns` when absent): forwarded bodies keep their sender's. */
+  precision?: string;
 }
 
 export interface SpoolRecord extends SpoolMeta {
@@ -210,13 +212,13 @@ export class Spool {
   }
 
   /** Appends records durably (one fsync). Drops the oldest records when over the bound. */
-  append(items: { category: string; input: string; points: number; body: Buffer; ends?: number[] }[]): SpoolMeta[] {
+  append(items: { category: string; input: string; points: number; body: Buffer; ends?: number[]; precision?: string }[]): SpoolMeta[] {
     if (items.length === 0) return [];
     const metas: SpoolMeta[] = [];
     const chunks: Buffer[] = [];
     let seq = this.nextSeq;
     for (const it of items) {
-      const meta: SpoolMeta = { seq: seq++, category: it.category, input: it.input, points: it.points, ends: it.ends };
+      const meta: SpoolMeta = { seq: seq++, category: it.category, input: it.input, points: it.points, ends: it.ends, precision: it.precision };
       const metaBuf = Buffer.from(JSON.stringify(meta));
       const header = Buffer.alloc(HEADER);
       header.writeUInt32LE(MAGIC, 0);
@@ -310,7 +312,7 @@ export class Spool {
         continue;
       }
       const metaLen = buf.readUInt32LE(4);
-      return { seq: e.seq, category: e.category, input: e.input, points: e.points, ends: e.ends, body: buf.subarray(HEADER + metaLen) };
+      return { seq: e.seq, category: e.category, input: e.input, points: e.points, ends: e.ends, precision: e.precision, body: buf.subarray(HEADER + metaLen) };
     }
   }
 

@@ -157,6 +157,8 @@ export class Uploader {
   private readonly pool: Pool;
   private readonly origin: string;
   private readonly pathPrefix: string;
+  /** `&token=...` when the base URL carries DataKit's token parameter. */
+  private readonly extraQuery: string;
   private readonly log: Logger;
   private readonly maxBatchPoints: number;
   private readonly maxBatchBytes: number;
@@ -170,6 +172,8 @@ export class Uploader {
     const url = new URL(raw);
     this.origin = url.origin;
     this.pathPrefix = url.pathname.replace(/\/+$/, '');
+    const token = url.searchParams.get('token');
+    this.extraQuery = token ? `&token=${encodeURIComponent(token)}` : '';
     this.log = opts.logger;
     this.maxBatchPoints = Math.max(1, Math.floor(opts.maxBatchPoints ?? DEFAULT_MAX_POINTS));
     this.maxBatchBytes = Math.max(1, Math.floor(opts.maxBatchBytes ?? DEFAULT_MAX_BYTES));
@@ -219,7 +223,7 @@ export class Uploader {
         return result;
       }
 
-      const path = `${this.pathPrefix}/v1/write/${category}?input=${encodeURIComponent(input)}&precision=ns`;
+      const path = `${this.pathPrefix}/v1/write/${category}?input=${encodeURIComponent(input)}&precision=ns${this.extraQuery}`;
       for (let i = 0; i < batches.length; i++) {
         const b = batches[i];
         const outcome = await this.sendBatch(path, b.body);
@@ -330,8 +334,8 @@ export class Uploader {
    * One attempt to POST an encoded line-protocol body, optionally gzipped;
    * never rejects. The retry policy and the spool (delivery.ts) wrap this.
    */
-  post(category: string, input: string, body: Buffer, gzip = false): Promise<SendOutcome> {
-    const path = `${this.pathPrefix}/v1/write/${category}?input=${encodeURIComponent(input)}&precision=ns`;
+  post(category: string, input: string, body: Buffer, gzip = false, precision = 'ns'): Promise<SendOutcome> {
+    const path = `${this.pathPrefix}/v1/write/${category}?input=${encodeURIComponent(input)}&precision=${encodeURIComponent(precision)}${this.extraQuery}`;
     return this.track(
       (async (): Promise<SendOutcome> => {
         if (this.closing || this.destroyed) return { kind: 'network', error: Object.assign(new Error('uploader closed'), { code: 'UND_ERR_CLOSED' }) };

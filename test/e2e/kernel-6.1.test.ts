@@ -20,6 +20,17 @@ const CHECKS: GuestCheck[] = [
     script: `awk '{print $3, $2}' /proc/self/mounts | grep -E '^(cgroup2|bpf|tracefs|debugfs|tmpfs|devpts) ' | sort -u`,
   },
   {
+    name: 'root',
+    // / is the host's under a throwaway overlay: writable (useradd works), and the root of
+    // its mount namespace, so setns into another mount namespace (nsenter -m) still sees it.
+    script: `awk '$2 == "/" {print $3}' /proc/self/mounts
+touch /etc/kernel-vm-write-test && echo writable
+unshare -m --propagation private sleep 30 & pid=$!
+for i in $(seq 50); do [ "$(readlink /proc/$pid/ns/mnt)" != "$(readlink /proc/self/ns/mnt)" ] && break; sleep 0.1; done
+nsenter -m -t $pid test -x /usr/bin/node && echo nsenter-sees-root
+kill $pid`,
+  },
+  {
     name: 'bpf-features',
     script: 'bpftool -j feature probe kernel >"$CHECK_OUT/features.json"',
     timeoutSec: 240,
@@ -106,6 +117,10 @@ describe('Debian 12 kernel 6.1 under QEMU (TCG)', () => {
     for (const want of ['cgroup2 /sys/fs/cgroup', 'bpf /sys/fs/bpf', 'tracefs /sys/kernel/tracing', 'debugfs /sys/kernel/debug', 'tmpfs /tmp', 'tmpfs /run']) {
       expect(lines).toContain(want);
     }
+  });
+
+  it('gives a writable root that is the root of its mount namespace', () => {
+    expect(ok('root').stdout.split('\n')).toEqual(['overlay', 'writable', 'nsenter-sees-root', '']);
   });
 
   it('offers BTF trampolines (tracing programs), kprobes, cgroup_skb, ring buffers and socket storage', () => {

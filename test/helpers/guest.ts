@@ -1,6 +1,8 @@
 // Runs commands inside Debian 12's own 6.1 kernel under QEMU (scripts/kernel-vm):
-// the guest sees this machine's / read-only, so the built collector, node and
-// our test helpers run there unchanged. One call = one boot (~5-10 s under TCG).
+// the guest's / is this machine's / (read-only) under a throwaway tmpfs overlay, so
+// the built collector, node and our test helpers run there unchanged, and what they
+// write stays in the guest but for $KERNEL_VM_OUT. One call = one boot (~5-15 s
+// under TCG, depending on the load).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -276,13 +276,15 @@ describe('API server address', () => {
     ['http://dk.local:9529/', 'http://dk.local:9529', 'http://dk.local:9529'],
     ['https://0.0.0.0:9530', 'https://0.0.0.0:9530', 'https://127.0.0.1:9530'],
     ['HTTP://DK:9529', 'http://dk:9529', 'http://dk:9529'],
+    // DataKit's token parameter (a console on another host): sent, masked in messages
+    ['http://console:9530?token=s3cr%2Ft', 'http://console:9530?token=***', 'http://console:9530?token=s3cr%2Ft'],
   ])('%s', (raw, url, connect) => {
     const c = run(['--datakit-apiserver', raw]);
     expect(c.datakitApiServer).toBe(url);
     expect(c.datakitConnectUrl).toBe(connect);
   });
 
-  it.each(['9529', 'dk', '::1:9529', 'ftp://dk:21', 'dk:0', 'dk:70000', 'http://dk:9529/?a=1', 'a b:1'])('rejects %j', (raw) => {
+  it.each(['9529', 'dk', '::1:9529', 'ftp://dk:21', 'dk:0', 'dk:70000', 'http://dk:9529/?a=1', 'http://dk:9529/?token=a&a=1', 'http://dk:9529/?token=', 'http://dk:9529/?token=a&token=b', 'a b:1'])('rejects %j', (raw) => {
     expect(invalid(['--datakit-apiserver', raw])).toBe(
       `--datakit-apiserver ${JSON.stringify(raw)}: expected host:port, [ipv6]:port or an http(s):// URL such as 0.0.0.0:9529`,
     );

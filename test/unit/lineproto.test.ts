@@ -402,3 +402,51 @@ describe('randomized: encoder vs oracle and round trip through the parser', () =
     }
   });
 });
+
+describe('parser fast paths (kept exact)', () => {
+  it('integers on both sides of the 15-digit fast path read as through BigInt', () => {
+    const cases: [string, number | bigint][] = [
+      ['-0i', 0],
+      ['999999999999999i', 999_999_999_999_999],
+      ['-999999999999999i', -999_999_999_999_999],
+      ['9007199254740991i', Number.MAX_SAFE_INTEGER],
+      ['9007199254740992i', 9007199254740992n],
+      ['-9223372036854775808i', -(2n ** 63n)],
+      ['007i', 7],
+      ['0i', 0],
+      ['-1i', -1],
+    ];
+    for (const [tok, want] of cases) {
+      const [p] = parseLines(`m v=${tok}`);
+      expect(p.fields.v, tok).toBe(want);
+      expect(Object.is(p.fields.v, -0), tok).toBe(false);
+    }
+  });
+
+  it('what only looks like an integer is refused as before', () => {
+    expect(() => parseLines('m v=12ix')).toThrow(/invalid field value/);
+    expect(() => parseLines('m v=-i')).toThrow(/invalid integer field value/);
+    expect(() => parseLines('m v=1-2i')).toThrow(/invalid integer field value/);
+    expect(() => parseLines('m v=12i\r\n')).toThrow(/carriage return/);
+    expect(() => parseLines('m v=12i 1x')).toThrow(/bad timestamp/);
+    expect(parseLines('m v=12i,w=3i 5')[0]).toMatchObject({ fields: { v: 12, w: 3 }, fieldTypes: { v: 'int', w: 'int' }, timestamp: 5n });
+  });
+
+  it('a key seen before and a new key in the same body both parse, with escapes', () => {
+    const [a, b] = parseLines('m,k\\ 1=x,k2=y f=1i\nm,k2=z,k\\ 1=w f=2i');
+    expect(a.tags).toEqual({ 'k 1': 'x', k2: 'y' });
+    expect(b.tags).toEqual({ k2: 'z', 'k 1': 'w' });
+    expect(() => parseLines('m,k2=a,k2=b f=1i')).toThrow(/duplicate tag key/);
+  });
+});
+
+describe('parseLines outputs for the console', () => {
+  it('ends and series keys: where each point ends, and its measurement and tags as written', () => {
+    const body = 'm,b=2,a=1 f=1i 1\n\n# c\nm,a\\ x=1 s="x\ny" 2\nn f=1i';
+    const ends: number[] = [];
+    const keys: string[] = [];
+    expect(parseLines(body, ends, keys)).toHaveLength(3);
+    expect(keys).toEqual(['m,b=2,a=1', 'm,a\\ x=1', 'n']);
+    expect(ends).toEqual([body.indexOf('\n') + 1, body.indexOf('2\n') + 2, body.length]);
+  });
+});

@@ -180,6 +180,15 @@ describe('Uploader.write', () => {
     expect(await uploader.write('metric', 'x', netflow(1))).toMatchObject({ sentPoints: 1 });
     expect(receiver.writes[0].url).toBe('/v1/write/metric?input=x&precision=ns');
   });
+
+  it('sends the base URL\'s token parameter with every write, and post() keeps a forwarded body\'s precision', async () => {
+    const { logger } = capture();
+    uploader = new Uploader({ baseUrl: `${receiver.url}?token=t%2Fk`, logger });
+    expect(await uploader.write('network', 'x', netflow(1))).toMatchObject({ sentPoints: 1 });
+    expect(await uploader.post('network', 'y', Buffer.from('m f=1i 1700000000\n'), false, 's')).toEqual({ kind: 'ok' });
+    expect(receiver.writes.map((w) => w.url)).toEqual(['/v1/write/network?input=x&precision=ns&token=t%2Fk', '/v1/write/network?input=y&precision=s&token=t%2Fk']);
+    expect(uploader.apiServer).not.toContain('t%2Fk');
+  });
 });
 
 describe('Uploader.ping and reportLastError', () => {
