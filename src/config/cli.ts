@@ -27,7 +27,7 @@ import { compatFlags, flagsMarkdown, helpText, inHelpOrder } from './help';
 import { ALL_OPTIONS, BY_FLAG, FLAG_SPELLINGS, GROUP_HEADINGS, OPTIONS, type DefaultContext, type NamedOption, type OptionLayer } from './options';
 import { closest } from './suggest';
 import type { CollectorConfig } from './types';
-import { dialUrl, flagNotImplementedWarning, quote } from './values';
+import { dialUrl, displayUrl, flagNotImplementedWarning, quote } from './values';
 
 export { flagNotImplementedWarning };
 
@@ -359,6 +359,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     if (v !== undefined) config[name] = v;
   }
   config.datakitConnectUrl = dialUrl(config.datakitApiServer as string);
+  // What is shown of it (logs, status, check-config) never holds DataKit's token.
+  config.datakitApiServer = displayUrl(config.datakitApiServer as string);
   config.ipv6Disabled = false;
   config.warnings = [...new Set([...warnings, ...notes])];
   return { kind: 'run', config: config as unknown as CollectorConfig };
