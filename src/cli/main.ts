@@ -11,7 +11,7 @@ import { Daemon } from '../daemon/daemon';
 import { createLogger, reopenLogFile } from '../daemon/logger';
 import { Pidfile } from '../daemon/pidfile';
 import { PinRootLock } from '../daemon/pinlock';
-import { applyDrop, planDrop } from '../daemon/privileges';
+import { applyDrop, planDrop, requireBpfPrivileges } from '../daemon/privileges';
 import { checkLogReopen, checkPaths, explain, preparePaths } from '../daemon/workpaths';
 import { CollectorError } from '../errors';
 import { cleanup } from './cleanup';
@@ -89,6 +89,7 @@ async function main(): Promise<number> {
   try {
     // Before the privilege drop: the pidfile's directory, DataKit's externals/
     // and bpffs usually belong to root.
+    requireBpfPrivileges();
     if (config.pidfile) c.pidfile = writePidfile(config.pidfile);
     const plan = planDrop(config, log);
     const owner = plan.kind === 'drop' && plan.switchUser ? plan.target : undefined;

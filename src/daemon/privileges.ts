@@ -124,6 +124,21 @@ function hasEffective(cap: number): boolean {
   return (statusCaps(fs.readFileSync('/proc/self/status', 'utf8')).eff & (1n << BigInt(cap))) !== 0n;
 }
 
+/**
+ * Before anything is touched: a process that cannot load eBPF programs at all
+ * (not root, or uid 0 stripped of its capabilities) says so in one line,
+ * instead of failing later on whichever path or lock it reaches first.
+ */
+export function requireBpfPrivileges(): void {
+  if (hasEffective(CAP.BPF) || hasEffective(CAP.SYS_ADMIN)) return;
+  const uid = process.getuid?.() ?? 0;
+  throw new CollectorError(
+    'PRIVILEGE',
+    `loading the eBPF programs needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN) but this process (uid ${uid}) has neither CAP_BPF nor CAP_SYS_ADMIN: run the collector as root` +
+      (uid !== 0 ? '; under systemd add them to CapabilityBoundingSet= and AmbientCapabilities=' : ''),
+  );
+}
+
 /** What dropDaemonPrivileges() will do, decided before anything is touched. */
 export type DropPlan =
   | { kind: 'kept-root'; reason: string }
