@@ -53,7 +53,10 @@ async function cpuOver(c: Collector, ms: number): Promise<Window> {
 export async function runCpu(ctx: BenchContext): Promise<ScenarioResult> {
   const { config } = ctx;
   const server = await startTcpServer(ctx.hosts.b, ctx.hosts.ipB, PORT, NPORTS);
-  const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec: config.cpuIntervalSec, cpuProfDir: config.cpuProfDir });
+  const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec: config.cpuIntervalSec, cpuProfDir: config.cpuProfDir }).catch(async (err: unknown) => {
+    await server.stop();
+    throw err;
+  });
   const phases: RatePhase[] = [];
   let idle: Window | undefined;
   let exitCode: number | null = null;

@@ -58,7 +58,11 @@ async function runOne(ctx: BenchContext, intervalSec: number, seconds: number): 
   const { hosts } = ctx;
   const rrServer = await startTcpServer(hosts.b, hosts.ipB, RR_PORT, 2, 2000);
   const bulkServer = await startTcpServer(hosts.b, hosts.ipB, BULK_PORT, 2, 256 << 10);
-  const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec, cpuProfDir: ctx.config.cpuProfDir });
+  const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec, cpuProfDir: ctx.config.cpuProfDir }).catch(async (err: unknown) => {
+    await rrServer.stop();
+    await bulkServer.stop();
+    throw err;
+  });
   let rules = false;
   try {
     await sleep(1000);

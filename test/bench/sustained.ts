@@ -72,7 +72,11 @@ async function runOne(ctx: BenchContext, intervalSec: number): Promise<Sustained
   const countSeconds = Math.min(config.countSeconds, seconds);
   const countServer = await startTcpServer(ctx.hosts.b, ctx.hosts.ipB, COUNT_PORT, NPORTS);
   const restServer = await startTcpServer(ctx.hosts.b, ctx.hosts.ipB, REST_PORT, NPORTS);
-  const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec, cpuProfDir: config.cpuProfDir });
+  const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec, cpuProfDir: config.cpuProfDir }).catch(async (err: unknown) => {
+    await countServer.stop();
+    await restServer.stop();
+    throw err;
+  });
   const samples: RssSample[] = [];
   let exitCode: number | null = null;
   try {

@@ -31,7 +31,10 @@ export interface UdpData {
 export async function runUdp(ctx: BenchContext): Promise<ScenarioResult> {
   const { config } = ctx;
   const server = await startUdpServer(ctx.hosts.b, ctx.hosts.ipB, PORT);
-  const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec: config.udpIntervalSec, cpuProfDir: config.cpuProfDir });
+  const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec: config.udpIntervalSec, cpuProfDir: config.cpuProfDir }).catch(async (err: unknown) => {
+    await server.stop();
+    throw err;
+  });
   let data: UdpData;
   try {
     await sleep(1000);
