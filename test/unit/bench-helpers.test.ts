@@ -37,16 +37,16 @@ describe('median and paired ratios', () => {
 
 describe('goal verdicts', () => {
   it('says by how much a goal is missed', () => {
-    const r = check('churn ratio', 0.9, '>=', 0.97, (v) => v.toFixed(2));
-    expect(r.status).toBe('FAIL');
+    const r = check('churn', 'churn ratio', 0.9, '>=', 0.97, (v) => v.toFixed(2));
+    expect(r.status).toBe('missed');
     expect(r.note).toContain('short by 0.07');
-    const m = check('rss', 150, '<=', 120, (v) => `${v} MB`);
+    const m = check('rss', 'rss', 150, '<=', 120, (v) => `${v} MB`);
     expect(m.note).toContain('over by 30 MB');
   });
 
   it('passes at the limit and fails on a missing measurement', () => {
-    expect(check('x', 0.99, '>=', 0.99, String).status).toBe('PASS');
-    expect(check('x', NaN, '<=', 1, String)).toMatchObject({ status: 'FAIL', value: 'n/a' });
+    expect(check('x', 'x', 0.99, '>=', 0.99, String).status).toBe('met');
+    expect(check('x', 'x', NaN, '<=', 1, String)).toMatchObject({ status: 'missed', value: 'n/a' });
   });
 });
 
