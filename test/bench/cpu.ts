@@ -63,7 +63,13 @@ export async function runCpu(ctx: BenchContext): Promise<ScenarioResult> {
   let restarts = 0;
   const windowMs = config.cpuWindowSeconds * 1000;
   try {
-    // Start-up (module loading, BPF load) is a one-off, not idle cost: skip the first interval.
+    // Start-up (module loading, BPF load) and the first use of each code path
+    // (the first flows and points: V8 compiles them then) are one-offs, not
+    // the cost of a rate: warm up with a little traffic and let an interval
+    // report it before measuring anything.
+    await sleep(1000);
+    progress('cpu: warming up the collector (2 s at 1000 connections/s, then one interval)');
+    await churn({ ns: ctx.hosts.a, ip: ctx.hosts.ipB, port: PORT, nports: NPORTS, seconds: 2, rate: 1000, concurrency: 128 });
     await sleep(config.cpuIntervalSec * 1000 + 1000);
     progress(`cpu: idle for ${config.cpuWindowSeconds} s`);
     idle = await cpuOver(collector, windowMs);
