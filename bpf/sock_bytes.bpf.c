@@ -10,34 +10,6 @@
 #define DKE_TCP_ESTABLISHED 1
 #define DKE_TCP_CLOSE_WAIT 8
 
-/* A connection that predates attach shows up here first. Track it from now
- * on; user space decides its direction from the listening ports. */
-static __always_inline struct dke_sock_state *dke_adopt_tcp(struct sock *sk)
-{
-	struct dke_sock_state *st;
-	__u8 state = sk->__sk_common.skc_state;
-
-	if (state != DKE_TCP_ESTABLISHED && state != DKE_TCP_CLOSE_WAIT)
-		return 0;
-	st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st) {
-		dke_count(DKE_TEL_STATE_FAILED);
-		return 0;
-	}
-	if (!dke_read_tuple(sk, &st->key))
-		return 0;
-	st->key.proto = IPPROTO_TCP;
-	st->key.direction = DKE_DIR_UNKNOWN;
-	/* Retransmits from before we watched are not this interval's. */
-	{
-		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-
-		st->retrans_seen = tp ? tp->total_retrans : 0;
-	}
-	st->flags = DKE_SOCK_COUNTED;
-	return st;
-}
-
 static __always_inline void dke_udp_owner(struct sock *sk, __u32 pid)
 {
 	struct dke_sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -76,8 +48,8 @@ static __always_inline int dke_on_bytes(struct sock *sk, int ret, int flags, int
 	}
 
 	st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
-	if (!st)
-		st = dke_adopt_tcp(sk);
+	if (!st || !(st->flags & DKE_SOCK_COUNTED))
+		st = dke_recover_tcp(sk, st, ctl, 0);
 	if (!st || !(st->flags & DKE_SOCK_COUNTED))
 		return 0;
 	if (st->key.pid != pid) {

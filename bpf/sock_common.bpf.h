@@ -53,6 +53,70 @@ static __always_inline void dke_collapse(struct dke_flow_key *k, const struct dk
 		k->remote_port = dke_client_port(k->remote_port, c);
 }
 
+#define DKE_TCP_ESTABLISHED_STATE 1
+#define DKE_TCP_CLOSE_WAIT_STATE 8
+
+/*
+ * The kernel skips a tracing program that fires while the same program runs
+ * on this CPU (a softirq interrupting it: bpftool shows recursion_misses), so
+ * under load the ESTABLISHED of a connection can go unseen. The hooks that run
+ * in the process's context (send, recv) and destroy complete here what they
+ * find of such a connection, so it is still counted whole:
+ *  - connect() was seen (SYN_SENT) but not ESTABLISHED: finish it, if the
+ *    peer ever answered (an RTT sample exists);
+ *  - nothing was seen of an accepted connection: a listener we saw listen()
+ *    owns it, so it is new and incoming;
+ *  - anything else predates the collector: tracked from now on, direction
+ *    left to user space (not at destroy: a connection we never saw move).
+ */
+static __always_inline struct dke_sock_state *dke_recover_tcp(struct sock *sk, struct dke_sock_state *st,
+							     const struct dke_control *ctl, int at_destroy)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct dke_listen_key lk = {};
+	struct dke_owner *owner;
+	__u8 state;
+
+	if (!tp)
+		return st;
+	if (st) {
+		if ((st->flags & DKE_SOCK_COUNTED) || !tp->srtt_us || !dke_read_tuple(sk, &st->key))
+			return st;
+		dke_collapse(&st->key, ctl);
+		st->flags |= DKE_SOCK_COUNTED | DKE_SOCK_EST_PENDING;
+		return st;
+	}
+	state = sk->__sk_common.skc_state;
+	if (!at_destroy && state != DKE_TCP_ESTABLISHED_STATE && state != DKE_TCP_CLOSE_WAIT_STATE)
+		return 0;
+	lk.netns = sk->__sk_common.skc_net.net->ns.inum;
+	lk.port = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	owner = bpf_map_lookup_elem(&listeners, &lk);
+	if (!owner && at_destroy)
+		return 0;
+	st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		dke_count(DKE_TEL_STATE_FAILED);
+		return 0;
+	}
+	if (!dke_read_tuple(sk, &st->key))
+		return 0;
+	st->key.proto = IPPROTO_TCP;
+	if (owner) {
+		st->key.direction = DKE_DIR_INCOMING;
+		st->key.pid = owner->pid;
+		__builtin_memcpy(st->key.comm, owner->comm, sizeof(st->key.comm));
+		dke_collapse(&st->key, ctl);
+		st->flags = DKE_SOCK_COUNTED | DKE_SOCK_EST_PENDING;
+		return st;
+	}
+	st->key.direction = DKE_DIR_UNKNOWN;
+	/* Retransmits from before we watched are not this interval's. */
+	st->retrans_seen = tp->total_retrans;
+	st->flags = DKE_SOCK_COUNTED;
+	return st;
+}
+
 /* One rtt sample per socket per collect epoch (and one at close): the
  * flow's rtt is the mean of its connections' readings, as upstream's. */
 static __always_inline void dke_sample_rtt(struct sock *sk, struct dke_sock_state *st, struct dke_flow_stats *fs,

@@ -117,12 +117,14 @@ int BPF_PROG(dke_tcp_destroy, struct sock *sk)
 	struct dke_sock_state *st;
 	struct dke_flow_stats *fs;
 
-	st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
-	/* A connect that never completed is not a connection. */
-	if (!st || !(st->flags & DKE_SOCK_COUNTED))
-		return 0;
 	ctl = dke_control_live();
 	if (!ctl)
+		return 0;
+	st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
+	if (!st || !(st->flags & DKE_SOCK_COUNTED))
+		st = dke_recover_tcp(sk, st, ctl, 1);
+	/* A connect that never completed is not a connection. */
+	if (!st || !(st->flags & DKE_SOCK_COUNTED))
 		return 0;
 	fs = dke_flow(&st->key);
 	if (!fs)
