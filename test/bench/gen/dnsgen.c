@@ -35,22 +35,7 @@
 #define NAMES 1024
 #define TIMEOUT_S 1.0
 
-static volatile sig_atomic_t stop_requested;
-static void on_term(int sig) { (void)sig; stop_requested = 1; }
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what)
-{
-	printf("{\"error\":\"%s: %s\"}\n", what, strerror(errno));
-	fflush(stdout);
-	exit(1);
-}
+#include "gen.h"
 
 struct slot {
 	uint16_t id;   /* id of the outstanding query */

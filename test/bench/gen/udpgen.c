@@ -29,24 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t report_requested;
-static void on_term(int sig) { (void)sig; stop_requested = 1; }
-static void on_usr1(int sig) { (void)sig; report_requested = 1; }
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what)
-{
-	printf("{\"error\":\"%s: %s\"}\n", what, strerror(errno));
-	fflush(stdout);
-	exit(1);
-}
+#include "gen.h"
 
 static struct sockaddr_in addr_of(const char *ip, int port)
 {
