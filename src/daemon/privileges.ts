@@ -2,7 +2,7 @@
 // talks HTTP: it needs no capabilities. Only the loader children load BPF. So
 // before the first loader is forked the parent switches to an unprivileged
 // user (--user), clears its effective capabilities and keeps just the BPF set
-// as permitted + inheritable + ambient, which a plain `node child.js` exec
+// as permitted + inheritable + ambient, which a plain (non-setuid) dke-loader exec
 // turns into the child's effective set. The parent keeps that set in
 // `permitted` only so it can fork a loader again after a crash; it cannot use
 // it itself without a capset call.

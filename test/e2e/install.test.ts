@@ -115,7 +115,7 @@ describe('scripts/install', () => {
     expect(fs.statSync(backup).mode & 0o777).toBe(0o750);
 
     const app = path.join(dk.externals, 'datakit-ebpf.d');
-    for (const f of ['dist/src/cli/main.js', 'dist/src/loader/child.js', 'build/Release/dke_native.node', 'package.json', 'node_modules/pino/package.json', 'node_modules/undici/package.json', 'node_modules/commander/package.json', 'node_modules/@iarna/toml/package.json', 'conf.d/host/ebpf.conf']) {
+    for (const f of ['dist/src/cli/main.js', 'build/Release/dke-loader', 'build/Release/dke_native.node', 'package.json', 'node_modules/pino/package.json', 'node_modules/undici/package.json', 'node_modules/commander/package.json', 'node_modules/@iarna/toml/package.json', 'conf.d/host/ebpf.conf']) {
       expect(fs.existsSync(path.join(app, f)), f).toBe(true);
     }
     // Production dependencies only.
@@ -123,9 +123,11 @@ describe('scripts/install', () => {
       expect(fs.existsSync(path.join(app, 'node_modules', dev)), dev).toBe(false);
     }
     // Readable by the unprivileged user the daemon becomes.
-    for (const f of ['dist/src/loader/child.js', 'build/Release/dke_native.node', 'package.json']) {
+    for (const f of ['build/Release/dke-loader', 'build/Release/dke_native.node', 'package.json']) {
       expect(fs.statSync(path.join(app, f)).mode & 0o004, f).toBe(0o004);
     }
+    // The loader is a program the unprivileged daemon starts.
+    expect(fs.statSync(path.join(app, 'build/Release/dke-loader')).mode & 0o001).toBe(0o001);
 
     // Installing again is an upgrade: the backup stays upstream's.
     expectInstalled(['--root', dk.root]);
