@@ -113,18 +113,26 @@ static __always_inline void dke_count(__u32 idx)
 /* The control block, or NULL when no reader has collected for
  * --orphan-timeout: then the programs do nothing (and count that) until a
  * loader collects again. */
-static __always_inline struct dke_control *dke_control_live(void)
+static __always_inline struct dke_control *dke_control(void)
 {
 	__u32 zero = 0;
-	struct dke_control *c = bpf_map_lookup_elem(&control, &zero);
 
-	if (!c)
-		return 0;
-	if (c->orphan_timeout_ns && bpf_ktime_get_ns() - c->last_commit_ns > c->orphan_timeout_ns) {
+	return bpf_map_lookup_elem(&control, &zero);
+}
+
+/* `c`, or NULL (counted) when it says no reader is left. */
+static __always_inline struct dke_control *dke_live(struct dke_control *c)
+{
+	if (c && c->orphan_timeout_ns && bpf_ktime_get_ns() - c->last_commit_ns > c->orphan_timeout_ns) {
 		dke_count(DKE_TEL_ORPHAN_SKIPPED);
 		return 0;
 	}
 	return c;
+}
+
+static __always_inline struct dke_control *dke_control_live(void)
+{
+	return dke_live(dke_control());
 }
 
 /* The flow's counters, created on first use. */

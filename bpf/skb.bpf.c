@@ -31,6 +31,7 @@ struct dke_pkt {
 	__u8 proto;
 	__u8 _pad;
 	__u32 l4off;
+	int udp_len; /* UDP payload bytes (from the UDP header); -1 for TCP */
 };
 
 static __always_inline int dke_is_dns_port(const struct dke_control *c, __u16 port)
@@ -49,7 +50,11 @@ static __always_inline int dke_is_dns_port(const struct dke_control *c, __u16 po
  * anything that is not the first fragment of a UDP or TCP packet. */
 static __always_inline int dke_parse(struct __sk_buff *skb, struct dke_pkt *p)
 {
-	struct dke_l4 ports;
+	struct {
+		struct dke_l4 ports;
+		__be16 len;
+		__be16 check;
+	} l4;
 
 	if (skb->protocol == bpf_htons(DKE_ETH_P_IP)) {
 		struct iphdr ip;
@@ -102,10 +107,12 @@ static __always_inline int dke_parse(struct __sk_buff *skb, struct dke_pkt *p)
 	}
 	if (p->proto != IPPROTO_UDP && p->proto != IPPROTO_TCP)
 		return 0;
-	if (bpf_skb_load_bytes(skb, p->l4off, &ports, sizeof(ports)))
+	/* UDP: the whole 8-byte header at once, for its length too. */
+	if (bpf_skb_load_bytes(skb, p->l4off, &l4, p->proto == IPPROTO_UDP ? sizeof(l4) : sizeof(l4.ports)))
 		return 0;
-	p->sport = bpf_ntohs(ports.sport);
-	p->dport = bpf_ntohs(ports.dport);
+	p->sport = bpf_ntohs(l4.ports.sport);
+	p->dport = bpf_ntohs(l4.ports.dport);
+	p->udp_len = p->proto == IPPROTO_UDP ? (int)bpf_ntohs(l4.len) - (int)sizeof(l4) : -1;
 	return 1;
 }
 
@@ -198,19 +205,13 @@ static __always_inline void dke_capture_dns(struct __sk_buff *skb, const struct 
  * direction is who sent its first datagram; its owner is learnt at its first
  * socket() (dke_sock_create), first send (egress runs in the sender's
  * context) or first syscall (sock_bytes.bpf.c). */
-static __always_inline void dke_count_udp(struct __sk_buff *skb, const struct dke_pkt *p, struct dke_sock_state *st,
+static __always_inline void dke_count_udp(const struct dke_pkt *p, struct dke_sock_state *st,
 					  const struct dke_control *ctl, int egress)
 {
 	struct dke_flow_stats *fs;
 	struct dke_flow_key key;
-	struct dke_udphdr {
-		__be16 source, dest, len, check;
-	} uh;
-	int len;
+	int len = p->udp_len;
 
-	if (bpf_skb_load_bytes(skb, p->l4off, &uh, sizeof(uh)))
-		return;
-	len = (int)bpf_ntohs(uh.len) - (int)sizeof(uh);
 	if (len < 0)
 		return;
 	if (!(st->flags & DKE_SOCK_UDP)) {
@@ -273,9 +274,9 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 	struct dke_control *ctl;
 	struct dke_sock_state *st;
 	struct dke_pkt p = {};
-	__u32 netns, zero = 0;
+	__u32 netns;
 
-	ctl = bpf_map_lookup_elem(&control, &zero);
+	ctl = dke_control();
 	if (!ctl || dke_plain_tcp(skb, ctl))
 		return 1;
 	sk = skb->sk;
@@ -284,8 +285,7 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk || (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP))
 		return 1;
-	ctl = dke_control_live();
-	if (!ctl || !dke_parse(skb, &p))
+	if (!dke_live(ctl) || !dke_parse(skb, &p))
 		return 1;
 	st = bpf_sk_storage_get(&sock_state, sk, 0, p.proto == IPPROTO_UDP ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!st && p.proto == IPPROTO_UDP)
@@ -303,7 +303,7 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 		dke_capture_dns(skb, &p, netns, ctl, egress);
 	}
 	if (st && p.proto == IPPROTO_UDP)
-		dke_count_udp(skb, &p, st, ctl, egress);
+		dke_count_udp(&p, st, ctl, egress);
 	return 1; /* never drop: we only observe */
 }
 

@@ -7,8 +7,6 @@
 #include "sock_common.bpf.h"
 
 #define DKE_MSG_PEEK 2
-#define DKE_TCP_ESTABLISHED 1
-#define DKE_TCP_CLOSE_WAIT 8
 
 static __always_inline void dke_udp_owner(struct sock *sk, __u32 pid)
 {

@@ -10,6 +10,14 @@
 #define DKE_AF_INET 2
 #define DKE_AF_INET6 10
 
+/* TCP states (include/net/tcp_states.h). */
+#define DKE_TCP_ESTABLISHED 1
+#define DKE_TCP_SYN_SENT 2
+#define DKE_TCP_SYN_RECV 3
+#define DKE_TCP_CLOSE 7
+#define DKE_TCP_CLOSE_WAIT 8
+#define DKE_TCP_LISTEN 10
+
 /* Fill the key's addresses and ports from the socket. Tracing programs get
  * `sk` as a typed (BTF) pointer: its fields are read with plain loads (the
  * verifier makes them fault-safe), not one probe-read helper call each.
@@ -53,8 +61,6 @@ static __always_inline void dke_collapse(struct dke_flow_key *k, const struct dk
 		k->remote_port = dke_client_port(k->remote_port, c);
 }
 
-#define DKE_TCP_ESTABLISHED_STATE 1
-#define DKE_TCP_CLOSE_WAIT_STATE 8
 
 /*
  * The kernel skips a tracing program that fires while the same program runs
@@ -87,7 +93,7 @@ static __always_inline struct dke_sock_state *dke_recover_tcp(struct sock *sk, s
 		return st;
 	}
 	state = sk->__sk_common.skc_state;
-	if (!at_destroy && state != DKE_TCP_ESTABLISHED_STATE && state != DKE_TCP_CLOSE_WAIT_STATE)
+	if (!at_destroy && state != DKE_TCP_ESTABLISHED && state != DKE_TCP_CLOSE_WAIT)
 		return 0;
 	lk.netns = sk->__sk_common.skc_net.net->ns.inum;
 	lk.port = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);

@@ -5,11 +5,6 @@
  * counts retransmits as they happen. */
 #include "sock_common.bpf.h"
 
-#define DKE_TCP_ESTABLISHED 1
-#define DKE_TCP_SYN_SENT 2
-#define DKE_TCP_SYN_RECV 3
-#define DKE_TCP_CLOSE 7
-#define DKE_TCP_LISTEN 10
 
 static __always_inline void dke_note_listener(struct sock *sk, int listening)
 {

@@ -32,11 +32,6 @@ const char* const kTelemetryNames[] = {"bash_lines",      "bash_ringbuf_full", "
 constexpr uint32_t kKernelCounters = sizeof(kTelemetryNames) / sizeof(kTelemetryNames[0]);
 constexpr size_t kPasswdMax = 8 << 20;
 
-std::string JsonArray(const std::vector<std::string>& items, bool quote) {
-  std::string s = "[";
-  for (size_t i = 0; i < items.size(); i++) s += (i ? "," : "") + (quote ? JsonString(items[i]) : items[i]);
-  return s + "]";
-}
 
 std::string ProcPath(uint32_t pid, const char* what) { return "/proc/" + std::to_string(pid) + "/" + what; }
 
@@ -636,26 +631,12 @@ void BashLoader::Collect(uint64_t seq, uint32_t what) {
     exited_.push_back(pid);
   }
   FinishExits();
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) ncpu = 1;
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
-  std::vector<dke_telemetry_rec> recs;
-  auto add = [&](const char* name, uint64_t value) {
-    dke_telemetry_rec r{};
-    strncpy(r.name, name, sizeof(r.name) - 1);
-    r.value = value;
-    recs.push_back(r);
-  };
-  for (uint32_t i = 0; i < kKernelCounters; i++) {
-    uint64_t sum = 0;
-    if (skel_ && bpf_map_lookup_elem(bpf_map__fd(skel_->maps.bash_telemetry), &i, per_cpu.data()) == 0)
-      for (uint64_t v : per_cpu) sum += v;
-    add(kTelemetryNames[i], sum);
-  }
-  add("bash_attached", attaches_);
-  add("bash_detached", detaches_);
-  add("bash_attach_failed", attach_failures_);
-  out_->Records(DKE_FRAME_TELEMETRY, recs.data(), sizeof(recs[0]), recs.size());
+  TelemetryFrame t;
+  t.AddPerCpu(skel_ ? bpf_map__fd(skel_->maps.bash_telemetry) : -1, kTelemetryNames, kKernelCounters);
+  t.Add("bash_attached", attaches_);
+  t.Add("bash_detached", detaches_);
+  t.Add("bash_attach_failed", attach_failures_);
+  t.Send(out_);
   dke_collect_cmd done{};
   done.seq = seq;
   done.what = what;

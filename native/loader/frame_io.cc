@@ -1,5 +1,7 @@
 #include "frame_io.h"
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -73,6 +75,35 @@ bool FrameReader::Pump(int fd, const Handler& on_frame, std::string* error) {
   }
   buf_.erase(buf_.begin(), buf_.begin() + static_cast<long>(off));
   return true;
+}
+
+std::string JsonArray(const std::vector<std::string>& items, bool quote) {
+  std::string s = "[";
+  for (size_t i = 0; i < items.size(); i++) s += (i ? "," : "") + (quote ? JsonString(items[i]) : items[i]);
+  return s + "]";
+}
+
+void TelemetryFrame::Add(const char* name, uint64_t value) {
+  dke_telemetry_rec r{};
+  strncpy(r.name, name, sizeof(r.name) - 1);
+  r.value = value;
+  recs_.push_back(r);
+}
+
+void TelemetryFrame::AddPerCpu(int map_fd, const char* const* names, uint32_t count) {
+  int ncpu = libbpf_num_possible_cpus();
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu > 0 ? ncpu : 1));
+  for (uint32_t i = 0; i < count; i++) {
+    if (!names[i][0]) continue;
+    uint64_t sum = 0;
+    if (map_fd >= 0 && bpf_map_lookup_elem(map_fd, &i, per_cpu.data()) == 0)
+      for (uint64_t v : per_cpu) sum += v;
+    Add(names[i], sum);
+  }
+}
+
+bool TelemetryFrame::Send(FrameWriter* out) const {
+  return out->Records(DKE_FRAME_TELEMETRY, recs_.data(), sizeof(dke_telemetry_rec), recs_.size());
 }
 
 std::string JsonString(const std::string& s) {

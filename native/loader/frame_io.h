@@ -43,4 +43,19 @@ class FrameReader {
 // JSON string literal of `s` (quotes included).
 std::string JsonString(const std::string& s);
 
+// A JSON array of `items`, quoted as strings or taken as JSON values.
+std::string JsonArray(const std::vector<std::string>& items, bool quote);
+
+// One DKE_FRAME_TELEMETRY frame: named counters, kernel ones summed over CPUs.
+class TelemetryFrame {
+ public:
+  void Add(const char* name, uint64_t value);
+  // Slot i of a PERCPU_ARRAY map, summed over CPUs, for each non-empty names[i].
+  void AddPerCpu(int map_fd, const char* const* names, uint32_t count);
+  bool Send(FrameWriter* out) const;
+
+ private:
+  std::vector<dke_telemetry_rec> recs_;
+};
+
 }  // namespace dke

@@ -108,11 +108,6 @@ std::vector<int> ListeningPorts() {
   return {ports.begin(), ports.end()};
 }
 
-std::string JsonArray(const std::vector<std::string>& items, bool quote) {
-  std::string s = "[";
-  for (size_t i = 0; i < items.size(); i++) s += (i ? "," : "") + (quote ? JsonString(items[i]) : items[i]);
-  return s + "]";
-}
 
 }  // namespace
 
@@ -516,20 +511,8 @@ void NetLoader::SendProcNames(const std::vector<uint32_t>& pids, const std::vect
 }
 
 void NetLoader::SendTelemetry() {
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) ncpu = 1;
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
-  std::vector<dke_telemetry_rec> recs;
-  for (uint32_t i = 0; i < DKE_TEL_MAX; i++) {
-    if (!kTelemetryNames[i][0]) continue;
-    uint64_t sum = 0;
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.telemetry), &i, per_cpu.data()) == 0)
-      for (uint64_t v : per_cpu) sum += v;
-    dke_telemetry_rec r{};
-    strncpy(r.name, kTelemetryNames[i], sizeof(r.name) - 1);
-    r.value = sum;
-    recs.push_back(r);
-  }
+  TelemetryFrame t;
+  t.AddPerCpu(bpf_map__fd(skel_->maps.telemetry), kTelemetryNames, DKE_TEL_MAX);
   if (dns_) {
     auto s = dns_->stats();
     const std::pair<const char*, uint64_t> more[] = {
@@ -537,14 +520,9 @@ void NetLoader::SendTelemetry() {
         {"dns_groups_shed", s.groups_shed},      {"dns_tcp_streams_shed", s.tcp_streams_shed},
         {"dns_tcp_stream_gaps", s.tcp_stream_gaps},
     };
-    for (auto& [n, v] : more) {
-      dke_telemetry_rec r{};
-      strncpy(r.name, n, sizeof(r.name) - 1);
-      r.value = v;
-      recs.push_back(r);
-    }
+    for (auto& [n, v] : more) t.Add(n, v);
   }
-  out_->Records(DKE_FRAME_TELEMETRY, recs.data(), sizeof(recs[0]), recs.size());
+  t.Send(out_);
 }
 
 void NetLoader::Close(bool unpin) {

@@ -19,8 +19,7 @@ export interface CollectorConfig extends OptionValues {
   /**
    * Always false. `--ipv6-disabled` / `ipv6_disabled` are accepted as upstream
    * has them and change nothing: upstream still reports IPv6 flows with them.
-   * Kept only because src/plugins/net.ts passes it to the loader.
-   * @deprecated remove with the loader rewrite.
+   * Nothing reads it; it stays so the parsed config says so.
    */
   ipv6Disabled: false;
   /** Accepted-but-ignored findings and notes (a short interval, no flow cap), logged once at start-up. */

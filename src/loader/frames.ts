@@ -6,6 +6,7 @@ import {
   dke_collect_cmd,
   dke_frame,
   dke_stop_cmd,
+  dke_telemetry_rec,
   type Field,
   type Layout,
 } from './layout.generated';
@@ -143,4 +144,12 @@ export function forEachRecord(frame: Frame, layout: Layout, fn: (base: number) =
     throw new Error(`a frame of type ${frame.type} holds ${frame.payload.length} bytes, not ${frame.count} records of ${layout.size}`);
   }
   for (let i = 0; i < frame.count; i++) fn(i * layout.size);
+}
+
+/** A DKE_FRAME_TELEMETRY frame: counter name -> cumulative value. */
+export function readTelemetry(frame: Frame): Map<string, number> {
+  const F = dke_telemetry_rec.fields;
+  const values = new Map<string, number>();
+  forEachRecord(frame, dke_telemetry_rec, (r) => values.set(readString(frame.payload, r, F.name), readField(frame.payload, r, F.value)));
+  return values;
 }

@@ -7,8 +7,8 @@ import { BashOrigins, decodeBashOrigins } from '../bash/origins';
 import { decodeBashLines } from '../bash/record';
 import { Redactor } from '../bash/redact';
 import { UserNames } from '../bash/users';
-import { forEachRecord, readField, readString, type Frame } from '../loader/frames';
-import { DKE_FRAME_BASH_LINES, DKE_FRAME_BASH_ORIGINS, DKE_FRAME_TELEMETRY, dke_telemetry_rec } from '../loader/layout.generated';
+import { readTelemetry, type Frame } from '../loader/frames';
+import { DKE_FRAME_BASH_LINES, DKE_FRAME_BASH_ORIGINS, DKE_FRAME_TELEMETRY } from '../loader/layout.generated';
 import { LoaderSupervisor, type LoaderReady } from '../loader/supervisor';
 import { LOADER_BIN } from '../paths';
 import type { CollectorPlugin, PluginContext } from './types';
@@ -136,11 +136,9 @@ export class BashPlugin implements CollectorPlugin {
   }
 
   private reportTelemetry(f: Frame, generation: number): void {
-    const F = dke_telemetry_rec.fields;
     // A new loader has fresh kernel counters.
     const before = this.lastTelemetry.generation === generation ? this.lastTelemetry.values : new Map<string, number>();
-    const now = new Map<string, number>();
-    forEachRecord(f, dke_telemetry_rec, (r) => now.set(readString(f.payload, r, F.name), readField(f.payload, r, F.value)));
+    const now = readTelemetry(f);
     this.lastTelemetry = { generation, values: now };
     const lost: Record<string, number> = {};
     for (const [what, name] of Object.entries(KERNEL_LOSSES)) {

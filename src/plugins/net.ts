@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { DnsflowService } from '../dnsflow/service';
 import type { Point } from '../lineproto/point';
-import { forEachRecord, readField, readString, type Frame } from '../loader/frames';
+import { forEachRecord, readField, readString, readTelemetry, type Frame } from '../loader/frames';
 import {
   DKE_COLLECT_DNS,
   DKE_COLLECT_FLOWS,
@@ -16,7 +16,6 @@ import {
   DKE_FRAME_PROCS,
   DKE_FRAME_TELEMETRY,
   dke_proc_name,
-  dke_telemetry_rec,
 } from '../loader/layout.generated';
 import { LoaderSupervisor, type LoaderReady } from '../loader/supervisor';
 import { NetflowAggregator } from '../netflow/aggregator';
@@ -162,16 +161,12 @@ export class NetPlugin implements CollectorPlugin {
   }
 
   private reportTelemetry(f: Frame): void {
-    const b = f.payload;
-    const F = dke_telemetry_rec.fields;
     const lost: Record<string, number> = {};
-    forEachRecord(f, dke_telemetry_rec, (r) => {
-      const name = readString(b, r, F.name);
-      const v = readField(b, r, F.value);
+    for (const [name, v] of readTelemetry(f)) {
       const d = v - (this.lastTelemetry.get(name) ?? 0);
       this.lastTelemetry.set(name, v);
       if (d > 0 && LOSS_COUNTERS.has(name)) lost[name] = d;
-    });
+    }
     for (const [n, d] of Object.entries(lost)) this.ctx.metrics.add('kernel_dropped', d, { plugin: this.name, what: n });
     if (Object.keys(lost).length > 0) this.log.warn({ lost }, 'the kernel side dropped or skipped records this interval');
   }
