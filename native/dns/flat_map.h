@@ -10,9 +10,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <type_traits>
-#include <vector>
 
 namespace dke::dns {
 
@@ -45,7 +47,12 @@ class FlatMap {
   FlatMap(size_t max_entries, uint64_t seed) : max_(max_entries), seed_(seed) {
     size_t cap = 16;
     while (cap < max_entries * 2) cap <<= 1;
-    slots_.resize(cap);
+    // calloc, not a vector: a large table comes zeroed from fresh pages the
+    // kernel backs only once a slot on them is written, so an idle loader
+    // does not carry its worst-case tables in RSS (all-zero is all-empty).
+    slots_.reset(static_cast<Slot*>(std::calloc(cap, sizeof(Slot))));
+    if (!slots_) throw std::bad_alloc();
+    cap_ = cap;
     mask_ = cap - 1;
   }
 
@@ -90,7 +97,7 @@ class FlatMap {
   }
 
   // Slots, for a caller that walks them itself (e.g. to pick an entry to evict).
-  size_t capacity() const { return slots_.size(); }
+  size_t capacity() const { return cap_; }
   bool OccupiedAt(size_t i) const { return slots_[i].hash != 0; }
   const K& KeyAt(size_t i) const { return slots_[i].key; }
   V& ValueAt(size_t i) { return slots_[i].value; }
@@ -120,7 +127,7 @@ class FlatMap {
   template <class F>
   void EraseIf(F&& f) {
     if (size_ == 0) return;
-    for (size_t i = 0; i < slots_.size();) {
+    for (size_t i = 0; i < cap_;) {
       Slot& s = slots_[i];
       if (s.hash != 0 && f(static_cast<const K&>(s.key), s.value)) {
         EraseAt(i);
@@ -133,23 +140,29 @@ class FlatMap {
   template <class F>
   void ForEach(F&& f) const {
     if (size_ == 0) return;
-    for (const Slot& s : slots_)
-      if (s.hash != 0) f(s.key, s.value);
+    for (size_t i = 0; i < cap_; i++)
+      if (slots_[i].hash != 0) f(slots_[i].key, slots_[i].value);
   }
 
   void Clear() {
     if (size_ == 0) return;
-    for (Slot& s : slots_) s.hash = 0;
+    for (size_t i = 0; i < cap_; i++)
+      if (slots_[i].hash != 0) slots_[i].hash = 0;  // untouched pages stay unbacked
     size_ = 0;
   }
 
  private:
   struct Slot {
-    uint64_t hash = 0;
+    uint64_t hash;  // 0: empty
     K key;
     V value;
   };
-  std::vector<Slot> slots_;
+  static_assert(std::is_trivially_copyable_v<Slot>);
+  struct FreeSlots {
+    void operator()(Slot* p) const { std::free(p); }
+  };
+  std::unique_ptr<Slot[], FreeSlots> slots_;
+  size_t cap_ = 0;
   size_t mask_ = 0;
   size_t size_ = 0;
   size_t max_;

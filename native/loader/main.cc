@@ -13,6 +13,7 @@
 // pinned programs to the next loader (SIGKILL of the daemon is a restart).
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
@@ -183,6 +184,9 @@ int main(int argc, char** argv) {
   }
   dke::LoaderPlugin& net = *plugin_impl;
   if (!net.Open()) return 3;
+  // Loading parsed the kernel's BTF (megabytes) and freed it; hand those
+  // pages back instead of carrying them for the life of the process.
+  malloc_trim(0);
 
   fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
   dke::FrameReader in;
