@@ -26,14 +26,16 @@ enum dke_dns_flags {
 	DKE_DNS_LOCAL_SERVER = 2,
 };
 
-/* Payloads up to this size go in a small record, larger ones in a
- * DKE_DNS_PAYLOAD_MAX one: ring-buffer reservations have a constant size, and
- * most DNS messages are small. */
+/* Ring-buffer reservations have a constant size, so a payload goes in the
+ * smallest of three record sizes it fits: most queries and answers fit the
+ * tiny one (a name and an address or two), and the ring's bandwidth is what
+ * a DNS-heavy host pays for. */
+#define DKE_DNS_PAYLOAD_TINY 128
 #define DKE_DNS_PAYLOAD_SMALL 512
 
 /* One packet to or from a DNS port, as a ring-buffer record of the header
- * below and DKE_DNS_PAYLOAD_SMALL or DKE_DNS_PAYLOAD_MAX payload bytes, of
- * which the first cap_len are the packet's. */
+ * below and DKE_DNS_PAYLOAD_TINY, _SMALL or _MAX payload bytes, of which the
+ * first cap_len are the packet's. */
 struct dke_dns_event {
 	__u64 ktime_ns;   /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when the packet passed */
 	__u8 saddr[16];   /* packet source, network order; IPv4 in the first 4 bytes */

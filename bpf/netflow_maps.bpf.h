@@ -95,7 +95,7 @@ DKE_MAP struct {
 } telemetry SEC(".maps");
 
 /* struct dke_dns_event records (bpf/dns.h), parsed by the loader. 2 MiB
- * holds ~4,000 small packets: the loader is woken at 256 KiB and drains every
+ * holds ~10,000 small packets: the loader is woken at every 256 KiB and drains every
  * 100 ms at the latest. */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -120,10 +120,10 @@ static __always_inline struct dke_control *dke_control(void)
 	return bpf_map_lookup_elem(&control, &zero);
 }
 
-/* `c`, or NULL (counted) when it says no reader is left. */
-static __always_inline struct dke_control *dke_live(struct dke_control *c)
+/* `c`, or NULL (counted) when it says no reader was left at `now`. */
+static __always_inline struct dke_control *dke_live_at(struct dke_control *c, __u64 now)
 {
-	if (c && c->orphan_timeout_ns && bpf_ktime_get_ns() - c->last_commit_ns > c->orphan_timeout_ns) {
+	if (c && c->orphan_timeout_ns && now - c->last_commit_ns > c->orphan_timeout_ns) {
 		dke_count(DKE_TEL_ORPHAN_SKIPPED);
 		return 0;
 	}
@@ -132,7 +132,7 @@ static __always_inline struct dke_control *dke_live(struct dke_control *c)
 
 static __always_inline struct dke_control *dke_control_live(void)
 {
-	return dke_live(dke_control());
+	return dke_live_at(dke_control(), bpf_ktime_get_ns());
 }
 
 /* The flow's counters, created on first use. */

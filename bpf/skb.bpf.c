@@ -13,8 +13,9 @@
 #define DKE_IP_OFFMASK 0x1fff
 #define DKE_DNS_HEADER_LEN 12
 #define DKE_IPV6_EXT_MAX 4
-/* Wake the loader only once this much waits; it drains the rest on its own
- * timer. Waking per packet costs several times the program's run time. */
+/* Wake the loader each time another this much waits; it drains the rest on
+ * its own timer. A wake-up is a self-interrupt (a VM exit under a
+ * hypervisor): several times the program's own run time, so never per packet. */
 #define DKE_DNS_WAKEUP_BYTES (256 * 1024)
 
 struct dke_l4 {
@@ -122,7 +123,7 @@ static __always_inline void dke_emit_dns(struct __sk_buff *skb, struct dke_dns_e
 					 const __u32 room)
 {
 	struct dke_dns_event *rec;
-	__u64 wakeup;
+	__u64 avail, size, wakeup;
 
 	rec = bpf_ringbuf_reserve(&dns_events, sizeof(*hdr) + room, 0);
 	if (!rec) {
@@ -138,7 +139,13 @@ static __always_inline void dke_emit_dns(struct __sk_buff *skb, struct dke_dns_e
 	}
 	hdr->cap_len = n;
 	__builtin_memcpy(rec, hdr, sizeof(*hdr));
-	wakeup = bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA) >= DKE_DNS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	/* Wake when this record takes what waits across a multiple of
+	 * DKE_DNS_WAKEUP_BYTES, not whenever that much waits: while the loader
+	 * is on its way, every packet would send another wake-up. (A crossing
+	 * raced away by another CPU's record is caught at the next multiple.) */
+	avail = bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA);
+	size = sizeof(*hdr) + room;
+	wakeup = avail / DKE_DNS_WAKEUP_BYTES != (avail - size) / DKE_DNS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(rec, wakeup);
 	dke_count(DKE_TEL_DNS_PACKETS);
 }
@@ -146,7 +153,7 @@ static __always_inline void dke_emit_dns(struct __sk_buff *skb, struct dke_dns_e
 /* A DNS message to or from a DNS port, either side of it local: a client
  * here asking, or a resolver here answering. */
 static __always_inline void dke_capture_dns(struct __sk_buff *skb, const struct dke_pkt *p, __u32 netns,
-					    const struct dke_control *ctl, int egress)
+					    const struct dke_control *ctl, int egress, __u64 now)
 {
 	struct dke_dns_event hdr = {};
 	__u32 payload_off, wire_len, n;
@@ -187,8 +194,12 @@ static __always_inline void dke_capture_dns(struct __sk_buff *skb, const struct 
 	hdr.family = p->family;
 	hdr.proto = p->proto;
 	hdr.netns = netns;
-	hdr.ktime_ns = bpf_ktime_get_ns();
+	hdr.ktime_ns = now;
 	hdr.wire_len = wire_len;
+	if (wire_len <= DKE_DNS_PAYLOAD_TINY) {
+		dke_emit_dns(skb, &hdr, payload_off, wire_len, DKE_DNS_PAYLOAD_TINY);
+		return;
+	}
 	if (wire_len <= DKE_DNS_PAYLOAD_SMALL) {
 		dke_emit_dns(skb, &hdr, payload_off, wire_len, DKE_DNS_PAYLOAD_SMALL);
 		return;
@@ -275,6 +286,7 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 	struct dke_sock_state *st;
 	struct dke_pkt p = {};
 	__u32 netns;
+	__u64 now;
 
 	ctl = dke_control();
 	if (!ctl || dke_plain_tcp(skb, ctl))
@@ -285,7 +297,8 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk || (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP))
 		return 1;
-	if (!dke_live(ctl) || !dke_parse(skb, &p))
+	now = bpf_ktime_get_ns(); /* one clock read per packet: the orphan check and the DNS timestamp */
+	if (!dke_live_at(ctl, now) || !dke_parse(skb, &p))
 		return 1;
 	st = bpf_sk_storage_get(&sock_state, sk, 0, p.proto == IPPROTO_UDP ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!st && p.proto == IPPROTO_UDP)
@@ -300,7 +313,7 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 		/* The socket's namespace, or 0 until it is known (an older socket
 		 * that has only received so far; the loader pairs across that). */
 		netns = st ? st->key.netns : 0;
-		dke_capture_dns(skb, &p, netns, ctl, egress);
+		dke_capture_dns(skb, &p, netns, ctl, egress, now);
 	}
 	if (st && p.proto == IPPROTO_UDP)
 		dke_count_udp(&p, st, ctl, egress);

@@ -510,9 +510,30 @@ void NetLoader::SendProcNames(const std::vector<uint32_t>& pids, const std::vect
   out_->Records(DKE_FRAME_PROCS, recs.data(), sizeof(recs[0]), recs.size());
 }
 
+// Runs of our attached programs the kernel skipped: a tracing program that
+// fires while it already runs on this CPU (a softirq interrupting it) is not
+// run again, and what that run would have counted is lost. Read from the
+// programs the links hold (an earlier loader's, when its links were reused).
+uint64_t NetLoader::SkippedRuns() const {
+  uint64_t total = 0;
+  for (bpf_link* l : links_) {
+    bpf_link_info link_info{};
+    uint32_t len = sizeof(link_info);
+    if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &link_info, &len)) continue;
+    int fd = bpf_prog_get_fd_by_id(link_info.prog_id);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) total += info.recursion_misses;
+    close(fd);
+  }
+  return total;
+}
+
 void NetLoader::SendTelemetry() {
   TelemetryFrame t;
   t.AddPerCpu(bpf_map__fd(skel_->maps.telemetry), kTelemetryNames, DKE_TEL_MAX);
+  t.Add("skipped_runs", SkippedRuns());
   if (dns_) {
     auto s = dns_->stats();
     const std::pair<const char*, uint64_t> more[] = {

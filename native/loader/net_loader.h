@@ -55,6 +55,7 @@ class NetLoader : public LoaderPlugin {
   void WriteControl(bool bump_epoch);
   void CollectFlows(uint64_t seq);
   void SendTelemetry();
+  uint64_t SkippedRuns() const;
   void SendProcNames(const std::vector<uint32_t>& pids, const std::vector<std::string>& comms);
 
   NetOptions opts_;
