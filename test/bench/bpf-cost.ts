@@ -4,9 +4,12 @@
 // (iperf3), short-connection churn (tcpgen; both ends on this host, so one
 // connection is two tracked sockets) and 1 KiB writes over veth. Only our
 // loaders' programs are read; other collectors' are counted and reported,
-// as they make every other number noisier.
+// as they make every other number noisier. Then the same bulk and churn with
+// only the floor attached (empty programs on the same hooks, lib/floor.ts):
+// the part of the cost that is the kernel's price for running a program there.
 import { foreignCollectorPrograms, progStats, withBpfStats, type ProgStat } from './lib/bpf';
 import { Collector } from './lib/collector';
+import { startFloor } from './lib/floor';
 import { checkIperf, iperf, startIperfServer } from './lib/iperf';
 import { churn, startTcpServer } from './lib/tcpgen';
 import { check, info, type BenchContext, type Row, type ScenarioResult } from './lib/types';
@@ -33,6 +36,7 @@ export interface BpfCostData {
   nsPerConnection: number;
   nsPerMiBBulk: number;
   nsPerMiB1k: number;
+  floor: { rounds: PhaseCost[][]; perProgram: BpfCostData['perProgram']; nsPerConnection: number; nsPerMiBBulk: number };
   foreignCollectorPrograms: number;
   exitCode: number | null;
 }
@@ -60,6 +64,7 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   const iperfServer = await startIperfServer(ctx.hosts.b, ctx.hosts.ipB, IPERF_PORT);
   const tcpServer = await startTcpServer(ctx.hosts.b, ctx.hosts.ipB, CHURN_PORT, NPORTS);
   const rounds: PhaseCost[][] = [];
+  const floorRounds: PhaseCost[][] = [];
   let foreign = NaN;
   let exitCode: number | null = null;
   try {
@@ -92,14 +97,73 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
       } finally {
         exitCode = await collector.stop();
       }
+      const floor = await startFloor();
+      try {
+        await sleep(500);
+        const mib = (bps: number): number => (bps * config.probeSeconds) / 8 / (1 << 20);
+        for (let r = 0; r < config.statsRounds; r++) {
+          progress(`bpf cost: floor round ${r + 1}/${config.statsRounds}`);
+          let s0 = progStats(floor.progIds);
+          const bulk = await iperf(ctx.hosts.a, ctx.hosts.ipB, IPERF_PORT, config.probeSeconds, 0);
+          let s1 = progStats(floor.progIds);
+          const phases = [diff(s0, s1, PHASES.bulk, 'MiB', mib(bulk.bitsPerSecond))];
+          s0 = s1;
+          const ch = await churn({ ns: ctx.hosts.a, ip: ctx.hosts.ipB, port: CHURN_PORT, nports: NPORTS, seconds: config.churnSeconds, rate: 0 });
+          await sleep(500);
+          s1 = progStats(floor.progIds);
+          phases.push(diff(s0, s1, PHASES.churn, 'connection', ch.made));
+          floorRounds.push(phases);
+        }
+      } finally {
+        await floor.stop();
+      }
     });
   } finally {
     await tcpServer.stop();
     await iperfServer.stop();
   }
 
+  const perProgram = medianPerProgram(rounds, Object.values(PHASES));
+  const floorPerProgram = medianPerProgram(floorRounds, [PHASES.bulk, PHASES.churn]);
+  const perUnit = (of: PhaseCost[][], phase: string): number => median(of.map((ph) => ph.find((p) => p.phase === phase)!).map((p) => p.totalNs / p.units));
+  const nsPerConnection = perUnit(rounds, PHASES.churn);
+  const nsPerMiBBulk = perUnit(rounds, PHASES.bulk);
+  const nsPerMiB1k = perUnit(rounds, PHASES.small);
+  const floorPerConnection = perUnit(floorRounds, PHASES.churn);
+  const floorPerMiB = perUnit(floorRounds, PHASES.bulk);
+
+  const us = (v: number): string => `${(v / 1000).toFixed(2)} µs`;
+  const rows: Row[] = [];
+  rows.push(check('bpf.perConnection', 'BPF time per short connection, both ends on this host (bpf_stats)', nsPerConnection, '<=', 2500, us, 'all our programs during max-rate churn / connections made; median of rounds'));
+  rows.push(check('bpf.perMiB', 'BPF time per MiB of bulk veth traffic', nsPerMiBBulk, '<=', 6000, us, 'iperf3 a -> b, 128 KiB writes'));
+  rows.push(info('bpf.perMiB1k', 'BPF time per MiB over veth, 1 KiB writes', us(nsPerMiB1k), undefined, nsPerMiB1k));
+  rows.push(info('bpf.floor.perConnection', 'the floor: empty programs on the same hooks, BPF time per short connection', us(floorPerConnection), "the kernel's price for running any program there, no collector", floorPerConnection));
+  rows.push(info('bpf.floor.perMiB', 'the floor: empty programs on the same hooks, BPF time per MiB of bulk veth traffic', us(floorPerMiB), undefined, floorPerMiB));
+  const churnProgs = perProgram[PHASES.churn]!;
+  const bulkProgs = perProgram[PHASES.bulk]!;
+  for (const [n, v] of Object.entries(churnProgs)) {
+    const b = bulkProgs[n];
+    const fl = floorPerProgram[PHASES.churn]?.[n.replace(/^dke_/, 'dkf_')];
+    if (v.runsPerUnit === 0 && !b?.runsPerUnit) continue; // e.g. the bash loader's readline probe
+    rows.push(
+      info(
+        `bpf.program.${n}`,
+        `BPF ${n}: runs per connection x ns per run`,
+        `${v.runsPerUnit.toFixed(2)} x ${Number.isFinite(v.nsPerRun) ? v.nsPerRun.toFixed(0) : '-'} ns`,
+        `= ${Number.isFinite(v.nsPerRun) ? ((v.runsPerUnit * v.nsPerRun) / 1000).toFixed(2) : '0'} µs per connection; bulk: ${b ? `${b.runsPerUnit.toFixed(1)} runs per MiB x ${Number.isFinite(b.nsPerRun) ? b.nsPerRun.toFixed(0) : '-'} ns` : '-'}${fl && Number.isFinite(fl.nsPerRun) ? `; an empty program there: ${fl.nsPerRun.toFixed(0)} ns per run` : ''}`,
+        v.runsPerUnit * (Number.isFinite(v.nsPerRun) ? v.nsPerRun : 0),
+      ),
+    );
+  }
+  if (foreign > 0) rows.push(info('bpf.foreign', "other collectors' dke_* programs loaded", String(foreign), 'they run on the same hooks and add to every "without" measurement'));
+  const data: BpfCostData = { rounds, perProgram, nsPerConnection: round(nsPerConnection, 1), nsPerMiBBulk: round(nsPerMiBBulk, 1), nsPerMiB1k: round(nsPerMiB1k, 1), floor: { rounds: floorRounds, perProgram: floorPerProgram, nsPerConnection: round(floorPerConnection, 1), nsPerMiBBulk: round(floorPerMiB, 1) }, foreignCollectorPrograms: foreign, exitCode };
+  return { name: 'bpf-cost', rows, data };
+}
+
+/** Per phase and program, medians over rounds: runs per unit and ns per run. */
+function medianPerProgram(rounds: PhaseCost[][], phases: readonly string[]): BpfCostData['perProgram'] {
   const perProgram: BpfCostData['perProgram'] = {};
-  for (const phase of Object.values(PHASES)) {
+  for (const phase of phases) {
     const of = rounds.map((ph) => ph.find((p) => p.phase === phase)!);
     const names = new Set(of.flatMap((p) => Object.keys(p.programs)));
     perProgram[phase] = {};
@@ -110,32 +174,5 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
       };
     }
   }
-  const perUnit = (phase: string): number => median(rounds.map((ph) => ph.find((p) => p.phase === phase)!).map((p) => p.totalNs / p.units));
-  const nsPerConnection = perUnit(PHASES.churn);
-  const nsPerMiBBulk = perUnit(PHASES.bulk);
-  const nsPerMiB1k = perUnit(PHASES.small);
-
-  const us = (v: number): string => `${(v / 1000).toFixed(2)} µs`;
-  const rows: Row[] = [];
-  rows.push(check('bpf.perConnection', 'BPF time per short connection, both ends on this host (bpf_stats)', nsPerConnection, '<=', 2500, us, 'all our programs during max-rate churn / connections made; median of rounds'));
-  rows.push(check('bpf.perMiB', 'BPF time per MiB of bulk veth traffic', nsPerMiBBulk, '<=', 6000, us, 'iperf3 a -> b, 128 KiB writes'));
-  rows.push(info('bpf.perMiB1k', 'BPF time per MiB over veth, 1 KiB writes', us(nsPerMiB1k), undefined, nsPerMiB1k));
-  const churnProgs = perProgram[PHASES.churn]!;
-  const bulkProgs = perProgram[PHASES.bulk]!;
-  for (const [n, v] of Object.entries(churnProgs)) {
-    const b = bulkProgs[n];
-    if (v.runsPerUnit === 0 && !b?.runsPerUnit) continue; // e.g. the bash loader's readline probe
-    rows.push(
-      info(
-        `bpf.program.${n}`,
-        `BPF ${n}: runs per connection x ns per run`,
-        `${v.runsPerUnit.toFixed(2)} x ${Number.isFinite(v.nsPerRun) ? v.nsPerRun.toFixed(0) : '-'} ns`,
-        `= ${Number.isFinite(v.nsPerRun) ? ((v.runsPerUnit * v.nsPerRun) / 1000).toFixed(2) : '0'} µs per connection; bulk: ${b ? `${b.runsPerUnit.toFixed(1)} runs per MiB x ${Number.isFinite(b.nsPerRun) ? b.nsPerRun.toFixed(0) : '-'} ns` : '-'}`,
-        v.runsPerUnit * (Number.isFinite(v.nsPerRun) ? v.nsPerRun : 0),
-      ),
-    );
-  }
-  if (foreign > 0) rows.push(info('bpf.foreign', "other collectors' dke_* programs loaded", String(foreign), 'they run on the same hooks and add to every "without" measurement'));
-  const data: BpfCostData = { rounds, perProgram, nsPerConnection: round(nsPerConnection, 1), nsPerMiBBulk: round(nsPerMiBBulk, 1), nsPerMiB1k: round(nsPerMiB1k, 1), foreignCollectorPrograms: foreign, exitCode };
-  return { name: 'bpf-cost', rows, data };
+  return perProgram;
 }

@@ -35,6 +35,7 @@ export function churnProbe(): AbProbe<ChurnSample> {
   return {
     name: 'churn',
     paused: true,
+    floor: true,
     async setup(ctx) {
       server = await startTcpServer(ctx.hosts.b, ctx.hosts.ipB, CHURN_PORT, CHURN_PORTS);
     },
@@ -100,6 +101,14 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
     );
   }
 
+  const f = s.floor.map((x) => x.rate);
+  const fratios = pairedRatios(f, wo);
+  if (f.length) {
+    rows.push(
+      info('churn.floor', 'the floor: empty programs on the same hooks, no collector', median(fratios).toFixed(3), `what the kernel charges for running any program there: median ${Math.round(median(f))}/s, ${Math.round(median(wo))}/s without${spreadText(fratios)}`, median(fratios)),
+    );
+  }
+
   const sessions = s.with.map((x) => x.session).filter((x) => x !== undefined);
   const exact = sessions.length > 0 && sessions.every((x) => x.counted.client.tcp_established === x.made && x.counted.server.tcp_established === x.accepted && x.counted.client.tcp_closed === x.made && x.counted.server.tcp_closed === x.serverClosed);
   const sum = (f: (x: (typeof sessions)[number]) => number): number => sessions.reduce((a, x) => a + f(x), 0);
@@ -130,6 +139,6 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
   return {
     name: 'churn',
     rows,
-    data: { recursionMisses: misses, with: s.with, without: s.without, paused: s.paused, ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), pausedRatios: pratios.map((r) => round(r, 4)), cpuPer10kSeconds: round(per10k, 4), telemetry: tel, loggedLost: logged },
+    data: { recursionMisses: misses, with: s.with, without: s.without, paused: s.paused, floor: s.floor, floorRatios: fratios.map((r) => round(r, 4)), ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), pausedRatios: pratios.map((r) => round(r, 4)), cpuPer10kSeconds: round(per10k, 4), telemetry: tel, loggedLost: logged },
   };
 }

@@ -32,6 +32,7 @@ export function dnsProbe(): AbProbe<DnsSample> {
   let logFrom = 0;
   return {
     name: 'dns',
+    floor: true,
     async setup(ctx) {
       resolver = await startResolver(ctx.hosts.b, ctx.hosts.ipB, DNS_PORT, '10.201.6.99');
     },
@@ -71,6 +72,11 @@ export function summarizeDns(s: RoundSamples<DnsSample>): ScenarioResult {
   rows.push(
     check('dns.ratio', `DNS lookups/s through dnsmasq between test hosts, with / without (${INFLIGHT} in flight)`, ratio, '>=', 0.9, (v) => v.toFixed(3), `median ${Math.round(median(w))}/s with, ${Math.round(median(wo))}/s without${spreadText(ratios)}`),
   );
+  const f = s.floor.map((x) => x.rate);
+  const fratios = pairedRatios(f, wo);
+  if (f.length) {
+    rows.push(info('dns.floor', 'the floor: empty programs on the same hooks, no collector', median(fratios).toFixed(3), `median ${Math.round(median(f))}/s, ${Math.round(median(wo))}/s without${spreadText(fratios)}`, median(fratios)));
+  }
   const perLookupUs = median(s.with.map((x) => ((x.collectorCpuSeconds ?? NaN) / x.answered) * 1e6));
   rows.push(check('dns.cpuPerLookup', 'collector CPU per DNS lookup', perLookupUs, '<=', 2, (v) => `${v.toFixed(2)} µs`, 'all collector processes over the dnsgen run, idle included; median of rounds'));
 
@@ -103,6 +109,6 @@ export function summarizeDns(s: RoundSamples<DnsSample>): ScenarioResult {
   return {
     name: 'dns',
     rows,
-    data: { with: s.with, without: s.without, ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), cpuPerLookupUs: round(perLookupUs, 3), sent, clientCounted, serverCounted, telemetry: tel, loggedLost: logged },
+    data: { with: s.with, without: s.without, floor: s.floor, floorRatios: fratios.map((r) => round(r, 4)), ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), cpuPerLookupUs: round(perLookupUs, 3), sent, clientCounted, serverCounted, telemetry: tel, loggedLost: logged },
   };
 }

@@ -13,6 +13,7 @@ export function nginxProbe(): AbProbe<AbResult> {
   let server: WebServer | undefined;
   return {
     name: 'nginx',
+    floor: true,
     async setup(ctx) {
       server = await startNginx(ctx.hosts.b, ctx.hosts.ipB, NGINX_PORT);
     },
@@ -35,7 +36,12 @@ export function summarizeNginx(s: RoundSamples<AbResult>): ScenarioResult {
   rows.push(
     check('nginx.ratio', `short-connection churn, with / without (nginx + ab, no keep-alive, ${CLIENTS} clients)`, ratio, '>=', 0.95, (v) => v.toFixed(3), `median ${Math.round(median(w))} req/s with, ${Math.round(median(wo))} without${spreadText(ratios)}`),
   );
+  const f = s.floor.map((x) => x.requestsPerSecond);
+  const fratios = pairedRatios(f, wo);
+  if (f.length) {
+    rows.push(info('nginx.floor', 'the floor: empty programs on the same hooks, no collector', median(fratios).toFixed(3), `median ${Math.round(median(f))} req/s, ${Math.round(median(wo))} without${spreadText(fratios)}`, median(fratios)));
+  }
   const failed = [...s.with, ...s.without].reduce((a, x) => a + x.failed, 0);
   if (failed > 0) rows.push(info('nginx.failed', 'ab failed requests', String(failed)));
-  return { name: 'nginx', rows, data: { with: s.with, without: s.without, ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4) } };
+  return { name: 'nginx', rows, data: { with: s.with, without: s.without, floor: s.floor, ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), floorRatios: fratios.map((r) => round(r, 4)) } };
 }

@@ -17,7 +17,7 @@ static volatile sig_atomic_t report_requested;
 static void __attribute__((unused)) on_term(int sig) { (void)sig; stop_requested = 1; }
 static void __attribute__((unused)) on_usr1(int sig) { (void)sig; report_requested = 1; }
 
-static double now_s(void)
+static double __attribute__((unused)) now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

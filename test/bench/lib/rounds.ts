@@ -4,13 +4,16 @@
 // falls on both sides alike. A probe may also measure with the collector
 // SIGSTOPped (programs attached, user space frozen: the kernel side alone);
 // that comes last in the collector's session, so catching up afterwards
-// cannot touch the 'with' measurements. Scenarios compare the sides round by
-// round and report the median ratio.
+// cannot touch the 'with' measurements. A probe may also measure with only
+// the floor attached (empty programs on our hooks, lib/floor.ts), right after
+// its 'without' measurement. Scenarios compare the sides round by round and
+// report the median ratio.
 import { Collector } from './collector';
+import { startFloor } from './floor';
 import type { BenchContext } from './types';
 import { progress, sleep } from './util';
 
-export type CollectorState = 'with' | 'without' | 'paused';
+export type CollectorState = 'with' | 'without' | 'paused' | 'floor';
 
 export interface AbProbe<S> {
   name: string;
@@ -20,6 +23,8 @@ export interface AbProbe<S> {
   measure(ctx: BenchContext, collector: Collector | undefined, round: number, state: CollectorState): Promise<S>;
   /** Whether to measure also with the collector SIGSTOPped. */
   paused?: boolean;
+  /** Whether to measure also with the floor programs alone attached. */
+  floor?: boolean;
   /**
    * After the collector's session ended with SIGTERM (which flushes the last
    * interval): what the receiver got for this probe's traffic, against the
@@ -32,6 +37,7 @@ export interface RoundSamples<S> {
   with: S[];
   without: S[];
   paused: S[];
+  floor: S[];
 }
 
 export interface RoundsOutcome {
@@ -43,7 +49,7 @@ export interface RoundsOutcome {
 
 export async function runRounds(ctx: BenchContext, probes: AbProbe<unknown>[]): Promise<RoundsOutcome> {
   const samples: Record<string, RoundSamples<unknown>> = {};
-  for (const p of probes) samples[p.name] = { with: [], without: [], paused: [] };
+  for (const p of probes) samples[p.name] = { with: [], without: [], paused: [], floor: [] };
   const collectorExitCodes: (number | null)[] = [];
   const collectorProblems = new Set<string>();
   let loaderRestarts = 0;
@@ -55,6 +61,16 @@ export async function runRounds(ctx: BenchContext, probes: AbProbe<unknown>[]): 
         progress(`round ${round + 1}/${ctx.config.rounds}, collector ${state === 'with' ? 'running' : 'not running'}`);
         if (state === 'without') {
           for (const p of probes) samples[p.name]!.without.push(await p.measure(ctx, undefined, round, 'without'));
+          const floored = probes.filter((p) => p.floor);
+          if (floored.length) {
+            progress(`round ${round + 1}/${ctx.config.rounds}, floor programs alone`);
+            const floor = await startFloor();
+            try {
+              for (const p of floored) samples[p.name]!.floor.push(await p.measure(ctx, undefined, round, 'floor'));
+            } finally {
+              await floor.stop();
+            }
+          }
           continue;
         }
         ctx.receiver.clear();

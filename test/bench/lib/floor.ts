@@ -1,0 +1,37 @@
+// The floor: empty BPF programs on the collector's hooks (test/bench/floor),
+// loaded without the collector. What they cost is the kernel's price for
+// running any program on those hooks; the rest of our cost is our code.
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnJson, type JsonProc } from './spawn';
+import { repoRoot } from './util';
+
+export interface Floor {
+  progIds: number[];
+  stop(): Promise<void>;
+}
+
+function cgroup2Root(): string {
+  for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const [, mnt, type] = line.split(' ');
+    if (type === 'cgroup2' && mnt) return mnt;
+  }
+  throw new Error('no cgroup v2 mount: the floor programs attach to its root, as the collector does');
+}
+
+export async function startFloor(): Promise<Floor> {
+  const dir = path.join(repoRoot(), 'dist/bench');
+  const p: JsonProc = spawnJson(path.join(dir, 'floor'), [path.join(dir, 'floor.bpf.o'), cgroup2Root()]);
+  const line = await p.next(10_000);
+  if (typeof line.error === 'string' || !Array.isArray(line.ids)) {
+    p.kill('SIGKILL');
+    throw new Error(`the floor programs did not attach: ${String(line.error ?? JSON.stringify(line))} ${p.stderr.join(' | ')}`);
+  }
+  return {
+    progIds: line.ids as number[],
+    async stop() {
+      p.kill('SIGTERM');
+      await p.exited;
+    },
+  };
+}
