@@ -148,6 +148,40 @@ int BPF_PROG(dke_tcp_retransmit, struct sock *sk, const struct sk_buff *skb)
 	return 0;
 }
 
+/* Listeners that existed before the collector: the loader runs this
+ * iterator once over every open file of every process after attaching. An
+ * accepted connection whose ESTABLISHED the kernel skipped (recursion) is
+ * then still known as new and incoming (dke_recover_tcp), whoever listens.
+ * private_data is a struct socket only for socket files: it must point back
+ * at the file, and its sock at it. Existing entries (a listen() seen since
+ * attaching) are kept. */
+SEC("iter/task_file")
+int dke_seed_listeners(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct task_struct *task = ctx->task;
+	struct dke_listen_key lk = {};
+	struct dke_owner owner = {};
+	struct socket *sock;
+	struct sock *sk;
+
+	if (!file || !task)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_socket) != sock || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
+	    BPF_CORE_READ(sk, __sk_common.skc_state) != DKE_TCP_LISTEN)
+		return 0;
+	lk.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	lk.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	owner.pid = task->tgid;
+	BPF_CORE_READ_INTO(&owner.comm, task, group_leader, comm);
+	bpf_map_update_elem(&listeners, &lk, &owner, BPF_NOEXIST);
+	return 0;
+}
+
 /* What each process executed: upstream names a process whose comm was cut
  * at 15 characters by its command line's basename. Once per exec. */
 SEC("tp_btf/sched_process_exec")

@@ -241,6 +241,7 @@ bool NetLoader::Open() {
 
   std::string attached;
   if (!Attach(&attached, &degraded)) return false;
+  SeedListeners();
 
   // DNS capture rides on the packet programs.
   bool dns = !opts_.dns_ports.empty() && packets_attached_;
@@ -303,6 +304,9 @@ bool NetLoader::ChooseHooks(std::vector<std::string>* degraded) {
     bpf_program__set_autoload(skel_->progs.dke_tcp_retransmit, false);
     degraded->push_back("tcp:tcp_retransmit_skb missing: retransmits are counted at close");
   }
+  // The task_file iterator that finds listeners older than us (5.8+).
+  bpf_program__set_autoload(skel_->progs.dke_seed_listeners,
+                            vmlinux && btf__find_by_name_kind(vmlinux, "bpf_iter__task_file", BTF_KIND_STRUCT) > 0);
   const bool syscall_tps = has_tp("sock_send_length") && has_tp("sock_recv_length");
   const int recv_params = FuncParams(vmlinux, "tcp_recvmsg");
   const bool fexit = FuncParams(vmlinux, "tcp_sendmsg") == 3 && (recv_params == 5 || recv_params == 6);
@@ -329,7 +333,7 @@ bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* deg
   std::vector<std::string> failed_required;
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
-    if (!bpf_program__autoload(prog)) continue;
+    if (!bpf_program__autoload(prog) || prog == skel_->progs.dke_seed_listeners) continue;
     const std::string name = bpf_program__name(prog);
     const std::string section = bpf_program__section_name(prog);
     const std::string pin = pin_dir_.empty() ? "" : pin_dir_ + "/link_" + name;
@@ -508,6 +512,24 @@ void NetLoader::SendProcNames(const std::vector<uint32_t>& pids, const std::vect
     strncpy(recs[i].name, name.c_str(), sizeof(recs[i].name) - 1);
   }
   out_->Records(DKE_FRAME_PROCS, recs.data(), sizeof(recs[0]), recs.size());
+}
+
+// Listeners opened before we attached (bpf/tcp_state.bpf.c,
+// dke_seed_listeners): one pass of the task_file iterator. Without it (a
+// kernel that refuses the iterator) only listen() calls seen since count.
+void NetLoader::SeedListeners() {
+  if (!bpf_program__autoload(skel_->progs.dke_seed_listeners)) return;
+  bpf_link* link = bpf_program__attach_iter(skel_->progs.dke_seed_listeners, nullptr);
+  int fd = link ? bpf_iter_create(bpf_link__fd(link)) : -1;
+  if (fd < 0) {
+    out_->Log("debug", std::string("listeners opened before the collector are not known: ") + strerror(errno));
+  } else {
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    close(fd);
+  }
+  if (link) bpf_link__destroy(link);
 }
 
 // Runs of our attached programs the kernel skipped: a tracing program that

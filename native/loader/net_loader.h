@@ -56,6 +56,7 @@ class NetLoader : public LoaderPlugin {
   void CollectFlows(uint64_t seq);
   void SendTelemetry();
   uint64_t SkippedRuns() const;
+  void SeedListeners();
   void SendProcNames(const std::vector<uint32_t>& pids, const std::vector<std::string>& comms);
 
   NetOptions opts_;

@@ -47,6 +47,8 @@ export interface ExactRun {
   stillOpen: number;
   /** When not exact: our hosts' TCP points outside the filter (for the diagnosis). */
   unmatched?: unknown[];
+  /** Server-side sums per direction, process, pid, server port and client address. */
+  serverKeys: Record<string, { points: number; established: number; closed: number; bytes_read: number }>;
   exitCode: number | null;
 }
 
@@ -98,7 +100,20 @@ async function runOne(ctx: BenchContext, intervalSec: number, seconds: number): 
       .filter((p) => p.tags.server_ip !== hosts.ipB || !(Number(p.tags.server_port) >= RR_PORT && Number(p.tags.server_port) < RR_PORT + 4))
       .slice(0, 50)
       .map((p) => ({ tags: p.tags, fields: p.fields }));
+    // Per flow identity on the server side (for the diagnosis of a miss).
+    const serverKeys: Record<string, { points: number; established: number; closed: number; bytes_read: number }> = {};
+    for (const p of ctx.receiver.points('netflow')) {
+      const t = p.tags;
+      if (t.transport !== 'tcp' || t.server_ip !== hosts.ipB || t.direction === 'outgoing') continue;
+      const k = `${t.direction}|${t.process_name ?? ''}|${t.pid ?? ''}|${t.server_port}|${t.src_ip}:${t.src_port}`;
+      const e = (serverKeys[k] ??= { points: 0, established: 0, closed: 0, bytes_read: 0 });
+      e.points++;
+      e.established += Number(p.fields.tcp_established ?? 0);
+      e.closed += Number(p.fields.tcp_closed ?? 0);
+      e.bytes_read += Number(p.fields.bytes_read ?? 0);
+    }
     return {
+      serverKeys,
       unmatched: unmatched.length ? unmatched : undefined,
       stillOpen,
       intervalSec,

@@ -61,14 +61,20 @@ async function waitForTotals(filter: (t: Record<string, string>) => boolean, wan
   return totals(netflow(filter));
 }
 
+/** A server listening before the collector starts (its listen() is never seen). */
+let olderServer: Awaited<ReturnType<typeof startServer>>;
+const OLDER_PORT = 18090;
+
 beforeAll(async () => {
   hosts = createHostPair(1);
   receiver = await startReceiver({ host: '127.0.0.1', port: 0 });
+  olderServer = await startServer(hosts.b, ['tcp-server', hosts.ipB, String(OLDER_PORT), '0']);
   daemon = await startDaemon(`127.0.0.1:${receiver.port}`, ['--include-loopback', '--tags', 'suite=netflow;team=e2e']);
 });
 
 afterAll(async () => {
   const code = daemon ? await daemon.stop() : 0;
+  await olderServer?.stop();
   await receiver?.close();
   hosts?.destroy();
   // A clean SIGTERM stop flushes and exits 0.
@@ -133,6 +139,18 @@ describe('netflow over TCP', () => {
 
   it('counts bytes, opens and closes over IPv6', async () => {
     await tcpRound(hosts.ip6B, 18081, 'IPv6');
+  });
+
+  it('names the listener older than the collector as the owner of connections it accepts, even with no byte moved', async () => {
+    // No data: the server side never makes a send or receive that would
+    // name its process, so the owner can only come from the listener, which
+    // the loader finds among the open files at start-up.
+    const client = await runPeer(hosts.a, ['tcp-client', hosts.ipB, String(OLDER_PORT), '3', '0']);
+    expect(client.sent).toBe(0);
+    const isServer = (t: Record<string, string>) => t.direction === 'incoming' && t.src_ip === hosts.ipB && t.src_port === String(OLDER_PORT);
+    const inc = await waitForTotals(isServer, { tcp_established: 3, tcp_closed: 3 });
+    expect(inc).toMatchObject({ tcp_established: 3, tcp_closed: 3, bytes_read: 0, bytes_written: 0 });
+    for (const p of netflow(isServer)) expect(p.tags).toMatchObject({ pid: String(olderServer.pid), process_name: 'dke-tcp-server' });
   });
 
   it('sees loopback flows with --include-loopback', async () => {
