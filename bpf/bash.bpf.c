@@ -17,11 +17,13 @@
 /* Set by the loader before load. */
 const volatile __u32 host_mntns = 0; /* the host's mount namespace (pid 1's): its shells are not watched */
 
-/* struct dke_bash_line records, one per line read. 1 MiB holds ~250 lines:
- * far more than people type between two polls (100 ms). */
+/* struct dke_bash_line records, one per line read. 512 KiB holds ~120
+ * lines, far more than people type or paste before the loader, woken by the
+ * first record after it caught up, drains them. (The ring is mapped twice
+ * into the loader: its size counts twice in the loader's RSS.) */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 512 << 10);
 } bash_lines SEC(".maps");
 
 /* enum dke_bash_telemetry -> u64 count. */
