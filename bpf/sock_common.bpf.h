@@ -70,8 +70,9 @@ static __always_inline void dke_collapse(struct dke_flow_key *k, const struct dk
  * find of such a connection, so it is still counted whole:
  *  - connect() was seen (SYN_SENT) but not ESTABLISHED: finish it, if the
  *    peer ever answered (an RTT sample exists);
- *  - nothing was seen of an accepted connection: a listener we saw listen()
- *    owns it, so it is new and incoming;
+ *  - nothing was seen of an accepted connection: a listener we know (seen
+ *    at listen() or found at start-up) owns it, so it is new and incoming
+ *    (at destroy: only if it moved data);
  *  - anything else predates the collector: tracked from now on, direction
  *    left to user space (not at destroy: a connection we never saw move).
  */
@@ -99,6 +100,11 @@ static __always_inline struct dke_sock_state *dke_recover_tcp(struct sock *sk, s
 	lk.port = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
 	owner = bpf_map_lookup_elem(&listeners, &lk);
 	if (!owner && at_destroy)
+		return 0;
+	/* At destroy, only a connection that moved data: a listener's child
+	 * can be born and destroyed without ever being accepted (two CPUs
+	 * completing the same handshake under loss), and that is no connection. */
+	if (at_destroy && !tp->bytes_received && !tp->bytes_acked)
 		return 0;
 	st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
