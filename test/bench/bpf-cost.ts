@@ -69,30 +69,37 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   let exitCode: number | null = null;
   try {
     await withBpfStats(async () => {
+      // One round: bulk, churn and (for the collector) 1 KiB writes, each
+      // phase the difference of the programs' counters around it.
+      const measureRound = async (ids: readonly number[], small: boolean): Promise<PhaseCost[]> => {
+        const mib = (bps: number): number => (bps * config.probeSeconds) / 8 / (1 << 20);
+        const phases: PhaseCost[] = [];
+        let s0 = progStats(ids);
+        // No --omit: the stats cover every byte iperf3 moved, so count them all.
+        const bulk = await iperf(ctx.hosts.a, ctx.hosts.ipB, IPERF_PORT, config.probeSeconds, 0);
+        let s1 = progStats(ids);
+        phases.push(diff(s0, s1, PHASES.bulk, 'MiB', mib(bulk.bitsPerSecond)));
+        s0 = s1;
+        const ch = await churn({ ns: ctx.hosts.a, ip: ctx.hosts.ipB, port: CHURN_PORT, nports: NPORTS, seconds: config.churnSeconds, rate: 0 });
+        await sleep(500);
+        s1 = progStats(ids);
+        phases.push(diff(s0, s1, PHASES.churn, 'connection', ch.made));
+        if (small) {
+          s0 = s1;
+          const w = await iperf(ctx.hosts.a, ctx.hosts.ipB, IPERF_PORT, config.probeSeconds, 0, '1K');
+          s1 = progStats(ids);
+          phases.push(diff(s0, s1, PHASES.small, 'MiB', mib(w.bitsPerSecond)));
+        }
+        return phases;
+      };
       const collector = await Collector.start({ apiServer: ctx.apiServer, intervalSec: config.intervalSec, cpuProfDir: config.cpuProfDir });
       try {
         await sleep(1000);
         const ids = collector.bpfObjects().progIds;
         foreign = foreignCollectorPrograms(ids);
-        const mib = (bps: number): number => (bps * config.probeSeconds) / 8 / (1 << 20);
         for (let r = 0; r < config.statsRounds; r++) {
           progress(`bpf cost: round ${r + 1}/${config.statsRounds}`);
-          const phases: PhaseCost[] = [];
-          let s0 = progStats(ids);
-          // No --omit: the stats cover every byte iperf3 moved, so count them all.
-          const bulk = await iperf(ctx.hosts.a, ctx.hosts.ipB, IPERF_PORT, config.probeSeconds, 0);
-          let s1 = progStats(ids);
-          phases.push(diff(s0, s1, PHASES.bulk, 'MiB', mib(bulk.bitsPerSecond)));
-          s0 = s1;
-          const ch = await churn({ ns: ctx.hosts.a, ip: ctx.hosts.ipB, port: CHURN_PORT, nports: NPORTS, seconds: config.churnSeconds, rate: 0 });
-          await sleep(500);
-          s1 = progStats(ids);
-          phases.push(diff(s0, s1, PHASES.churn, 'connection', ch.made));
-          s0 = s1;
-          const small = await iperf(ctx.hosts.a, ctx.hosts.ipB, IPERF_PORT, config.probeSeconds, 0, '1K');
-          s1 = progStats(ids);
-          phases.push(diff(s0, s1, PHASES.small, 'MiB', mib(small.bitsPerSecond)));
-          rounds.push(phases);
+          rounds.push(await measureRound(ids, true));
         }
       } finally {
         exitCode = await collector.stop();
@@ -100,19 +107,9 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
       const floor = await startFloor();
       try {
         await sleep(500);
-        const mib = (bps: number): number => (bps * config.probeSeconds) / 8 / (1 << 20);
         for (let r = 0; r < config.statsRounds; r++) {
           progress(`bpf cost: floor round ${r + 1}/${config.statsRounds}`);
-          let s0 = progStats(floor.progIds);
-          const bulk = await iperf(ctx.hosts.a, ctx.hosts.ipB, IPERF_PORT, config.probeSeconds, 0);
-          let s1 = progStats(floor.progIds);
-          const phases = [diff(s0, s1, PHASES.bulk, 'MiB', mib(bulk.bitsPerSecond))];
-          s0 = s1;
-          const ch = await churn({ ns: ctx.hosts.a, ip: ctx.hosts.ipB, port: CHURN_PORT, nports: NPORTS, seconds: config.churnSeconds, rate: 0 });
-          await sleep(500);
-          s1 = progStats(floor.progIds);
-          phases.push(diff(s0, s1, PHASES.churn, 'connection', ch.made));
-          floorRounds.push(phases);
+          floorRounds.push(await measureRound(floor.progIds, false));
         }
       } finally {
         await floor.stop();

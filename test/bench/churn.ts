@@ -9,7 +9,7 @@
 import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import type { Collector } from './lib/collector';
 import { sumFlows, type FlowSums } from './lib/flows';
-import { pairedRatios, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
+import { floorRow, pairedRatios, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
 import { churn, startTcpServer, type ChurnResult, type TcpServer } from './lib/tcpgen';
 import { check, info, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
 import { median, round, sleep } from './lib/util';
@@ -101,13 +101,8 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
     );
   }
 
-  const f = s.floor.map((x) => x.rate);
-  const fratios = pairedRatios(f, wo);
-  if (f.length) {
-    rows.push(
-      info('churn.floor', 'the floor: empty programs on the same hooks, no collector', median(fratios).toFixed(3), `what the kernel charges for running any program there: median ${Math.round(median(f))}/s, ${Math.round(median(wo))}/s without${spreadText(fratios)}`, median(fratios)),
-    );
-  }
+  const floor = floorRow('churn.floor', s.floor.map((x) => x.rate), wo, '/s', 'what the kernel charges for running any program there: ');
+  rows.push(...floor.rows);
 
   const sessions = s.with.map((x) => x.session).filter((x) => x !== undefined);
   const exact = sessions.length > 0 && sessions.every((x) => x.counted.client.tcp_established === x.made && x.counted.server.tcp_established === x.accepted && x.counted.client.tcp_closed === x.made && x.counted.server.tcp_closed === x.serverClosed);
@@ -139,6 +134,6 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
   return {
     name: 'churn',
     rows,
-    data: { recursionMisses: misses, with: s.with, without: s.without, paused: s.paused, floor: s.floor, floorRatios: fratios.map((r) => round(r, 4)), ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), pausedRatios: pratios.map((r) => round(r, 4)), cpuPer10kSeconds: round(per10k, 4), telemetry: tel, loggedLost: logged },
+    data: { recursionMisses: misses, with: s.with, without: s.without, paused: s.paused, floor: s.floor, floorRatios: floor.ratios.map((r) => round(r, 4)), ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), pausedRatios: pratios.map((r) => round(r, 4)), cpuPer10kSeconds: round(per10k, 4), telemetry: tel, loggedLost: logged },
   };
 }

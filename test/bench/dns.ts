@@ -10,7 +10,7 @@ import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import type { Collector } from './lib/collector';
 import { startResolver, dnsgen, type DnsgenResult, type Resolver } from './lib/dns';
 import { countDns, type DnsCounts } from './lib/flows';
-import { pairedRatios, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
+import { floorRow, pairedRatios, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
 import { check, info, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
 import { median, round } from './lib/util';
 
@@ -72,11 +72,8 @@ export function summarizeDns(s: RoundSamples<DnsSample>): ScenarioResult {
   rows.push(
     check('dns.ratio', `DNS lookups/s through dnsmasq between test hosts, with / without (${INFLIGHT} in flight)`, ratio, '>=', 0.9, (v) => v.toFixed(3), `median ${Math.round(median(w))}/s with, ${Math.round(median(wo))}/s without${spreadText(ratios)}`),
   );
-  const f = s.floor.map((x) => x.rate);
-  const fratios = pairedRatios(f, wo);
-  if (f.length) {
-    rows.push(info('dns.floor', 'the floor: empty programs on the same hooks, no collector', median(fratios).toFixed(3), `median ${Math.round(median(f))}/s, ${Math.round(median(wo))}/s without${spreadText(fratios)}`, median(fratios)));
-  }
+  const floor = floorRow('dns.floor', s.floor.map((x) => x.rate), wo, '/s');
+  rows.push(...floor.rows);
   const perLookupUs = median(s.with.map((x) => ((x.collectorCpuSeconds ?? NaN) / x.answered) * 1e6));
   rows.push(check('dns.cpuPerLookup', 'collector CPU per DNS lookup', perLookupUs, '<=', 2, (v) => `${v.toFixed(2)} µs`, 'all collector processes over the dnsgen run, idle included; median of rounds'));
 
@@ -109,6 +106,6 @@ export function summarizeDns(s: RoundSamples<DnsSample>): ScenarioResult {
   return {
     name: 'dns',
     rows,
-    data: { with: s.with, without: s.without, floor: s.floor, floorRatios: fratios.map((r) => round(r, 4)), ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), cpuPerLookupUs: round(perLookupUs, 3), sent, clientCounted, serverCounted, telemetry: tel, loggedLost: logged },
+    data: { with: s.with, without: s.without, floor: s.floor, floorRatios: floor.ratios.map((r) => round(r, 4)), ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), cpuPerLookupUs: round(perLookupUs, 3), sent, clientCounted, serverCounted, telemetry: tel, loggedLost: logged },
   };
 }

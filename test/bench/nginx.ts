@@ -2,7 +2,7 @@
 // keep-alive off (a new connection per request), 32 clients, with the
 // collector running vs not. A probe of the alternated rounds (lib/rounds.ts).
 import { ab, startNginx, type AbResult, type WebServer } from './lib/nginx';
-import { pairedRatios, spreadText, type AbProbe, type RoundSamples } from './lib/rounds';
+import { floorRow, pairedRatios, spreadText, type AbProbe, type RoundSamples } from './lib/rounds';
 import { check, info, type Row, type ScenarioResult } from './lib/types';
 import { median, round } from './lib/util';
 
@@ -36,12 +36,9 @@ export function summarizeNginx(s: RoundSamples<AbResult>): ScenarioResult {
   rows.push(
     check('nginx.ratio', `short-connection churn, with / without (nginx + ab, no keep-alive, ${CLIENTS} clients)`, ratio, '>=', 0.95, (v) => v.toFixed(3), `median ${Math.round(median(w))} req/s with, ${Math.round(median(wo))} without${spreadText(ratios)}`),
   );
-  const f = s.floor.map((x) => x.requestsPerSecond);
-  const fratios = pairedRatios(f, wo);
-  if (f.length) {
-    rows.push(info('nginx.floor', 'the floor: empty programs on the same hooks, no collector', median(fratios).toFixed(3), `median ${Math.round(median(f))} req/s, ${Math.round(median(wo))} without${spreadText(fratios)}`, median(fratios)));
-  }
+  const floor = floorRow('nginx.floor', s.floor.map((x) => x.requestsPerSecond), wo, ' req/s');
+  rows.push(...floor.rows);
   const failed = [...s.with, ...s.without].reduce((a, x) => a + x.failed, 0);
   if (failed > 0) rows.push(info('nginx.failed', 'ab failed requests', String(failed)));
-  return { name: 'nginx', rows, data: { with: s.with, without: s.without, floor: s.floor, ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), floorRatios: fratios.map((r) => round(r, 4)) } };
+  return { name: 'nginx', rows, data: { with: s.with, without: s.without, floor: s.floor, ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), floorRatios: floor.ratios.map((r) => round(r, 4)) } };
 }

@@ -10,8 +10,8 @@
 // report the median ratio.
 import { Collector } from './collector';
 import { startFloor } from './floor';
-import type { BenchContext } from './types';
-import { progress, sleep } from './util';
+import { info, type BenchContext, type Row } from './types';
+import { median, progress, sleep } from './util';
 
 export type CollectorState = 'with' | 'without' | 'paused' | 'floor';
 
@@ -127,4 +127,15 @@ export function pairedRatios(withVals: readonly number[], withoutVals: readonly 
 /** "; rounds 0.951..0.990" when there is more than one. */
 export function spreadText(ratios: readonly number[]): string {
   return ratios.length > 1 ? `; rounds ${Math.min(...ratios).toFixed(3)}..${Math.max(...ratios).toFixed(3)}` : '';
+}
+
+/**
+ * The floor's row for a probe that measured with it (floor/without per
+ * round), or no row when it did not; the ratios go to the result's data.
+ */
+export function floorRow(key: string, floor: readonly number[], without: readonly number[], unit: string, note = ''): { rows: Row[]; ratios: number[] } {
+  const ratios = pairedRatios(floor, without);
+  if (!floor.length) return { rows: [], ratios };
+  const how = `${note}median ${Math.round(median(floor))}${unit}, ${Math.round(median(without))}${unit} without${spreadText(ratios)}`;
+  return { rows: [info(key, 'the floor: empty programs on the same hooks, no collector', median(ratios).toFixed(3), how, median(ratios))], ratios };
 }
