@@ -102,21 +102,37 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 	return 0;
 }
 
-/* The end of a connection is when its socket is destroyed, not when it
- * enters TCP_CLOSE: an active closer reaches CLOSE (via TIME_WAIT) in softirq
- * while the application may still have the peer's last bytes to read. */
-static __always_inline int dke_close_sock(struct sock *sk)
+/* A connection is closed when its owner releases it (close() of its last
+ * descriptor: dke_sock_release) and ends when its socket is destroyed: an
+ * active closer reaches CLOSE (via TIME_WAIT) in softirq while the
+ * application may still have the peer's last bytes to read, a passive closer
+ * retransmits its FIN after close(). The close is counted at release, in the
+ * closing process's context, where the kernel always runs the program; a
+ * softirq can go without its tracing programs (a run skipped because it
+ * interrupted the same program, and on this VM every event handled on top of
+ * its init process's thread: the exact bench lost one close in ~10,000 that
+ * way). Destroy adds what happened after release (the last retransmits, the
+ * final rtt), and closes a connection no process released (an accepted child
+ * that moved data but was never accepted, a socket older than the collector). */
+static __always_inline void dke_count_close(struct dke_sock_state *st, struct dke_flow_stats *fs)
+{
+	if (st->flags & DKE_SOCK_EST_PENDING)
+		__sync_fetch_and_add(&fs->established, 1);
+	__sync_fetch_and_add(&fs->closed, 1);
+	st->flags = (st->flags & ~DKE_SOCK_EST_PENDING) | DKE_SOCK_CLOSED;
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(dke_tcp_destroy, struct sock *sk)
 {
 	struct dke_control *ctl;
 	struct dke_sock_state *st;
 	struct dke_flow_stats *fs;
 
-	st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
-	if (st && (st->flags & DKE_SOCK_CLOSED))
-		return 0;
 	ctl = dke_control_live();
 	if (!ctl)
 		return 0;
+	st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
 	if (!st || !(st->flags & DKE_SOCK_COUNTED))
 		st = dke_recover_tcp(sk, st, ctl, 1);
 	/* A connect that never completed is not a connection. */
@@ -127,32 +143,30 @@ static __always_inline int dke_close_sock(struct sock *sk)
 		return 0;
 	dke_take_retrans(sk, st, fs);
 	dke_sample_rtt(sk, st, fs, ctl->epoch, 1);
-	if (st->flags & DKE_SOCK_EST_PENDING)
-		__sync_fetch_and_add(&fs->established, 1);
-	__sync_fetch_and_add(&fs->closed, 1);
-	/* The other destroy program runs next and must not count it again. */
-	st->flags = DKE_SOCK_CLOSED;
+	if (!(st->flags & DKE_SOCK_CLOSED))
+		dke_count_close(st, fs);
+	/* Nothing more is counted for it (a second destroy event: there is none today). */
+	st->flags = 0;
 	return 0;
 }
 
-/* A socket's destroy is the last look at it: what it did since its last
- * hook (its close, its final retransmits) is counted here or never. The
- * kernel skips a tracing program that fires while the same program runs on
- * this CPU, and a destroy in softirq (LAST_ACK acknowledged) interrupts a
- * destroy in close() often enough to lose one connection in ~40,000 under
- * loss. So the tracepoint has two programs with the same body: a softirq that
- * finds one busy runs the other, and whichever runs second on a socket finds
- * it DKE_SOCK_CLOSED and leaves (one storage lookup). */
-SEC("tp_btf/tcp_destroy_sock")
-int BPF_PROG(dke_tcp_destroy, struct sock *sk)
+/* close() of a socket's last descriptor (inet_release), in the closing
+ * process's context. cgroup hook on the root cgroup, like dke_sock_create. */
+SEC("cgroup/sock_release")
+int dke_sock_release(struct bpf_sock *ctx)
 {
-	return dke_close_sock(sk);
-}
+	struct dke_sock_state *st;
+	struct dke_flow_stats *fs;
 
-SEC("tp_btf/tcp_destroy_sock")
-int BPF_PROG(dke_tcp_destroy_again, struct sock *sk)
-{
-	return dke_close_sock(sk);
+	if (ctx->protocol != IPPROTO_TCP)
+		return 1;
+	st = bpf_sk_storage_get(&sock_state, ctx, 0, 0);
+	if (!st || (st->flags & (DKE_SOCK_COUNTED | DKE_SOCK_CLOSED)) != DKE_SOCK_COUNTED || !dke_control_live())
+		return 1;
+	fs = dke_flow(&st->key);
+	if (fs)
+		dke_count_close(st, fs);
+	return 1;
 }
 
 SEC("tp_btf/tcp_retransmit_skb")

@@ -46,12 +46,8 @@ const std::map<std::string, std::string> kOptionalLoss = {
     {"dke_skb_ingress", "no UDP flows and no dnsflow"},
     {"dke_sock_create", "a UDP server is named at its first syscall, not its first datagram"},
     {"dke_process_exec", "a process whose name was cut at 15 characters and exited at once keeps the cut name"},
-    {"dke_tcp_destroy_again", "a close interrupted by another close on the same CPU is lost (about one in 40,000 under packet loss)"},
+    {"dke_sock_release", "connections are closed when their socket is destroyed: a close handled in a softirq the kernel ran no program for is lost"},
 };
-
-// Programs that stand in for each other (bpf/tcp_state.bpf.c): a run the
-// kernel skips in one is made by the other, so it is no loss.
-const std::set<std::string> kSkipCovered = {"dke_tcp_destroy", "dke_tcp_destroy_again"};
 
 // The id of the program a link holds, or 0.
 uint32_t LinkProgId(bpf_link* link) {
@@ -205,7 +201,8 @@ bool NetLoader::Open() {
     bpf_program__set_autoload(skel_->progs.dke_skb_egress, false);
     bpf_program__set_autoload(skel_->progs.dke_skb_ingress, false);
     bpf_program__set_autoload(skel_->progs.dke_sock_create, false);
-    degraded.push_back("no cgroup v2 mount found: no UDP flows and no dnsflow");
+    bpf_program__set_autoload(skel_->progs.dke_sock_release, false);
+    degraded.push_back("no cgroup v2 mount found: no UDP flows and no dnsflow; TCP closes are counted at socket destruction");
   }
   int err = netflow__load(skel_);
   if (err) {
@@ -381,8 +378,8 @@ bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* deg
     }
     items.push_back(item + "}");
     if (link) links_.push_back(link);
-    if (link && !kSkipCovered.count(name)) {
-      if (uint32_t id = LinkProgId(link)) lossy_when_skipped_.push_back(id);
+    if (link) {
+      if (uint32_t id = LinkProgId(link)) link_prog_ids_.push_back(id);
     }
     if (link && name == "dke_skb_egress") packets_attached_ = true;
   }
@@ -553,7 +550,7 @@ void NetLoader::SeedListeners() {
 // programs the links hold (an earlier loader's, when its links were reused).
 uint64_t NetLoader::SkippedRuns() const {
   uint64_t total = 0;
-  for (uint32_t id : lossy_when_skipped_) {
+  for (uint32_t id : link_prog_ids_) {
     int fd = bpf_prog_get_fd_by_id(id);
     if (fd < 0) continue;
     bpf_prog_info info{};
@@ -590,7 +587,7 @@ void NetLoader::Close(bool unpin) {
     bpf_link__destroy(l);
   }
   links_.clear();
-  lossy_when_skipped_.clear();
+  link_prog_ids_.clear();
   if (cgroup_fd_ >= 0) {
     close(cgroup_fd_);
     cgroup_fd_ = -1;

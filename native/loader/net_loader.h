@@ -68,8 +68,8 @@ class NetLoader : public LoaderPlugin {
   std::string hook_set_;
   int cgroup_fd_ = -1;
   std::vector<bpf_link*> links_;
-  // Programs whose skipped runs lose data (SkippedRuns), by id.
-  std::vector<uint32_t> lossy_when_skipped_;
+  // The programs links_ hold, by id (SkippedRuns reads their counters).
+  std::vector<uint32_t> link_prog_ids_;
   ring_buffer* dns_rb_ = nullptr;
   std::unique_ptr<DnsCollector> dns_;
   uint32_t epoch_ = 0;

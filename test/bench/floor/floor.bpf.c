@@ -12,9 +12,6 @@ int BPF_PROG(dkf_tcp_set_state, struct sock *sk, const int oldstate, const int n
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(dkf_tcp_destroy, struct sock *sk) { return 0; }
 
-/* The collector has two here (one stands in when the other is skipped). */
-SEC("tp_btf/tcp_destroy_sock")
-int BPF_PROG(dkf_tcp_destroy_again, struct sock *sk) { return 0; }
 
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(dkf_tcp_retransmit, struct sock *sk, const struct sk_buff *skb) { return 0; }
@@ -33,5 +30,8 @@ int dkf_skb_ingress(struct __sk_buff *skb) { return 1; }
 
 SEC("cgroup/sock_create")
 int dkf_sock_create(struct bpf_sock *ctx) { return 1; }
+
+SEC("cgroup/sock_release")
+int dkf_sock_release(struct bpf_sock *ctx) { return 1; }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
