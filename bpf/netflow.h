@@ -80,6 +80,15 @@ struct dke_listen_key {
 	__u16 _pad;
 };
 
+/* Key of synack_retrans: a connection request, by the socket it becomes. */
+struct dke_request_key {
+	__u8 local_addr[16]; /* as in struct dke_flow_key */
+	__u8 remote_addr[16];
+	__u32 netns;
+	__u16 local_port;
+	__u16 remote_port; /* the client's port, never collapsed */
+};
+
 /* Value of listeners: who called listen(), the owner of accepted sockets
  * until one of its processes (a worker) uses them. */
 struct dke_owner {
@@ -108,8 +117,15 @@ struct dke_control {
 	__u64 orphan_timeout_ns; /* no collect for this long: programs stop working (0: never) */
 	__u32 epoch;             /* bumped at every collect */
 	__u16 ephemeral_port;    /* --ephemeral-port */
-	__u16 _pad;
+	__u16 flags;             /* enum dke_control_flags */
 	__u16 dns_ports[DKE_DNS_PORTS_MAX]; /* --dns-ports; 0 = unused slot; all 0: no DNS capture */
+};
+
+enum dke_control_flags {
+	/* dke_tcp_retransmit_synack is attached: it counts every SYN-ACK
+	 * retransmit, so an accepted connection starts from the retransmits it
+	 * was born with (its request's) instead of counting them. */
+	DKE_CTL_SYNACK_COUNTED = 1,
 };
 
 /* Value of flow_marks (user space only, pinned): what was reported of a flow.

@@ -66,6 +66,17 @@ DKE_MAP struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } listeners SEC(".maps");
 
+/* struct dke_request_key -> __u32: SYN-ACK retransmits dke_tcp_retransmit_synack
+ * counted for a request, until its socket is born (dke_born_retrans). LRU: a
+ * request that never completes is simply forgotten. */
+DKE_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dke_request_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} synack_retrans SEC(".maps");
+
 /* pid -> struct dke_exec_name: the file each recent process executed. LRU:
  * only pids seen lately matter (the loader reads it for new flow owners). */
 DKE_MAP struct {

@@ -62,6 +62,41 @@ static __always_inline void dke_collapse(struct dke_flow_key *k, const struct dk
 }
 
 
+/* The request a socket is born of, from the socket's key before its
+ * client port collapses. */
+static __always_inline void dke_request_key_of(const struct dke_flow_key *k, struct dke_request_key *rk)
+{
+	__builtin_memcpy(rk->local_addr, k->local_addr, 16);
+	__builtin_memcpy(rk->remote_addr, k->remote_addr, 16);
+	rk->netns = k->netns;
+	rk->local_port = k->local_port;
+	rk->remote_port = k->remote_port;
+}
+
+/* An accepted socket is born with its request's SYN-ACK retransmits in
+ * total_retrans. Those dke_tcp_retransmit_synack counted are not counted
+ * again; those it missed (a softirq the kernel ran no program for) still
+ * are. Called with the key read and not yet collapsed. */
+static __always_inline void dke_born_retrans(struct sock *sk, struct dke_sock_state *st, const struct dke_control *ctl)
+{
+	struct dke_request_key rk = {};
+	struct tcp_sock *tp;
+	__u32 *seen, born;
+
+	if (!(ctl->flags & DKE_CTL_SYNACK_COUNTED))
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp || !(born = tp->total_retrans))
+		return;
+	dke_request_key_of(&st->key, &rk);
+	seen = bpf_map_lookup_elem(&synack_retrans, &rk);
+	if (!seen)
+		return;
+	st->retrans_seen = *seen < born ? *seen : born;
+	/* A later connection of the same four ports starts afresh. */
+	bpf_map_delete_elem(&synack_retrans, &rk);
+}
+
 /*
  * The kernel skips a tracing program that fires while the same program runs
  * on this CPU (a softirq interrupting it: bpftool shows recursion_misses), so
@@ -118,6 +153,7 @@ static __always_inline struct dke_sock_state *dke_recover_tcp(struct sock *sk, s
 		st->key.direction = DKE_DIR_INCOMING;
 		st->key.pid = owner->pid;
 		__builtin_memcpy(st->key.comm, owner->comm, sizeof(st->key.comm));
+		dke_born_retrans(sk, st, ctl);
 		dke_collapse(&st->key, ctl);
 		st->flags = DKE_SOCK_COUNTED | DKE_SOCK_EST_PENDING;
 		return st;

@@ -88,6 +88,8 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 			st->key.pid = owner->pid;
 			__builtin_memcpy(st->key.comm, owner->comm, sizeof(st->key.comm));
 		}
+		if (st->key.direction == DKE_DIR_INCOMING)
+			dke_born_retrans(sk, st, ctl);
 		dke_collapse(&st->key, ctl);
 		st->flags = DKE_SOCK_COUNTED | DKE_SOCK_EST_PENDING;
 		return 0;
@@ -167,6 +169,78 @@ int dke_sock_release(struct bpf_sock *ctx)
 	if (fs)
 		dke_count_close(st, fs);
 	return 1;
+}
+
+/* A SYN-ACK retransmitted for a connection request (the listener's, or a
+ * Fast Open child's), counted into the flow its connection has: netstat's
+ * RetransSegs counts it here. The accepted socket is born with its request's
+ * count in total_retrans, but a SYN-ACK sent again while two CPUs complete
+ * the same handshake, or after the socket was born, is in no socket's count;
+ * it is in this event. synack_retrans keeps how many this program counted
+ * per request, so the socket born of it adds only those it missed
+ * (dke_born_retrans). Softirq only: it cannot interrupt itself, so the kernel
+ * never skips it for recursion. */
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(dke_tcp_retransmit_synack, struct sock *sk, struct request_sock *req)
+{
+	struct dke_control *ctl = dke_control_live();
+	struct sock_common *rc = &req->__req_common;
+	struct dke_request_key rk = {};
+	struct dke_flow_key key = {};
+	struct dke_listen_key lk = {};
+	struct dke_owner *owner;
+	struct dke_flow_stats *fs;
+	__u32 one = 1, *seen;
+	__u16 family;
+
+	if (!ctl)
+		return 0;
+	family = sk->__sk_common.skc_family;
+	key.family = family;
+	if (rc->skc_family == DKE_AF_INET) {
+		__u32 saddr = rc->skc_rcv_saddr;
+		__u32 daddr = rc->skc_daddr;
+
+		if (family == DKE_AF_INET6) {
+			/* A dual-stack listener's IPv4 peer: its socket is IPv6
+			 * with v4-mapped addresses (::ffff:a.b.c.d). */
+			key.local_addr[10] = key.local_addr[11] = 0xff;
+			key.remote_addr[10] = key.remote_addr[11] = 0xff;
+			__builtin_memcpy(key.local_addr + 12, &saddr, 4);
+			__builtin_memcpy(key.remote_addr + 12, &daddr, 4);
+		} else {
+			__builtin_memcpy(key.local_addr, &saddr, 4);
+			__builtin_memcpy(key.remote_addr, &daddr, 4);
+		}
+	} else if (rc->skc_family == DKE_AF_INET6) {
+		BPF_CORE_READ_INTO(&key.local_addr, rc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&key.remote_addr, rc, skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return 0;
+	}
+	key.local_port = rc->skc_num;
+	key.remote_port = bpf_ntohs(rc->skc_dport);
+	key.proto = IPPROTO_TCP;
+	key.direction = DKE_DIR_INCOMING;
+	key.netns = sk->__sk_common.skc_net.net->ns.inum;
+	dke_request_key_of(&key, &rk);
+	seen = bpf_map_lookup_elem(&synack_retrans, &rk);
+	if (seen)
+		__sync_fetch_and_add(seen, 1);
+	else
+		bpf_map_update_elem(&synack_retrans, &rk, &one, BPF_NOEXIST);
+	lk.netns = key.netns;
+	lk.port = key.local_port;
+	owner = bpf_map_lookup_elem(&listeners, &lk);
+	if (owner) {
+		key.pid = owner->pid;
+		__builtin_memcpy(key.comm, owner->comm, sizeof(key.comm));
+	}
+	dke_collapse(&key, ctl);
+	fs = dke_flow(&key);
+	if (fs)
+		__sync_fetch_and_add(&fs->retransmits, 1);
+	return 0;
 }
 
 SEC("tp_btf/tcp_retransmit_skb")

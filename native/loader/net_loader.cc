@@ -42,6 +42,7 @@ const std::set<std::string> kRequired = {"dke_tcp_set_state", "dke_tcp_destroy",
 // What the user loses when an optional program cannot attach.
 const std::map<std::string, std::string> kOptionalLoss = {
     {"dke_tcp_retransmit", "retransmits are counted at close"},
+    {"dke_tcp_retransmit_synack", "a SYN-ACK retransmitted while two CPUs complete one handshake is not counted"},
     {"dke_skb_egress", "no UDP flows and no dnsflow"},
     {"dke_skb_ingress", "no UDP flows and no dnsflow"},
     {"dke_sock_create", "a UDP server is named at its first syscall, not its first datagram"},
@@ -250,6 +251,7 @@ bool NetLoader::Open() {
 
   std::string attached;
   if (!Attach(&attached, &degraded)) return false;
+  WriteControl(false);  // the flags say what is attached
   SeedListeners();
 
   // DNS capture rides on the packet programs.
@@ -382,6 +384,7 @@ bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* deg
       if (uint32_t id = LinkProgId(link)) link_prog_ids_.push_back(id);
     }
     if (link && name == "dke_skb_egress") packets_attached_ = true;
+    if (link && name == "dke_tcp_retransmit_synack") synack_counted_ = true;
   }
   *attached_json = JsonArray(items, false);
   if (!failed_required.empty()) {
@@ -400,6 +403,7 @@ void NetLoader::WriteControl(bool bump_epoch) {
   ctl.orphan_timeout_ns = opts_.orphan_timeout_ns;
   ctl.epoch = epoch_;
   ctl.ephemeral_port = opts_.ephemeral_port;
+  if (synack_counted_) ctl.flags |= DKE_CTL_SYNACK_COUNTED;
   for (size_t i = 0; i < opts_.dns_ports.size() && i < DKE_DNS_PORTS_MAX; i++) ctl.dns_ports[i] = opts_.dns_ports[i];
   uint32_t zero = 0;
   bpf_map_update_elem(bpf_map__fd(skel_->maps.control), &zero, &ctl, BPF_ANY);

@@ -70,6 +70,7 @@ class NetLoader : public LoaderPlugin {
   std::vector<bpf_link*> links_;
   // The programs links_ hold, by id (SkippedRuns reads their counters).
   std::vector<uint32_t> link_prog_ids_;
+  bool synack_counted_ = false;  // dke_tcp_retransmit_synack attached (control.flags)
   ring_buffer* dns_rb_ = nullptr;
   std::unique_ptr<DnsCollector> dns_;
   uint32_t epoch_ = 0;

@@ -189,6 +189,30 @@ describe('netflow over TCP', () => {
     expect(Math.abs(out.retransmits - kernel)).toBeLessThanOrEqual(Math.max(2, kernel * 0.1));
   });
 
+  it('counts the server side SYN-ACK retransmits exactly, once each', async () => {
+    // Every other SYN-ACK is lost on its way to the client: the server sends
+    // it again (its request's count, born into the accepted socket, and seen
+    // by the SYN-ACK retransmit hook: it must count once).
+    const port = 18085;
+    const ipt = (args: string[]) => inNs(hosts.a, 'iptables', args);
+    const rule = ['INPUT', '-p', 'tcp', '--sport', String(port), '--tcp-flags', 'SYN,ACK', 'SYN,ACK', '-m', 'statistic', '--mode', 'nth', '--every', '2', '--packet', '0', '-j', 'DROP'];
+    const server = await startServer(hosts.b, ['tcp-server', hosts.ipB, String(port), '1000']);
+    const before = snmp(hosts.b, 'Tcp', 'RetransSegs');
+    ipt(['-A', ...rule]);
+    try {
+      await runPeer(hosts.a, ['tcp-client', hosts.ipB, String(port), '4', '1000']);
+    } finally {
+      ipt(['-D', ...rule]);
+    }
+    const isServer = (t: Record<string, string>) => t.transport === 'tcp' && t.direction === 'incoming' && t.src_port === String(port);
+    const out = await waitForTotals(isServer, { tcp_closed: 4 });
+    await server.stop();
+    const kernel = snmp(hosts.b, 'Tcp', 'RetransSegs') - before;
+    console.info(`SYN-ACK retransmits: collector ${out.retransmits}, kernel RetransSegs ${kernel}`);
+    expect(kernel).toBeGreaterThanOrEqual(2);
+    expect(out.retransmits).toBe(kernel);
+  });
+
   it('reports rtt and rtt_var in line with ss -tin for the same socket', async () => {
     const port = 18084;
     const server = await startServer(hosts.b, ['tcp-server', hosts.ipB, String(port), '100']);

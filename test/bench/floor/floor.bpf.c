@@ -13,6 +13,9 @@ SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(dkf_tcp_destroy, struct sock *sk) { return 0; }
 
 
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(dkf_tcp_retransmit_synack, struct sock *sk, struct request_sock *req) { return 0; }
+
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(dkf_tcp_retransmit, struct sock *sk, const struct sk_buff *skb) { return 0; }
 
