@@ -10,6 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import { Collector } from './lib/collector';
+import { startEventWitness, type EventWitness } from './lib/ftrace';
 import { sumFlows, type FlowSums } from './lib/flows';
 import { snmp } from '../helpers/netns';
 import { churn, startTcpServer, type ChurnResult, type ServerCounts } from './lib/tcpgen';
@@ -47,6 +48,8 @@ export interface ExactRun {
   stillOpen: number;
   /** When not exact: our hosts' TCP points outside the filter (for the diagnosis). */
   unmatched?: unknown[];
+  /** Trace events of the test's sockets the kernel handled on top of pid 1's threads, where it runs none of our tracing programs (lib/ftrace.ts); null: no tracefs. */
+  onInitThreads: Record<string, number> | null;
   /** Server-side sums per direction, process, pid, server port and client address. */
   serverKeys: Record<string, { points: number; established: number; closed: number; bytes_read: number }>;
   exitCode: number | null;
@@ -66,9 +69,11 @@ async function runOne(ctx: BenchContext, intervalSec: number, seconds: number): 
     throw err;
   });
   let rules = false;
+  let witness: EventWitness | null = null;
   try {
     await sleep(1000);
     ctx.receiver.clear();
+    witness = startEventWitness('dke-bench-exact', RR_PORT, BULK_PORT + 1);
     const tel0 = collector.telemetry();
     const retrans0 = [snmp(hosts.a, 'Tcp', 'RetransSegs'), snmp(hosts.b, 'Tcp', 'RetransSegs')];
     // Lose 1 % of the packets each way: requests and ACKs into b, answers and ACKs into a.
@@ -92,6 +97,7 @@ async function runOne(ctx: BenchContext, intervalSec: number, seconds: number): 
     const logged = collector.loggedLost();
     const exitCode = await collector.stop();
     await sleep(300);
+    const onInitThreads = witness ? witness.stop() : null;
     const sum = <T>(xs: T[], f: (x: T) => number): number => xs.reduce((a, x) => a + f(x), 0);
     const counted = sumFlows(ctx.receiver, 'tcp', hosts.ipB, RR_PORT, 4);
     const unmatched = ctx.receiver
@@ -114,6 +120,7 @@ async function runOne(ctx: BenchContext, intervalSec: number, seconds: number): 
     }
     return {
       serverKeys,
+      onInitThreads,
       unmatched: unmatched.length ? unmatched : undefined,
       stillOpen,
       intervalSec,
@@ -139,6 +146,7 @@ async function runOne(ctx: BenchContext, intervalSec: number, seconds: number): 
       exitCode,
     };
   } finally {
+    witness?.stop();
     if (rules) {
       for (const [ns, flag] of [[hosts.b, '--dport'], [hosts.a, '--sport']] as const) {
         try {
@@ -152,6 +160,12 @@ async function runOne(ctx: BenchContext, intervalSec: number, seconds: number): 
     await rrServer.stop();
     await bulkServer.stop();
   }
+}
+
+function initText(m: Record<string, number> | null): string {
+  if (!m) return 'not traced (no tracefs)';
+  const e = Object.entries(m);
+  return e.length ? e.map(([k, v]) => `${k} ${v}`).join(', ') : 'none';
 }
 
 export async function runExact(ctx: BenchContext): Promise<ScenarioResult> {
@@ -183,7 +197,7 @@ export async function runExact(ctx: BenchContext): Promise<ScenarioResult> {
         off.length === 0 && failed === 0,
         off.length === 0 ? `exact (${t.made.toLocaleString('en')} connections, ${(t.clientSent / 1048576).toFixed(0)} MiB, ${t.clientRetrans + t.serverRetrans} retransmits)` : off.map(([n, got, want]) => `${n} ${got}/${want}`).join(', '),
         'exact',
-        `${r.seconds} s, ${Number(DROP) * 100} % packet loss${r.stillOpen ? `; ${r.stillOpen} connections still open or closing when counted` : ''}; counted/truth: ${pairs.map(([n, got, want]) => `${n} ${got}/${want}`).join(', ')}; generator failures ${failed}; kernel losses ${Object.keys(lost).length ? JSON.stringify(lost) : 'none'}; daemon logged ${Object.keys(r.loggedLost).length ? JSON.stringify(r.loggedLost) : 'none'}; BPF runs the kernel skipped (recursion_misses) ${missesText(r.recursionMisses)}`,
+        `${r.seconds} s, ${Number(DROP) * 100} % packet loss${r.stillOpen ? `; ${r.stillOpen} connections still open or closing when counted` : ''}; counted/truth: ${pairs.map(([n, got, want]) => `${n} ${got}/${want}`).join(', ')}; generator failures ${failed}; kernel losses ${Object.keys(lost).length ? JSON.stringify(lost) : 'none'}; daemon logged ${Object.keys(r.loggedLost).length ? JSON.stringify(r.loggedLost) : 'none'}; BPF runs the kernel skipped (recursion_misses) ${missesText(r.recursionMisses)}; events of these sockets handled on top of pid 1's threads, where the kernel runs none of our tracing programs on this VM: ${initText(r.onInitThreads)}`,
         off.length,
       ),
     );
