@@ -18,6 +18,37 @@
 #define DKE_TCP_CLOSE_WAIT 8
 #define DKE_TCP_LISTEN 10
 
+/* The addresses of a socket or a connection request (both begin with a
+ * struct sock_common) into the key, written as a socket of family `as` has
+ * them: an IPv4 peer of a dual-stack listener becomes ::ffff:a.b.c.d, as in
+ * the IPv6 socket accepted for it. Returns 0 when neither IPv4 nor IPv6. */
+static __always_inline int dke_read_addrs(struct sock_common *c, __u16 as, struct dke_flow_key *k)
+{
+	__u16 family = c->skc_family;
+
+	if (family == DKE_AF_INET) {
+		__u32 saddr = c->skc_rcv_saddr;
+		__u32 daddr = c->skc_daddr;
+		__builtin_memset(k->local_addr, 0, 16);
+		__builtin_memset(k->remote_addr, 0, 16);
+		if (as == DKE_AF_INET6) {
+			k->local_addr[10] = k->local_addr[11] = 0xff;
+			k->remote_addr[10] = k->remote_addr[11] = 0xff;
+			__builtin_memcpy(k->local_addr + 12, &saddr, 4);
+			__builtin_memcpy(k->remote_addr + 12, &daddr, 4);
+		} else {
+			__builtin_memcpy(k->local_addr, &saddr, 4);
+			__builtin_memcpy(k->remote_addr, &daddr, 4);
+		}
+	} else if (family == DKE_AF_INET6) {
+		BPF_CORE_READ_INTO(&k->local_addr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&k->remote_addr, c, skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
 /* Fill the key's addresses and ports from the socket. Tracing programs get
  * `sk` as a typed (BTF) pointer: its fields are read with plain loads (the
  * verifier makes them fault-safe), not one probe-read helper call each.
@@ -25,23 +56,11 @@
  * time a socket closes. Returns 0 when the socket is neither IPv4 nor IPv6. */
 static __always_inline int dke_read_tuple(struct sock *sk, struct dke_flow_key *k)
 {
-	__u16 family = sk->__sk_common.skc_family;
 	struct tcp_sock *tp;
 
-	k->family = family;
-	if (family == DKE_AF_INET) {
-		__u32 saddr = sk->__sk_common.skc_rcv_saddr;
-		__u32 daddr = sk->__sk_common.skc_daddr;
-		__builtin_memset(k->local_addr, 0, 16);
-		__builtin_memset(k->remote_addr, 0, 16);
-		__builtin_memcpy(k->local_addr, &saddr, 4);
-		__builtin_memcpy(k->remote_addr, &daddr, 4);
-	} else if (family == DKE_AF_INET6) {
-		BPF_CORE_READ_INTO(&k->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&k->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
+	k->family = sk->__sk_common.skc_family;
+	if (!dke_read_addrs(&sk->__sk_common, k->family, k))
 		return 0;
-	}
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (tp)
 		k->local_port = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);

@@ -114,8 +114,8 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
  * interrupted the same program, and on this VM every event handled on top of
  * its init process's thread: the exact bench lost one close in ~10,000 that
  * way). Destroy adds what happened after release (the last retransmits, the
- * final rtt), and closes a connection no process released (an accepted child
- * that moved data but was never accepted, a socket older than the collector). */
+ * final rtt), and closes a connection no process released (a listener's
+ * child that moved data but was never accepted). */
 static __always_inline void dke_count_close(struct dke_sock_state *st, struct dke_flow_stats *fs)
 {
 	if (st->flags & DKE_SOCK_EST_PENDING)
@@ -191,33 +191,12 @@ int BPF_PROG(dke_tcp_retransmit_synack, struct sock *sk, struct request_sock *re
 	struct dke_owner *owner;
 	struct dke_flow_stats *fs;
 	__u32 one = 1, *seen;
-	__u16 family;
 
 	if (!ctl)
 		return 0;
-	family = sk->__sk_common.skc_family;
-	key.family = family;
-	if (rc->skc_family == DKE_AF_INET) {
-		__u32 saddr = rc->skc_rcv_saddr;
-		__u32 daddr = rc->skc_daddr;
-
-		if (family == DKE_AF_INET6) {
-			/* A dual-stack listener's IPv4 peer: its socket is IPv6
-			 * with v4-mapped addresses (::ffff:a.b.c.d). */
-			key.local_addr[10] = key.local_addr[11] = 0xff;
-			key.remote_addr[10] = key.remote_addr[11] = 0xff;
-			__builtin_memcpy(key.local_addr + 12, &saddr, 4);
-			__builtin_memcpy(key.remote_addr + 12, &daddr, 4);
-		} else {
-			__builtin_memcpy(key.local_addr, &saddr, 4);
-			__builtin_memcpy(key.remote_addr, &daddr, 4);
-		}
-	} else if (rc->skc_family == DKE_AF_INET6) {
-		BPF_CORE_READ_INTO(&key.local_addr, rc, skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&key.remote_addr, rc, skc_v6_daddr.in6_u.u6_addr8);
-	} else {
+	key.family = sk->__sk_common.skc_family;
+	if (!dke_read_addrs(rc, key.family, &key))
 		return 0;
-	}
 	key.local_port = rc->skc_num;
 	key.remote_port = bpf_ntohs(rc->skc_dport);
 	key.proto = IPPROTO_TCP;

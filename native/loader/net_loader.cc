@@ -379,8 +379,8 @@ bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* deg
       else degraded->push_back(section + ": " + why + ": " + (kOptionalLoss.count(name) ? kOptionalLoss.at(name) : "less data"));
     }
     items.push_back(item + "}");
-    if (link) links_.push_back(link);
     if (link) {
+      links_.push_back(link);
       if (uint32_t id = LinkProgId(link)) link_prog_ids_.push_back(id);
     }
     if (link && name == "dke_skb_egress") packets_attached_ = true;

@@ -12,7 +12,6 @@ int BPF_PROG(dkf_tcp_set_state, struct sock *sk, const int oldstate, const int n
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(dkf_tcp_destroy, struct sock *sk) { return 0; }
 
-
 SEC("tp_btf/tcp_retransmit_synack")
 int BPF_PROG(dkf_tcp_retransmit_synack, struct sock *sk, struct request_sock *req) { return 0; }
 
