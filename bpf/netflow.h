@@ -68,7 +68,7 @@ enum dke_sock_flags {
 struct dke_sock_state {
 	struct dke_flow_key key;
 	__u32 retrans_seen; /* tcp_sock.total_retrans already added to the flow */
-	__u32 rtt_epoch;    /* control.epoch of this socket's last rtt sample */
+	__u32 rtt_epoch;    /* control.epoch of this socket's last rtt sample (0: none yet) */
 	__u32 flags;        /* enum dke_sock_flags */
 	__u32 _pad;
 };
@@ -115,7 +115,7 @@ struct dke_exec_name {
 struct dke_control {
 	__u64 last_commit_ns;    /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the reader's last collect */
 	__u64 orphan_timeout_ns; /* no collect for this long: programs stop working (0: never) */
-	__u32 epoch;             /* bumped at every collect */
+	__u32 epoch;             /* bumped at every collect; never 0 */
 	__u16 ephemeral_port;    /* --ephemeral-port */
 	__u16 flags;             /* enum dke_control_flags */
 	__u16 dns_ports[DKE_DNS_PORTS_MAX]; /* --dns-ports; 0 = unused slot; all 0: no DNS capture */

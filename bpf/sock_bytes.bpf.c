@@ -67,7 +67,7 @@ static __always_inline int dke_on_bytes(struct sock *sk, int ret, int flags, int
 		st->flags &= ~DKE_SOCK_EST_PENDING;
 		__sync_fetch_and_add(&fs->established, 1);
 	}
-	dke_sample_rtt(sk, st, fs, ctl->epoch, 0);
+	dke_sample_rtt(sk, st, fs, ctl->epoch);
 	return 0;
 }
 

@@ -184,15 +184,17 @@ static __always_inline struct dke_sock_state *dke_recover_tcp(struct sock *sk, s
 	return st;
 }
 
-/* One rtt sample per socket per collect epoch (and one at close): the
- * flow's rtt is the mean of its connections' readings, as upstream's. */
+/* One rtt sample per socket per collect interval (epoch), taken at its first
+ * syscall of the interval, or at its destroy when it made none: the flow's
+ * rtt is the mean of its connections' readings, one each per interval, as
+ * upstream's (which reads every connection once per interval). */
 static __always_inline void dke_sample_rtt(struct sock *sk, struct dke_sock_state *st, struct dke_flow_stats *fs,
-					   __u32 epoch, int force)
+					   __u32 epoch)
 {
 	struct tcp_sock *tp;
 	__u32 srtt;
 
-	if (!force && st->rtt_epoch == epoch)
+	if (st->rtt_epoch == epoch)
 		return;
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)

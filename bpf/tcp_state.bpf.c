@@ -29,7 +29,8 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 {
 	struct dke_control *ctl;
 	struct dke_sock_state *st;
-	struct dke_flow_stats *fs;
+	struct dke_listen_key lk = {};
+	struct dke_owner *owner;
 
 	/* A connection passes ~10 transitions; four matter: connect(),
 	 * ESTABLISHED, listen() and a listener's close. (LISTEN -> SYN_RECV is a
@@ -49,9 +50,11 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 		return 0;
 	}
 
+	/* connect() runs in the caller's context: the moment to learn the
+	 * client process, and to have a state that says a connection was
+	 * begun here, should the kernel skip its ESTABLISHED
+	 * (dke_recover_tcp). The tuple is final at ESTABLISHED. */
 	if (newstate == DKE_TCP_SYN_SENT) {
-		/* connect() runs in the caller's context: the moment to learn the
-		 * client process. The tuple is final at ESTABLISHED. */
 		st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!st) {
 			dke_count(DKE_TEL_STATE_FAILED);
@@ -63,24 +66,24 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 		return 0;
 	}
 
-	/* ESTABLISHED */
-	st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
+	/* ESTABLISHED, in softirq for both sides (the SYN-ACK or the ACK
+	 * arrived): the tuple is final. The connection is counted by its
+	 * first syscall or its release (DKE_SOCK_EST_PENDING), in the same
+	 * visit to the flow as its bytes or its close, and there an accepted
+	 * socket learns its owner; until then it belongs to whoever listens
+	 * on the port. */
+	st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
-		/* Passive open: the child socket leaves SYN_RECV in softirq
-		 * context; its owner is whoever listens on the port until a
-		 * process of its own uses it (a worker that accepted it). */
-		struct dke_listen_key lk = {};
-		struct dke_owner *owner;
-
-		st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!st) {
-			dke_count(DKE_TEL_STATE_FAILED);
-			return 0;
-		}
-		st->key.proto = IPPROTO_TCP;
-		st->key.direction = oldstate == DKE_TCP_SYN_RECV ? DKE_DIR_INCOMING : DKE_DIR_OUTGOING;
-		if (!dke_read_tuple(sk, &st->key))
-			return 0;
+		dke_count(DKE_TEL_STATE_FAILED);
+		return 0;
+	}
+	if (st->flags & DKE_SOCK_COUNTED)
+		return 0; /* already taken up (dke_recover_tcp) */
+	st->key.proto = IPPROTO_TCP;
+	st->key.direction = oldstate == DKE_TCP_SYN_RECV ? DKE_DIR_INCOMING : DKE_DIR_OUTGOING;
+	if (!dke_read_tuple(sk, &st->key))
+		return 0;
+	if (st->key.direction == DKE_DIR_INCOMING) {
 		lk.netns = st->key.netns;
 		lk.port = st->key.local_port;
 		owner = bpf_map_lookup_elem(&listeners, &lk);
@@ -88,19 +91,10 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 			st->key.pid = owner->pid;
 			__builtin_memcpy(st->key.comm, owner->comm, sizeof(st->key.comm));
 		}
-		if (st->key.direction == DKE_DIR_INCOMING)
-			dke_born_retrans(sk, st, ctl);
-		dke_collapse(&st->key, ctl);
-		st->flags = DKE_SOCK_COUNTED | DKE_SOCK_EST_PENDING;
-		return 0;
+		dke_born_retrans(sk, st, ctl);
 	}
-	if (!dke_read_tuple(sk, &st->key))
-		return 0;
 	dke_collapse(&st->key, ctl);
-	st->flags |= DKE_SOCK_COUNTED;
-	fs = dke_flow(&st->key);
-	if (fs)
-		__sync_fetch_and_add(&fs->established, 1);
+	st->flags = DKE_SOCK_COUNTED | DKE_SOCK_EST_PENDING;
 	return 0;
 }
 
@@ -114,8 +108,10 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
  * interrupted the same program, and on this VM every event handled on top of
  * its init process's thread: the exact bench lost one close in ~10,000 that
  * way). Destroy adds what happened after release (the last retransmits, the
- * final rtt), and closes a connection no process released (a listener's
- * child that moved data but was never accepted). */
+ * rtt sample of an interval that had none yet), and closes a connection no
+ * process released (a listener's child that moved data but was never
+ * accepted). A short connection has taken its sample at its first syscall
+ * and made no retransmit: its destroy leaves without visiting the flow. */
 static __always_inline void dke_count_close(struct dke_sock_state *st, struct dke_flow_stats *fs)
 {
 	if (st->flags & DKE_SOCK_EST_PENDING)
@@ -130,6 +126,7 @@ int BPF_PROG(dke_tcp_destroy, struct sock *sk)
 	struct dke_control *ctl;
 	struct dke_sock_state *st;
 	struct dke_flow_stats *fs;
+	struct tcp_sock *tp;
 
 	ctl = dke_control_live();
 	if (!ctl)
@@ -140,11 +137,16 @@ int BPF_PROG(dke_tcp_destroy, struct sock *sk)
 	/* A connect that never completed is not a connection. */
 	if (!st || !(st->flags & DKE_SOCK_COUNTED))
 		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if ((st->flags & DKE_SOCK_CLOSED) && st->rtt_epoch == ctl->epoch && (!tp || tp->total_retrans <= st->retrans_seen)) {
+		st->flags = 0;
+		return 0;
+	}
 	fs = dke_flow(&st->key);
 	if (!fs)
 		return 0;
 	dke_take_retrans(sk, st, fs);
-	dke_sample_rtt(sk, st, fs, ctl->epoch, 1);
+	dke_sample_rtt(sk, st, fs, ctl->epoch);
 	if (!(st->flags & DKE_SOCK_CLOSED))
 		dke_count_close(st, fs);
 	/* Nothing more is counted for it (a second destroy event: there is none today). */

@@ -398,7 +398,8 @@ bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* deg
 
 void NetLoader::WriteControl(bool bump_epoch) {
   dke_control ctl{};
-  if (bump_epoch) epoch_++;
+  // Never 0: a socket's state starts with rtt_epoch 0, meaning no sample yet.
+  if (bump_epoch || epoch_ == 0) epoch_ = epoch_ + 1 ? epoch_ + 1 : 1;
   ctl.last_commit_ns = MonotonicNs();
   ctl.orphan_timeout_ns = opts_.orphan_timeout_ns;
   ctl.epoch = epoch_;
