@@ -51,14 +51,14 @@ struct dke_flow_stats {
 	__u64 retransmits;    /* tcp_sock.total_retrans increases (segments) */
 	__u64 established;    /* connections that reached ESTABLISHED after attach */
 	__u64 closed;         /* connections destroyed */
-	__u64 rtt_sum_us;     /* sum of srtt samples (tcp_sock.srtt_us >> 3), one per socket per epoch and at close */
+	__u64 rtt_sum_us;     /* sum of srtt samples (tcp_sock.srtt_us >> 3), one per socket per interval (epoch) */
 	__u64 rttvar_sum_us;  /* sum of mdev_us >> 2 with the same samples */
 	__u64 rtt_count;      /* samples */
 };
 
 enum dke_sock_flags {
 	DKE_SOCK_COUNTED = 1,     /* reached ESTABLISHED or moved bytes: a connection worth reporting */
-	DKE_SOCK_EST_PENDING = 2, /* accepted; tcp_established is added once the owner is known (first syscall) or at close */
+	DKE_SOCK_EST_PENDING = 2, /* ESTABLISHED; tcp_established is added at its first syscall (which names an accepted socket's owner) or at close */
 	DKE_SOCK_UDP = 4,         /* a UDP socket whose direction is set (by its first datagram) */
 	DKE_SOCK_OWNED = 8,       /* pid, comm and netns are set (UDP: at socket(), first send or first syscall) */
 	DKE_SOCK_CLOSED = 16,     /* TCP: its close is counted (at release); destroy adds only what came after */
