@@ -43,8 +43,9 @@ struct dke_flow_key {
 	char comm[DKE_COMM_LEN]; /* the owner's thread group leader's comm */
 };
 
-/* Value of flow_stats: cumulative since the entry was created. User space
- * reports differences against what it already reported (flow_marks). */
+/* A flow's counters: cumulative since its flow_stats entry was created.
+ * User space reports differences against what it already reported
+ * (flow_marks). */
 struct dke_flow_stats {
 	__u64 bytes_sent;     /* payload accepted by send syscalls (TCP), or UDP payload sent */
 	__u64 bytes_received; /* payload returned by recv syscalls (TCP), or UDP payload received */
@@ -54,6 +55,24 @@ struct dke_flow_stats {
 	__u64 rtt_sum_us;     /* sum of srtt samples (tcp_sock.srtt_us >> 3), one per socket per interval (epoch) */
 	__u64 rttvar_sum_us;  /* sum of mdev_us >> 2 with the same samples */
 	__u64 rtt_count;      /* samples */
+};
+
+/* Value of flow_stats: a flow's counters in lanes, one per group of CPUs
+ * (cpu % DKE_FLOW_LANES), summed by the loader. Every connection of a busy
+ * flow (one client host's connections to a server port, a resolver's
+ * lookups) adds to the same flow from every CPU: with one copy each add
+ * pulled its cache line from the other CPU (a DNS packet's program ran
+ * twice as long on two CPUs as on one). A lane owns 128 bytes, so no two
+ * lanes share a cache line wherever the kernel places the value. */
+#define DKE_FLOW_LANES 2
+
+struct dke_flow_lane {
+	struct dke_flow_stats stats;
+	__u64 _pad[8];
+};
+
+struct dke_flow_lanes {
+	struct dke_flow_lane lane[DKE_FLOW_LANES];
 };
 
 enum dke_sock_flags {

@@ -34,7 +34,7 @@ DKE_MAP struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_state SEC(".maps");
 
-/* struct dke_flow_key -> struct dke_flow_stats: cumulative counters per flow
+/* struct dke_flow_key -> struct dke_flow_lanes: cumulative counters per flow
  * key. Its size is the number of distinct flow keys that moved data since
  * user space last removed idle ones (it does after a few quiet collects). */
 DKE_MAP struct {
@@ -42,7 +42,7 @@ DKE_MAP struct {
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct dke_flow_key);
-	__type(value, struct dke_flow_stats);
+	__type(value, struct dke_flow_lanes);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flow_stats SEC(".maps");
 
@@ -146,17 +146,22 @@ static __always_inline struct dke_control *dke_control_live(void)
 	return dke_live_at(dke_control(), bpf_ktime_get_ns());
 }
 
-/* The flow's counters, created on first use. */
+/* This CPU's lane of the flow's counters, the flow created on first use.
+ * Adds stay atomic: the lane is shared with other CPUs of its group, and a
+ * softirq can interrupt a program adding to it. */
 static __always_inline struct dke_flow_stats *dke_flow(const struct dke_flow_key *key)
 {
-	struct dke_flow_stats *fs = bpf_map_lookup_elem(&flow_stats, key);
-	struct dke_flow_stats zero = {};
+	struct dke_flow_lanes *fl = bpf_map_lookup_elem(&flow_stats, key);
+	static const struct dke_flow_lanes zero;
 
-	if (fs)
-		return fs;
-	if (bpf_map_update_elem(&flow_stats, key, &zero, BPF_NOEXIST) == -DKE_E2BIG)
-		dke_count(DKE_TEL_FLOW_MAP_FULL);
-	return bpf_map_lookup_elem(&flow_stats, key);
+	if (!fl) {
+		if (bpf_map_update_elem(&flow_stats, key, &zero, BPF_NOEXIST) == -DKE_E2BIG)
+			dke_count(DKE_TEL_FLOW_MAP_FULL);
+		fl = bpf_map_lookup_elem(&flow_stats, key);
+		if (!fl)
+			return 0;
+	}
+	return &fl->lane[bpf_get_smp_processor_id() & (DKE_FLOW_LANES - 1)].stats;
 }
 
 /* The calling process: its tgid and its own name (the thread group leader's

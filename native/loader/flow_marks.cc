@@ -13,6 +13,18 @@ size_t FlowKeyHash::operator()(const dke_flow_key& k) const {
 
 bool FlowKeyEq::operator()(const dke_flow_key& a, const dke_flow_key& b) const { return memcmp(&a, &b, sizeof(a)) == 0; }
 
+dke_flow_stats SumLanes(const dke_flow_lanes& lanes) {
+  constexpr size_t n = sizeof(dke_flow_stats) / sizeof(uint64_t);
+  uint64_t sum[n] = {}, c[n];
+  for (const auto& lane : lanes.lane) {
+    memcpy(c, &lane.stats, sizeof(c));
+    for (size_t i = 0; i < n; i++) sum[i] += c[i];
+  }
+  dke_flow_stats out;
+  memcpy(&out, sum, sizeof(out));
+  return out;
+}
+
 bool SubtractStats(const dke_flow_stats& cur, const dke_flow_stats& base, dke_flow_stats* out) {
   constexpr size_t n = sizeof(dke_flow_stats) / sizeof(uint64_t);
   uint64_t c[n], b[n], o[n];

@@ -58,6 +58,9 @@ class FlowMarks {
   uint64_t committed_seq_ = 0;
 };
 
+// A flow's counters: the sum of its lanes (struct dke_flow_lanes).
+dke_flow_stats SumLanes(const dke_flow_lanes& lanes);
+
 // cur - base per counter; a counter below its mark means the kernel entry was
 // created anew, so all of cur is new. Returns whether anything is non-zero.
 bool SubtractStats(const dke_flow_stats& cur, const dke_flow_stats& base, dke_flow_stats* out);

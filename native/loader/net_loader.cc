@@ -458,7 +458,7 @@ void NetLoader::CollectFlows(uint64_t seq) {
   {
     const uint32_t chunk = 4096;
     std::vector<dke_flow_key> kb(chunk);
-    std::vector<dke_flow_stats> vb(chunk);
+    std::vector<dke_flow_lanes> vb(chunk);
     dke_flow_key in_batch{}, out_batch{};
     bool first = true;
     for (;;) {
@@ -467,7 +467,7 @@ void NetLoader::CollectFlows(uint64_t seq) {
       int err = bpf_map_lookup_batch(stats_fd, first ? nullptr : &in_batch, &out_batch, kb.data(), vb.data(), &count, &o);
       int e = err ? errno : 0;
       keys.insert(keys.end(), kb.begin(), kb.begin() + count);
-      vals.insert(vals.end(), vb.begin(), vb.begin() + count);
+      for (uint32_t i = 0; i < count; i++) vals.push_back(SumLanes(vb[i]));
       if (err) {
         if (e != ENOENT) out_->Log("warn", std::string("reading flow_stats failed: ") + strerror(e));
         break;
@@ -481,9 +481,9 @@ void NetLoader::CollectFlows(uint64_t seq) {
   // Quiet for a while: remove. A socket that speaks again re-creates its
   // flow from zero; what was added since our read is in the removed value.
   for (const auto& k : step.to_remove) {
-    dke_flow_stats last;
+    dke_flow_lanes last;
     dke_flow_delta residual;
-    if (bpf_map_lookup_and_delete_elem(stats_fd, &k, &last) == 0 && marks_.Removed(k, last, &residual))
+    if (bpf_map_lookup_and_delete_elem(stats_fd, &k, &last) == 0 && marks_.Removed(k, SumLanes(last), &residual))
       step.deltas.push_back(residual);
     bpf_map_delete_elem(marks_fd, &k);
   }

@@ -110,9 +110,22 @@ void ForgetsMarksOfFlowsGoneFromTheKernel() {
   CHECK(m.marks().size() == 1);
 }
 
+void SumsTheLanesOfAFlow() {
+  dke_flow_lanes l{};
+  l.lane[0].stats = Stats(1, 2, 1, 0);
+  l.lane[0].stats.rtt_sum_us = 7;
+  l.lane[DKE_FLOW_LANES - 1].stats = Stats(10, 20, 0, 1);
+  l.lane[DKE_FLOW_LANES - 1].stats.rtt_count = 1;
+  l.lane[0]._pad[0] = 99;  // padding is never a counter
+  dke_flow_stats s = dke::SumLanes(l);
+  CHECK(s.bytes_sent == 11 && s.bytes_received == 22 && s.established == 1 && s.closed == 1);
+  CHECK(s.rtt_sum_us == 7 && s.rtt_count == 1 && s.retransmits == 0);
+}
+
 }  // namespace
 
 int main() {
+  SumsTheLanesOfAFlow();
   ReportsDifferencesAgainstWhatWasCommitted();
   ReportsAgainWhatWasNeverCommitted();
   ResumeAfterACrashKeepsOnlyDurableCollects();
