@@ -1,8 +1,6 @@
 /* Records that cross the kernel/user boundary for dnsflow (ebpf-net).
- * Plain C with fixed-width types only: included by bpf/dns.bpf.c, by the
- * native addon (native/dns_tracer.cc static_asserts the layout and exports the
- * offsets) and decoded by src/dnsflow/record.ts, whose unit test checks it
- * against the offsets the addon reports. Change all three together. */
+ * Plain C with fixed-width types only: written by bpf/skb.bpf.c, read by the
+ * loader's DNS module (native/dns), nowhere else. */
 #ifndef DKE_DNS_H
 #define DKE_DNS_H
 

@@ -105,14 +105,26 @@ DKE_MAP struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } telemetry SEC(".maps");
 
-/* struct dke_dns_event records (bpf/dns.h), parsed by the loader. 2 MiB
- * holds ~10,000 small packets: the loader is woken at every 256 KiB and drains every
- * 100 ms at the latest. */
-DKE_MAP struct {
+/* struct dke_dns_event records (bpf/dns.h), parsed by the loader: one ring
+ * per CPU, each CPU's packets in its own. One ring shared by all CPUs made
+ * every reservation take the ring's lock and producer position from the
+ * other CPU: a DNS packet's capture cost twice as much on two CPUs as on one.
+ * The loader sets max_entries to the number of possible CPUs and the rings'
+ * size before loading, creates the rings and puts them here (an earlier
+ * loader's stay, pinned with this map), and merges what they hold in time
+ * order (a query and its answer can pass on different CPUs). */
+struct dke_dns_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 2 << 20);
+	__uint(max_entries, 1 << 20);
+};
+
+DKE_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dns_events SEC(".maps");
+	__array(values, struct dke_dns_ring);
+} dns_rings SEC(".maps");
 
 static __always_inline void dke_count(__u32 idx)
 {

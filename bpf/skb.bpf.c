@@ -13,10 +13,10 @@
 #define DKE_IP_OFFMASK 0x1fff
 #define DKE_DNS_HEADER_LEN 12
 #define DKE_IPV6_EXT_MAX 4
-/* Wake the loader each time another this much waits; it drains the rest on
- * its own timer. A wake-up is a self-interrupt (a VM exit under a
+/* Wake the loader each time another quarter of a ring waits; it drains the
+ * rest on its own timer. A wake-up is a self-interrupt (a VM exit under a
  * hypervisor): several times the program's own run time, so never per packet. */
-#define DKE_DNS_WAKEUP_BYTES (256 * 1024)
+#define DKE_DNS_WAKEUP_PARTS 4
 
 struct dke_l4 {
 	__u16 sport;
@@ -123,9 +123,11 @@ static __always_inline void dke_emit_dns(struct __sk_buff *skb, struct dke_dns_e
 					 const __u32 room)
 {
 	struct dke_dns_event *rec;
-	__u64 avail, size, wakeup;
+	__u64 avail, size, wakeup, part;
+	__u32 cpu = bpf_get_smp_processor_id();
+	void *ring = bpf_map_lookup_elem(&dns_rings, &cpu);
 
-	rec = bpf_ringbuf_reserve(&dns_events, sizeof(*hdr) + room, 0);
+	rec = ring ? bpf_ringbuf_reserve(ring, sizeof(*hdr) + room, 0) : 0;
 	if (!rec) {
 		dke_count(DKE_TEL_DNS_RINGBUF_FULL);
 		return;
@@ -139,13 +141,13 @@ static __always_inline void dke_emit_dns(struct __sk_buff *skb, struct dke_dns_e
 	}
 	hdr->cap_len = n;
 	__builtin_memcpy(rec, hdr, sizeof(*hdr));
-	/* Wake when this record takes what waits across a multiple of
-	 * DKE_DNS_WAKEUP_BYTES, not whenever that much waits: while the loader
-	 * is on its way, every packet would send another wake-up. (A crossing
-	 * raced away by another CPU's record is caught at the next multiple.) */
-	avail = bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA);
+	/* Wake when this record takes what waits across a multiple of a part
+	 * of the ring, not whenever that much waits: while the loader is on
+	 * its way, every packet would send another wake-up. */
+	avail = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
+	part = bpf_ringbuf_query(ring, BPF_RB_RING_SIZE) / DKE_DNS_WAKEUP_PARTS;
 	size = sizeof(*hdr) + room;
-	wakeup = avail / DKE_DNS_WAKEUP_BYTES != (avail - size) / DKE_DNS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	wakeup = part && avail / part != (avail - size) / part ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(rec, wakeup);
 	dke_count(DKE_TEL_DNS_PACKETS);
 }

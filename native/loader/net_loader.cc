@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 
+#include "dns.h"
 #include "dns/dns_collector.h"
 #include "libbpf_log.h"
 #include "netflow.skel.h"
@@ -205,6 +206,18 @@ bool NetLoader::Open() {
     bpf_program__set_autoload(skel_->progs.dke_sock_release, false);
     degraded.push_back("no cgroup v2 mount found: no UDP flows and no dnsflow; TCP closes are counted at socket destruction");
   }
+  // One DNS ring per CPU (bpf/netflow_maps.bpf.h, dns_rings), 4 MiB in all
+  // and 256 KiB to 1 MiB each. The map of rings is created from a ring of
+  // ours (libbpf cannot size the object's inner ring), which becomes CPU
+  // 0's unless an earlier loader's rings are pinned with the map.
+  ncpus_ = libbpf_num_possible_cpus();
+  if (ncpus_ <= 0) return Fatal("EBPF_LOAD", "reading the number of possible CPUs failed: " + std::string(strerror(-ncpus_)));
+  dns_ring_bytes_ = 1u << 20;
+  while (dns_ring_bytes_ > (256u << 10) && static_cast<uint64_t>(dns_ring_bytes_) * ncpus_ > (4u << 20)) dns_ring_bytes_ >>= 1;
+  dns_ring_first_ = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "dke_dns_ring", 0, 0, dns_ring_bytes_, nullptr);
+  if (dns_ring_first_ < 0) return Fatal("EBPF_LOAD", "creating a DNS ring buffer failed: " + std::string(strerror(errno)));
+  bpf_map__set_max_entries(skel_->maps.dns_rings, static_cast<uint32_t>(ncpus_));
+  bpf_map__set_inner_map_fd(skel_->maps.dns_rings, dns_ring_first_);
   int err = netflow__load(skel_);
   if (err) {
     std::string prog = LibbpfFailedProgram();
@@ -249,13 +262,19 @@ bool NetLoader::Open() {
     }
   }
 
+  // The DNS rings before the programs: a packet captured with no ring for
+  // its CPU would be lost.
+  std::string rings_failed;
+  if (!opts_.dns_ports.empty() && !OpenDnsRings(&rings_failed))
+    degraded.push_back("opening the DNS ring buffers failed (" + rings_failed + "): no dnsflow");
+
   std::string attached;
   if (!Attach(&attached, &degraded)) return false;
   WriteControl(false);  // the flags say what is attached
   SeedListeners();
 
   // DNS capture rides on the packet programs.
-  bool dns = !opts_.dns_ports.empty() && packets_attached_;
+  bool dns = !opts_.dns_ports.empty() && packets_attached_ && rings_failed.empty();
   if (dns) {
     DnsCollector::Options o;
     o.dns_ports = opts_.dns_ports;
@@ -268,18 +287,6 @@ bool NetLoader::Open() {
     o.max_tcp_streams = 256;
     o.name_resend_max_s = 600;
     dns_ = std::make_unique<DnsCollector>(o);
-    dns_rb_ = ring_buffer__new(
-        bpf_map__fd(skel_->maps.dns_events),
-        [](void* ctx, void* data, size_t size) -> int {
-          static_cast<DnsCollector*>(ctx)->OnEvent(data, size);
-          return 0;
-        },
-        dns_.get(), nullptr);
-    if (!dns_rb_) {
-      degraded.push_back(std::string("opening the DNS ring buffer failed (") + strerror(errno) + "): no dnsflow");
-      dns_.reset();
-      dns = false;
-    }
   }
 
   utsname u{};
@@ -410,10 +417,50 @@ void NetLoader::WriteControl(bool bump_epoch) {
   bpf_map_update_elem(bpf_map__fd(skel_->maps.control), &zero, &ctl, BPF_ANY);
 }
 
+// The rings of dns_rings, one per CPU: an earlier loader's (pinned with the
+// map, found by id) or new ones. Before they are in the map the programs
+// count every DNS packet as lost (dns_ringbuf_full).
+static_assert(offsetof(struct dke_dns_event, ktime_ns) == 0, "TimeOrderedStage reads a record's time from its first 8 bytes");
+
+bool NetLoader::OpenDnsRings(std::string* why) {
+  const int outer = bpf_map__fd(skel_->maps.dns_rings);
+  auto stage = [](void* ctx, void* data, size_t size) -> int {
+    static_cast<TimeOrderedStage*>(ctx)->Add(data, size);
+    return 0;
+  };
+  for (uint32_t cpu = 0; cpu < static_cast<uint32_t>(ncpus_); cpu++) {
+    uint32_t id = 0;
+    int fd = -1;
+    if (bpf_map_lookup_elem(outer, &cpu, &id) == 0 && id) fd = bpf_map_get_fd_by_id(id);
+    if (fd < 0) {
+      std::swap(fd, dns_ring_first_);
+      if (fd < 0) fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "dke_dns_ring", 0, 0, dns_ring_bytes_, nullptr);
+      if (fd < 0 || bpf_map_update_elem(outer, &cpu, &fd, BPF_ANY) != 0) {
+        *why = std::string("ring of CPU ") + std::to_string(cpu) + ": " + strerror(errno);
+        if (fd >= 0) close(fd);
+        return false;
+      }
+    }
+    dns_ring_fds_.push_back(fd);
+    int err = dns_rb_ ? ring_buffer__add(dns_rb_, fd, stage, &dns_staged_) : 0;
+    if (!dns_rb_) dns_rb_ = ring_buffer__new(fd, stage, &dns_staged_, nullptr);
+    if (!dns_rb_ || err) {
+      *why = std::string("ring of CPU ") + std::to_string(cpu) + ": " + strerror(errno);
+      return false;
+    }
+  }
+  return true;
+}
+
 int NetLoader::PollFd() const { return dns_rb_ ? ring_buffer__epoll_fd(dns_rb_) : -1; }
 
 void NetLoader::Drain() {
-  if (dns_rb_) ring_buffer__consume(dns_rb_);
+  if (!dns_rb_) return;
+  ring_buffer__consume(dns_rb_);
+  // In time order across the rings (native/loader/time_order.h).
+  dns_staged_.Drain([this](const void* rec, size_t len) {
+    if (dns_) dns_->OnEvent(rec, len);
+  });
 }
 
 void NetLoader::Resume(uint64_t last_durable_seq) {
@@ -587,6 +634,10 @@ void NetLoader::Close(bool unpin) {
     ring_buffer__free(dns_rb_);
     dns_rb_ = nullptr;
   }
+  for (int fd : dns_ring_fds_) close(fd);
+  dns_ring_fds_.clear();
+  if (dns_ring_first_ >= 0) close(dns_ring_first_);
+  dns_ring_first_ = -1;
   for (bpf_link* l : links_) {
     if (unpin) bpf_link__unpin(l);
     bpf_link__destroy(l);

@@ -12,6 +12,7 @@
 
 #include "flow_marks.h"
 #include "frame_io.h"
+#include "time_order.h"
 #include "netflow.h"
 #include "plugin.h"
 
@@ -58,6 +59,7 @@ class NetLoader : public LoaderPlugin {
   uint64_t SkippedRuns() const;
   void SeedListeners();
   void SendProcNames(const std::vector<uint32_t>& pids, const std::vector<std::string>& comms);
+  bool OpenDnsRings(std::string* why);
 
   NetOptions opts_;
   FrameWriter* out_;
@@ -71,7 +73,12 @@ class NetLoader : public LoaderPlugin {
   // The programs links_ hold, by id (SkippedRuns reads their counters).
   std::vector<uint32_t> link_prog_ids_;
   bool synack_counted_ = false;  // dke_tcp_retransmit_synack attached (control.flags)
-  ring_buffer* dns_rb_ = nullptr;
+  int ncpus_ = 1;                    // possible CPUs: one DNS ring each
+  uint32_t dns_ring_bytes_ = 0;      // size of each
+  int dns_ring_first_ = -1;          // made before loading, until it is CPU 0's ring
+  std::vector<int> dns_ring_fds_;    // the rings in dns_rings, by CPU
+  ring_buffer* dns_rb_ = nullptr;    // polls and drains all of them
+  TimeOrderedStage dns_staged_;      // one drain's records of all rings
   std::unique_ptr<DnsCollector> dns_;
   uint32_t epoch_ = 0;
   FlowMarks marks_;
