@@ -115,7 +115,7 @@ DKE_MAP struct {
  * order (a query and its answer can pass on different CPUs). */
 struct dke_dns_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 1 << 20); /* a template: the loader makes the rings, sized for the host */
 };
 
 DKE_MAP struct {

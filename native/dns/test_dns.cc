@@ -845,6 +845,31 @@ TEST(names_are_sent_once_and_again_when_the_domain_changes_or_the_ttl_passed) {
   CHECK_EQ(Names(&c).size(), 1);
 }
 
+TEST(an_address_answered_with_many_names_between_collects_is_queued_once_with_the_last) {
+  DnsCollector::Options o = Opts();
+  o.max_queued_names = 2;  // one address behind 1,000 names takes one place, not 1,000
+  DnsCollector c(o);
+  auto answer = [&](const std::string& name, const std::string& ip, uint64_t t) {
+    Msg m;
+    m.id = 1;
+    m.qr = true;
+    m.questions = {{name, kA}};
+    m.answers = {{name, kA, ip}};
+    Feed(&c, AnswerPkt(m, t));
+  };
+  for (int i = 0; i < 1000; i++) answer("q" + std::to_string(i) + ".cdn.test", "10.0.0.1", kS + i * kMs);
+  answer("other.test", "10.0.0.2", 2 * kS);
+  auto names = Names(&c);
+  CHECK_EQ(names.size(), 2);
+  CHECK_STR(NameOf(names, "10.0.0.1"), "q999.cdn.test");
+  CHECK_STR(NameOf(names, "10.0.0.2"), "other.test");
+  CHECK_EQ(c.stats().names_shed, 0);
+  answer("q0.cdn.test", "10.0.0.1", 3 * kS);  // after TakeNames: queued anew
+  names = Names(&c);
+  CHECK_EQ(names.size(), 1);
+  CHECK_STR(NameOf(names, "10.0.0.1"), "q0.cdn.test");
+}
+
 TEST(names_waiting_beyond_the_bound_are_shed_and_sent_when_seen_again) {
   DnsCollector::Options o = Opts();
   o.max_queued_names = 2;

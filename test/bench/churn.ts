@@ -34,6 +34,7 @@ export function churnProbe(): AbProbe<ChurnSample> {
   let sessionCollector: Collector | undefined;
   return {
     name: 'churn',
+    warmUp: true,
     paused: true,
     floor: true,
     async setup(ctx) {

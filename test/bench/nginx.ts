@@ -13,6 +13,7 @@ export function nginxProbe(): AbProbe<AbResult> {
   let server: WebServer | undefined;
   return {
     name: 'nginx',
+    warmUp: true,
     floor: true,
     async setup(ctx) {
       server = await startNginx(ctx.hosts.b, ctx.hosts.ipB, NGINX_PORT);

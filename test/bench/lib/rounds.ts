@@ -6,14 +6,19 @@
 // that comes last in the collector's session, so catching up afterwards
 // cannot touch the 'with' measurements. A probe may also measure with only
 // the floor attached (empty programs on our hooks, lib/floor.ts), right after
-// its 'without' measurement. Scenarios compare the sides round by round and
-// report the median ratio.
+// its 'without' measurement. A probe may warm the collector up first: one
+// unmeasured run of its traffic right after the collector starts, then an
+// interval, because V8 compiles the daemon's paths for a kind of traffic the
+// first time it sees it (for DNS ~0.3 s of CPU in the first seconds, then
+// ~0.3 µs a lookup): a one-off of each start, not what the traffic costs.
+// The cpu scenario does the same. Scenarios compare the sides round by round
+// and report the median ratio.
 import { Collector } from './collector';
 import { startFloor } from './floor';
 import { info, type BenchContext, type Row } from './types';
 import { median, progress, sleep } from './util';
 
-export type CollectorState = 'with' | 'without' | 'paused' | 'floor';
+export type CollectorState = 'with' | 'without' | 'paused' | 'floor' | 'warmup';
 
 export interface AbProbe<S> {
   name: string;
@@ -25,6 +30,12 @@ export interface AbProbe<S> {
   paused?: boolean;
   /** Whether to measure also with the floor programs alone attached. */
   floor?: boolean;
+  /**
+   * Whether to run once, unmeasured ('warmup'), before the collector's
+   * measurements; that run's sample joins the session's samples given to
+   * afterStop (its traffic is in what the receiver got), after the others.
+   */
+  warmUp?: boolean;
   /**
    * After the collector's session ended with SIGTERM (which flushes the last
    * interval): what the receiver got for this probe's traffic, against the
@@ -79,6 +90,13 @@ export async function runRounds(ctx: BenchContext, probes: AbProbe<unknown>[]): 
         try {
           // Loading and attaching is a one-off; let it finish before measuring.
           await sleep(1000);
+          const warmed: [string, unknown][] = [];
+          const warming = probes.filter((p) => p.warmUp);
+          if (warming.length) {
+            progress(`round ${round + 1}/${ctx.config.rounds}, collector warming up (${warming.map((p) => p.name).join(', ')}, then an interval)`);
+            for (const p of warming) warmed.push([p.name, await p.measure(ctx, collector, round, 'warmup')]);
+            await sleep(ctx.config.intervalSec * 1000 + 200);
+          }
           for (const p of probes) {
             const s = await p.measure(ctx, collector, round, 'with');
             samples[p.name]!.with.push(s);
@@ -98,6 +116,7 @@ export async function runRounds(ctx: BenchContext, probes: AbProbe<unknown>[]): 
               collector.resume();
             }
           }
+          for (const [name, sample] of warmed) session.get(name)!.push(sample);
           // Every close of the session has reached the kernel before the last flush.
           await ctx.hosts.settleTcp();
         } finally {
