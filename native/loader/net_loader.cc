@@ -458,9 +458,11 @@ int NetLoader::PollFd() const { return dns_rb_ ? ring_buffer__epoll_fd(dns_rb_) 
 
 void NetLoader::Drain() {
   if (!dns_rb_) return;
+  // In time order across the rings, up to when the drain began
+  // (native/loader/time_order.h): bpf_ktime_get_ns() is CLOCK_MONOTONIC.
+  const uint64_t began = MonotonicNs();
   ring_buffer__consume(dns_rb_);
-  // In time order across the rings (native/loader/time_order.h).
-  dns_staged_.Drain([this](const void* rec, size_t len) {
+  dns_staged_.Drain(began, [this](const void* rec, size_t len) {
     if (dns_) dns_->OnEvent(rec, len);
   });
 }

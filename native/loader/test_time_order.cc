@@ -1,5 +1,6 @@
 // Unit tests of TimeOrderedStage (records of per-CPU rings merged in time
 // order), run by test/unit/native-loader.test.ts. Exit code 0 = every check passed.
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -29,9 +30,9 @@ void Add(dke::TimeOrderedStage* s, uint64_t time, const char* what) {
   s->Add(&r, sizeof(r));
 }
 
-std::string DrainAll(dke::TimeOrderedStage* s) {
+std::string DrainUpTo(dke::TimeOrderedStage* s, uint64_t upto) {
   std::string out;
-  s->Drain([&](const void* rec, size_t len) {
+  s->Drain(upto, [&](const void* rec, size_t len) {
     Rec r;
     CHECK(len == sizeof(r));
     memcpy(&r, rec, sizeof(r));
@@ -39,6 +40,8 @@ std::string DrainAll(dke::TimeOrderedStage* s) {
   });
   return out;
 }
+
+std::string DrainAll(dke::TimeOrderedStage* s) { return DrainUpTo(s, UINT64_MAX); }
 
 void AnAnswerDrainedFromAnEarlierRingComesAfterItsQuery() {
   dke::TimeOrderedStage s;
@@ -49,6 +52,21 @@ void AnAnswerDrainedFromAnEarlierRingComesAfterItsQuery() {
   Add(&s, 400, "answer2");
   CHECK(DrainAll(&s) == "query1 answer1 query2 answer2 ");
   CHECK(s.size() == 0);
+}
+
+void RecordsAfterTheDrainBeganWaitForTheNextOne() {
+  dke::TimeOrderedStage s;
+  // The drain began at 250: the answer at 300 was read from CPU 0's ring,
+  // its query (at 260) had not yet been written when CPU 1's ring was read.
+  Add(&s, 100, "query1");
+  Add(&s, 300, "answer2");
+  Add(&s, 200, "answer1");
+  CHECK(DrainUpTo(&s, 250) == "query1 answer1 ");
+  CHECK(s.size() == 1);
+  Add(&s, 260, "query2");  // the next drain
+  Add(&s, 500, "late");
+  CHECK(DrainUpTo(&s, 400) == "query2 answer2 ");
+  CHECK(DrainAll(&s) == "late ");
 }
 
 void RecordsOfTheSameTimeKeepTheirRingOrder() {
@@ -73,7 +91,7 @@ void AShortRecordStillGoesOut() {
   const char tiny[3] = {'a', 'b', 'c'};
   s.Add(tiny, sizeof(tiny));
   size_t seen = 0;
-  s.Drain([&](const void* rec, size_t len) {
+  s.Drain(UINT64_MAX, [&](const void* rec, size_t len) {
     seen = len;
     CHECK(memcmp(rec, tiny, 3) == 0);
   });
@@ -84,6 +102,7 @@ void AShortRecordStillGoesOut() {
 
 int main() {
   AnAnswerDrainedFromAnEarlierRingComesAfterItsQuery();
+  RecordsAfterTheDrainBeganWaitForTheNextOne();
   RecordsOfTheSameTimeKeepTheirRingOrder();
   ADrainStartsEmpty();
   AShortRecordStillGoesOut();
