@@ -13,10 +13,10 @@
 #define DKE_IP_OFFMASK 0x1fff
 #define DKE_DNS_HEADER_LEN 12
 #define DKE_IPV6_EXT_MAX 4
-/* Wake the loader each time another quarter of a ring waits; it drains the
+/* Wake the loader each time another eighth of a ring waits; it drains the
  * rest on its own timer. A wake-up is a self-interrupt (a VM exit under a
  * hypervisor): several times the program's own run time, so never per packet. */
-#define DKE_DNS_WAKEUP_PARTS 4
+#define DKE_DNS_WAKEUP_PARTS 8
 
 struct dke_l4 {
 	__u16 sport;

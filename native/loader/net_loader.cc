@@ -206,16 +206,18 @@ bool NetLoader::Open() {
     bpf_program__set_autoload(skel_->progs.dke_sock_release, false);
     degraded.push_back("no cgroup v2 mount found: no UDP flows and no dnsflow; TCP closes are counted at socket destruction");
   }
-  // One DNS ring per CPU (bpf/netflow_maps.bpf.h, dns_rings): up to 4 CPUs
-  // each as large as the one shared ring was (2 MiB: packets do not spread
-  // evenly over CPUs, and a ring must hold what its CPU captures while the
-  // loader collects), then smaller, 8 MiB in all and 256 KiB at least. The map of rings is created from a ring of
+  // One DNS ring per CPU (bpf/netflow_maps.bpf.h, dns_rings): 1 MiB each up
+  // to 4 CPUs, then smaller, 4 MiB in all and 256 KiB at least. A ring's
+  // pages count in the loader's RSS (the kernel maps them all at mmap), so
+  // a 2-CPU host has the 2 MiB the one shared ring had; the loader is woken
+  // at every eighth of a ring, so a ring still holds what its CPU captures
+  // while the loader collects. The map of rings is created from a ring of
   // ours (libbpf cannot size the object's inner ring), which becomes CPU
   // 0's unless an earlier loader's rings are pinned with the map.
   ncpus_ = libbpf_num_possible_cpus();
   if (ncpus_ <= 0) return Fatal("EBPF_LOAD", "reading the number of possible CPUs failed: " + std::string(strerror(-ncpus_)));
-  dns_ring_bytes_ = 2u << 20;
-  while (dns_ring_bytes_ > (256u << 10) && static_cast<uint64_t>(dns_ring_bytes_) * ncpus_ > (8u << 20)) dns_ring_bytes_ >>= 1;
+  dns_ring_bytes_ = 1u << 20;
+  while (dns_ring_bytes_ > (256u << 10) && static_cast<uint64_t>(dns_ring_bytes_) * ncpus_ > (4u << 20)) dns_ring_bytes_ >>= 1;
   dns_ring_first_ = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "dke_dns_ring", 0, 0, dns_ring_bytes_, nullptr);
   if (dns_ring_first_ < 0) return Fatal("EBPF_LOAD", "creating a DNS ring buffer failed: " + std::string(strerror(errno)));
   bpf_map__set_max_entries(skel_->maps.dns_rings, static_cast<uint32_t>(ncpus_));
