@@ -227,6 +227,11 @@ main()
     if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
     for (const c of children) c.kill('SIGTERM');
     await rx?.close();
+    // A clean stop leaves the pin root with only its lock: leave no trace
+    // (pins left by a failure stay, for whoever looks into it).
+    try {
+      if (fs.readdirSync(PIN).every((n) => n === 'lock')) fs.rmSync(PIN, { recursive: true });
+    } catch {}
     for (const ns of [NS_A, NS_B]) {
       try {
         execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
