@@ -229,12 +229,10 @@ class DnsCollector::Impl final : public dns::TcpMessageSink {
   void OnAddress(const uint8_t* buf, size_t len, const dns::LearnedAddress& a, uint64_t t_ns) {
     uint64_t hold_s = std::clamp<uint64_t>(a.ttl_s, 1, std::max<uint32_t>(opts_.name_resend_max_s, 1));
     if (!dedupe_.ShouldSend(a.addr, a.family, a.domain_hash, hold_s * 1'000'000'000ull, t_ns)) return;
-    QueuedKey qk{};
-    std::memcpy(qk.addr, a.addr, a.family == dns::kAfInet ? 4 : 16);
-    qk.family = a.family;
+    const dns::AddrKey qk = dns::AddrKey::Of(a.addr, a.family);
     uint64_t qh = queued_.Hash(qk);
     size_t at = queued_.Find(qk, qh);
-    if (at == FlatMap<QueuedKey, uint32_t>::kNone && names_.size() >= opts_.max_queued_names) {
+    if (at == FlatMap<dns::AddrKey, uint32_t>::kNone && names_.size() >= opts_.max_queued_names) {
       stats_.names_shed++;
       dedupe_.Forget(a.addr, a.family);
       return;
@@ -251,7 +249,7 @@ class DnsCollector::Impl final : public dns::TcpMessageSink {
     n.family = a.family;
     n.ttl_s = a.ttl_s;
     std::memcpy(n.domain, text_.text, text_.len);
-    if (at != FlatMap<QueuedKey, uint32_t>::kNone) {
+    if (at != FlatMap<dns::AddrKey, uint32_t>::kNone) {
       names_[queued_.ValueAt(at)] = n;
       return;
     }
@@ -358,12 +356,7 @@ class DnsCollector::Impl final : public dns::TcpMessageSink {
   dns::NameDedupe dedupe_;
   std::vector<dke_dns_name> names_;
   // Addresses in names_ -> their index there (until TakeNames).
-  struct QueuedKey {
-    uint8_t addr[16];  // IPv4 in the first 4 bytes, the rest 0
-    uint16_t family;
-    uint16_t pad[3];
-  };
-  FlatMap<QueuedKey, uint32_t> queued_;
+  FlatMap<dns::AddrKey, uint32_t> queued_;
   // Scratch of one message.
   dns::Message msg_;
   dns::LearnedAddress learned_[dns::kMaxAnswers];

@@ -119,8 +119,8 @@ size_t NameLearner::Learn(const uint8_t* buf, size_t len, const Message& m, Lear
 
 NameDedupe::NameDedupe(size_t max_entries, uint64_t seed) : sent_(max_entries, seed) {}
 
-NameDedupe::Key NameDedupe::MakeKey(const uint8_t* addr, uint16_t family) {
-  Key k{};
+AddrKey AddrKey::Of(const uint8_t* addr, uint16_t family) {
+  AddrKey k{};
   std::memcpy(k.addr, addr, family == kAfInet ? 4 : 16);
   k.family = family;
   return k;
@@ -129,12 +129,12 @@ NameDedupe::Key NameDedupe::MakeKey(const uint8_t* addr, uint16_t family) {
 // The entry expiring first among the next few from the cursor goes.
 void NameDedupe::EvictOne() {
   size_t looks = std::min<size_t>(8, sent_.size());
-  size_t victim = FlatMap<Key, Sent>::kNone;
+  size_t victim = FlatMap<AddrKey, Sent>::kNone;
   size_t i = cursor_;
   for (size_t seen = 0; seen < looks;) {
     i = (i + 1) % sent_.capacity();
     if (!sent_.OccupiedAt(i)) continue;
-    if (victim == FlatMap<Key, Sent>::kNone || sent_.ValueAt(i).expires_ns < sent_.ValueAt(victim).expires_ns) victim = i;
+    if (victim == FlatMap<AddrKey, Sent>::kNone || sent_.ValueAt(i).expires_ns < sent_.ValueAt(victim).expires_ns) victim = i;
     seen++;
   }
   cursor_ = i;
@@ -143,7 +143,7 @@ void NameDedupe::EvictOne() {
 
 bool NameDedupe::ShouldSend(const uint8_t* addr, uint16_t family, uint64_t domain_hash, uint64_t hold_ns,
                             uint64_t now_ns) {
-  Key k = MakeKey(addr, family);
+  AddrKey k = AddrKey::Of(addr, family);
   uint64_t h = sent_.Hash(k);
   bool inserted = false;
   Sent* s = sent_.Insert(k, h, &inserted);
@@ -158,9 +158,9 @@ bool NameDedupe::ShouldSend(const uint8_t* addr, uint16_t family, uint64_t domai
 }
 
 void NameDedupe::Forget(const uint8_t* addr, uint16_t family) {
-  Key k = MakeKey(addr, family);
+  AddrKey k = AddrKey::Of(addr, family);
   size_t i = sent_.Find(k, sent_.Hash(k));
-  if (i != FlatMap<Key, Sent>::kNone) sent_.EraseAt(i);
+  if (i != FlatMap<AddrKey, Sent>::kNone) sent_.EraseAt(i);
 }
 
 }  // namespace dke::dns

@@ -58,6 +58,14 @@ class NameLearner {
   size_t n_decoded_ = 0;
 };
 
+// An address as a flat-map key: IPv4 in the first 4 bytes, the rest 0.
+struct AddrKey {
+  uint8_t addr[16];
+  uint16_t family;
+  uint16_t pad[3];
+  static AddrKey Of(const uint8_t* addr, uint16_t family);
+};
+
 // Remembers which domain each address was last sent with and until when. At
 // most max_entries: a new address that finds it full replaces the entry
 // expiring first among a few looked at from a rotating cursor (forgetting
@@ -73,19 +81,13 @@ class NameDedupe {
   size_t size() const { return sent_.size(); }
 
  private:
-  struct Key {
-    uint8_t addr[16];  // IPv4 in the first 4 bytes, the rest 0
-    uint16_t family;
-    uint16_t pad[3];
-  };
   struct Sent {
     uint64_t domain_hash;
     uint64_t expires_ns;
   };
-  static Key MakeKey(const uint8_t* addr, uint16_t family);
   void EvictOne();
 
-  FlatMap<Key, Sent> sent_;
+  FlatMap<AddrKey, Sent> sent_;
   size_t cursor_ = 0;
 };
 

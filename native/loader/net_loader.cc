@@ -271,6 +271,12 @@ bool NetLoader::Open() {
   std::string rings_failed;
   if (!opts_.dns_ports.empty() && !OpenDnsRings(&rings_failed))
     degraded.push_back("opening the DNS ring buffers failed (" + rings_failed + "): no dnsflow");
+  // The ring made for loading is CPU 0's by now, unless dnsflow is off or
+  // an earlier loader's rings were found: then nothing needs it.
+  if (dns_ring_first_ >= 0) {
+    close(dns_ring_first_);
+    dns_ring_first_ = -1;
+  }
 
   std::string attached;
   if (!Attach(&attached, &degraded)) return false;
@@ -446,8 +452,11 @@ bool NetLoader::OpenDnsRings(std::string* why) {
       }
     }
     dns_ring_fds_.push_back(fd);
-    int err = dns_rb_ ? ring_buffer__add(dns_rb_, fd, stage, &dns_staged_) : 0;
-    if (!dns_rb_) dns_rb_ = ring_buffer__new(fd, stage, &dns_staged_, nullptr);
+    int err = 0;
+    if (dns_rb_)
+      err = ring_buffer__add(dns_rb_, fd, stage, &dns_staged_);
+    else
+      dns_rb_ = ring_buffer__new(fd, stage, &dns_staged_, nullptr);
     if (!dns_rb_ || err) {
       *why = std::string("ring of CPU ") + std::to_string(cpu) + ": " + strerror(errno);
       return false;

@@ -75,7 +75,7 @@ class NetLoader : public LoaderPlugin {
   bool synack_counted_ = false;  // dke_tcp_retransmit_synack attached (control.flags)
   int ncpus_ = 1;                    // possible CPUs: one DNS ring each
   uint32_t dns_ring_bytes_ = 0;      // size of each
-  int dns_ring_first_ = -1;          // made before loading, until it is CPU 0's ring
+  int dns_ring_first_ = -1;          // made for loading (the rings' template), then CPU 0's ring
   std::vector<int> dns_ring_fds_;    // the rings in dns_rings, by CPU
   ring_buffer* dns_rb_ = nullptr;    // polls and drains all of them
   TimeOrderedStage dns_staged_;      // one drain's records of all rings

@@ -4,16 +4,16 @@
 #include <string>
 
 #include "bash_origin.h"
+#include "unit_check.h"
 
 namespace {
 
-int failures = 0;
 #define CHECK_EQ(got, want)                                                                       \
   do {                                                                                            \
     std::string g_ = (got), w_ = (want);                                                          \
     if (g_ != w_) {                                                                               \
       fprintf(stderr, "%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__, __LINE__, #got, g_.c_str(), w_.c_str()); \
-      failures++;                                                                                 \
+      dke::unit::failures++;                                                                      \
     }                                                                                             \
   } while (0)
 
@@ -71,10 +71,5 @@ void UserNames() {
 int main() {
   ContainerIds();
   UserNames();
-  if (failures) {
-    fprintf(stderr, "%d checks failed\n", failures);
-    return 1;
-  }
-  printf("all checks passed\n");
-  return 0;
+  return dke::unit::Finish("bash origins");
 }

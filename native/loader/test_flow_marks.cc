@@ -5,17 +5,10 @@
 #include <vector>
 
 #include "flow_marks.h"
+#include "unit_check.h"
 
 namespace {
 
-int failures = 0;
-#define CHECK(cond)                                                       \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                         \
-    }                                                                     \
-  } while (0)
 
 dke_flow_key Key(uint32_t pid) {
   dke_flow_key k{};
@@ -132,10 +125,5 @@ int main() {
   RemovesQuietFlowsAndReportsTheirResidual();
   AFlowCreatedAnewBelowItsMarkIsAllNew();
   ForgetsMarksOfFlowsGoneFromTheKernel();
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("flow marks: all checks passed\n");
-  return 0;
+  return dke::unit::Finish("flow marks");
 }

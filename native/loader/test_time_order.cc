@@ -7,17 +7,10 @@
 #include <vector>
 
 #include "time_order.h"
+#include "unit_check.h"
 
 namespace {
 
-int failures = 0;
-#define CHECK(cond)                                                             \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                               \
-    }                                                                           \
-  } while (0)
 
 struct Rec {
   uint64_t time;
@@ -106,10 +99,5 @@ int main() {
   RecordsOfTheSameTimeKeepTheirRingOrder();
   ADrainStartsEmpty();
   AShortRecordStillGoesOut();
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("time order: all checks passed\n");
-  return 0;
+  return dke::unit::Finish("time order");
 }
