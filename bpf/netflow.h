@@ -62,17 +62,22 @@ struct dke_flow_stats {
  * flow (one client host's connections to a server port, a resolver's
  * lookups) adds to the same flow from every CPU: with one copy each add
  * pulled its cache line from the other CPU (a DNS packet's program ran
- * twice as long on two CPUs as on one). A lane owns 128 bytes, so no two
- * lanes share a cache line wherever the kernel places the value. */
+ * twice as long on two CPUs as on one). Each lane's counters have 64
+ * bytes of padding before them, and the last lane after them, so wherever
+ * the kernel places the value (8-byte aligned, right after the key) no
+ * counter shares a cache line with another lane or with the key: with the
+ * first lane's counters on the key's line, every add on one CPU made the
+ * other CPU's next look-up of the flow miss on its key compare. */
 #define DKE_FLOW_LANES 2
 
 struct dke_flow_lane {
+	__u64 _lead[8];
 	struct dke_flow_stats stats;
-	__u64 _pad[8];
 };
 
 struct dke_flow_lanes {
 	struct dke_flow_lane lane[DKE_FLOW_LANES];
+	__u64 _tail[8];
 };
 
 enum dke_sock_flags {

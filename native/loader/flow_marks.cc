@@ -1,5 +1,6 @@
 #include "flow_marks.h"
 
+#include <cstddef>
 #include <cstring>
 
 namespace dke {
@@ -12,6 +13,12 @@ size_t FlowKeyHash::operator()(const dke_flow_key& k) const {
 }
 
 bool FlowKeyEq::operator()(const dke_flow_key& a, const dke_flow_key& b) const { return memcmp(&a, &b, sizeof(a)) == 0; }
+
+// bpf/netflow.h: a cache line's worth of padding on both sides of every
+// lane's counters, whatever 8-byte-aligned address the value gets.
+static_assert(offsetof(dke_flow_lane, stats) >= 64, "a lane's counters start a cache line after what precedes them");
+static_assert(sizeof(dke_flow_lanes) - offsetof(dke_flow_lanes, lane[DKE_FLOW_LANES - 1].stats) - sizeof(dke_flow_stats) >= 64,
+              "the last lane's counters end a cache line before what follows the value");
 
 dke_flow_stats SumLanes(const dke_flow_lanes& lanes) {
   constexpr size_t n = sizeof(dke_flow_stats) / sizeof(uint64_t);

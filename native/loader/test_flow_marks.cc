@@ -109,7 +109,8 @@ void SumsTheLanesOfAFlow() {
   l.lane[0].stats.rtt_sum_us = 7;
   l.lane[DKE_FLOW_LANES - 1].stats = Stats(10, 20, 0, 1);
   l.lane[DKE_FLOW_LANES - 1].stats.rtt_count = 1;
-  l.lane[0]._pad[0] = 99;  // padding is never a counter
+  l.lane[0]._lead[0] = 99;  // padding is never a counter
+  l._tail[0] = 99;
   dke_flow_stats s = dke::SumLanes(l);
   CHECK(s.bytes_sent == 11 && s.bytes_received == 22 && s.established == 1 && s.closed == 1);
   CHECK(s.rtt_sum_us == 7 && s.rtt_count == 1 && s.retransmits == 0);
