@@ -131,6 +131,7 @@ class DnsCollector::Impl final : public dns::TcpMessageSink {
 
   void Collect(uint64_t now_ns, std::vector<dke_dnsflow_stat>* out) {
     ExpirePending(now_ns);
+    pending_.Compact();  // after a burst, the lookups in flight fit a few cache lines again
     tcp_.Expire(now_ns);
     out->reserve(out->size() + groups_.size());
     groups_.ForEach([&](const GroupKey& k, const Group& g) {

@@ -23,6 +23,7 @@ void TcpReassembler::Expire(uint64_t now_ns) {
     free_bufs_.push_back(s.buf);
     return true;
   });
+  streams_.Compact();
 }
 
 // The table is full: idle streams go, else the longest-unused stream that is

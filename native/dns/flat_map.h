@@ -1,11 +1,19 @@
 // A bounded open-addressing hash table for the per-packet tables of the DNS
 // module (pending queries, aggregation groups, TCP streams). Keys and values
 // are fixed-size and trivially copyable; keys have no padding bytes (they are
-// compared with memcmp). One allocation at construction and none after: the
-// table holds at most `max_entries` and has at least twice as many slots, so
-// linear probes stay short; Insert refuses an entry beyond the bound and the
-// caller counts what it sheds. Deletion shifts the following entries back
-// (no tombstones), so a table that churns never degrades.
+// compared with memcmp). The table holds at most `max_entries` and always
+// has at least twice as many slots as entries, so linear probes stay short;
+// Insert refuses an entry beyond the bound and the caller counts what it
+// sheds. Deletion shifts the following entries back (no tombstones), so a
+// table that churns never degrades.
+//
+// The slots grow with the entries (doubling, up to the bound's) and shrink
+// again at Clear and Compact: a table sized for its worst case spread a
+// handful of live entries (16 lookups in flight) over megabytes of slots, so
+// every query and answer missed the cache on its slot (a third of the
+// loader's DNS time) and, keys being random, in time backed every page. A
+// growth is a rehash, at most log2(bound) of them from empty; when memory
+// cannot be had the table stays as it is and Insert sheds.
 #pragma once
 
 #include <cstddef>
@@ -45,15 +53,9 @@ class FlatMap {
   static constexpr size_t kNone = ~size_t{0};
 
   FlatMap(size_t max_entries, uint64_t seed) : max_(max_entries), seed_(seed) {
-    size_t cap = 16;
-    while (cap < max_entries * 2) cap <<= 1;
-    // calloc, not a vector: a large table comes zeroed from fresh pages the
-    // kernel backs only once a slot on them is written, so an idle loader
-    // does not carry its worst-case tables in RSS (all-zero is all-empty).
-    slots_.reset(static_cast<Slot*>(std::calloc(cap, sizeof(Slot))));
-    if (!slots_) throw std::bad_alloc();
-    cap_ = cap;
-    mask_ = cap - 1;
+    max_cap_ = kMinCap;
+    while (max_cap_ < max_entries * 2) max_cap_ <<= 1;
+    if (!Rehash(kMinCap)) throw std::bad_alloc();
   }
 
   size_t size() const { return size_; }
@@ -87,6 +89,12 @@ class FlatMap {
       }
     }
     if (size_ >= max_) return nullptr;
+    if ((size_ + 1) * 2 > cap_) {
+      // (cap_ < max_cap_ here: max_cap_ holds twice the bound)
+      if (!Rehash(cap_ * 2)) return nullptr;
+      for (i = h & mask_; slots_[i].hash != 0; i = (i + 1) & mask_) {
+      }
+    }
     Slot& s = slots_[i];
     s.hash = h;
     s.key = k;
@@ -144,12 +152,28 @@ class FlatMap {
       if (slots_[i].hash != 0) f(slots_[i].key, slots_[i].value);
   }
 
+  // Empties the table and gives back its slots beyond the smallest.
   void Clear() {
+    if (cap_ > kMinCap && Allocate(kMinCap)) {
+      size_ = 0;
+      return;
+    }
     if (size_ == 0) return;
-    for (size_t i = 0; i < cap_; i++)
-      if (slots_[i].hash != 0) slots_[i].hash = 0;  // untouched pages stay unbacked
+    for (size_t i = 0; i < cap_; i++) slots_[i].hash = 0;
     size_ = 0;
   }
+
+  // Gives back slots a table that emptied no longer needs (it keeps room
+  // for four times its entries). Moves entries: slot indexes change.
+  void Compact() {
+    if (cap_ <= kMinCap || size_ * 8 >= cap_) return;
+    size_t want = kMinCap;
+    while (want < size_ * 4) want <<= 1;
+    Rehash(want);  // no memory: stay as large as it is
+  }
+
+ private:
+  static constexpr size_t kMinCap = 16;
 
  private:
   struct Slot {
@@ -161,8 +185,36 @@ class FlatMap {
   struct FreeSlots {
     void operator()(Slot* p) const { std::free(p); }
   };
+  // New empty slots, `cap` of them (a power of two); false without memory.
+  bool Allocate(size_t cap) {
+    Slot* p = static_cast<Slot*>(std::calloc(cap, sizeof(Slot)));  // all-zero is all-empty
+    if (!p) return false;
+    slots_.reset(p);
+    cap_ = cap;
+    mask_ = cap - 1;
+    return true;
+  }
+
+  // The entries into `cap` slots; false (and the table as it was) without memory.
+  bool Rehash(size_t cap) {
+    std::unique_ptr<Slot[], FreeSlots> old(slots_.release());
+    size_t old_cap = cap_;
+    if (!Allocate(cap)) {
+      slots_ = std::move(old);
+      return false;
+    }
+    for (size_t j = 0; j < old_cap; j++) {
+      if (old[j].hash == 0) continue;
+      size_t i = old[j].hash & mask_;
+      while (slots_[i].hash != 0) i = (i + 1) & mask_;
+      slots_[i] = old[j];
+    }
+    return true;
+  }
+
   std::unique_ptr<Slot[], FreeSlots> slots_;
   size_t cap_ = 0;
+  size_t max_cap_ = 0;
   size_t mask_ = 0;
   size_t size_ = 0;
   size_t max_;

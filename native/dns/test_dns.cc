@@ -1305,6 +1305,42 @@ TEST(fuzz_collector_with_random_and_mutated_records) {
               s.packets, s.malformed, s.not_dns, s.unmatched_answers, s.tcp_stream_gaps, s.tcp_streams_shed);
 }
 
+TEST(flat_map_grows_with_its_entries_and_shrinks_when_they_go) {
+  struct K {
+    uint64_t a;
+  };
+  FlatMap<K, uint64_t> m(10'000, 7);
+  CHECK_EQ(m.capacity(), size_t{16});
+  bool ins;
+  for (uint64_t a = 0; a < 1000; a++) {
+    K k{a};
+    uint64_t* v = m.Insert(k, m.Hash(k), &ins);
+    CHECK(v && ins);
+    *v = a;
+    CHECK(m.capacity() >= 2 * m.size());
+  }
+  CHECK_EQ(m.capacity(), size_t{2048});  // never more than needed for twice the entries
+  m.EraseIf([](const K& k, uint64_t&) { return k.a >= 10; });
+  m.Compact();
+  CHECK_EQ(m.size(), size_t{10});
+  CHECK(m.capacity() <= 64);
+  for (uint64_t a = 0; a < 1000; a++) {
+    K k{a};
+    size_t at = m.Find(k, m.Hash(k));
+    CHECK((at != FlatMap<K, uint64_t>::kNone) == (a < 10));
+    if (at != FlatMap<K, uint64_t>::kNone) CHECK_EQ(m.ValueAt(at), a);
+  }
+  m.Clear();
+  CHECK(m.size() == 0 && m.capacity() == 16);
+  for (uint64_t a = 0; a < 10'000; a++) {
+    K k{a};
+    CHECK(m.Insert(k, m.Hash(k), &ins) != nullptr);
+  }
+  K over{10'000};
+  CHECK(m.full() && m.Insert(over, m.Hash(over), &ins) == nullptr);
+  CHECK_EQ(m.capacity(), size_t{32'768});  // the bound's: twice 10,000, rounded up to a power of two
+}
+
 TEST(flat_map_keeps_every_entry_findable_through_churn) {
   struct K {
     uint64_t a;
@@ -1345,6 +1381,8 @@ TEST(flat_map_keeps_every_entry_findable_through_churn) {
         CHECK(present[key.a] && v == key.a);
       });
       CHECK_EQ(n, m.size());
+      m.Compact();
+      CHECK(m.capacity() >= 2 * m.size());
     }
   }
 }
