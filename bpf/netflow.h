@@ -145,6 +145,22 @@ struct dke_control {
 	__u16 dns_ports[DKE_DNS_PORTS_MAX]; /* --dns-ports; 0 = unused slot; all 0: no DNS capture */
 };
 
+/* liveness[0]: the orphan check's own clock, kept by the programs (the
+ * loader never writes it). A clock read (bpf_ktime_get_ns) cost 11-12 % of
+ * all our programs' time under a hypervisor's paravirtual clock, once per
+ * program run; jiffies are one load. So the first program to run after a
+ * collect turns "last collect + orphan timeout" into jiffies with one clock
+ * read, and every other run compares jiffies. How long a jiffy is (the
+ * kernel's HZ) is measured here too, from pairs of readings at least a second
+ * apart: the kernel's config is not on every host (containers have no /boot). */
+struct dke_liveness {
+	__u64 commit_ns;          /* control.last_commit_ns that live_until_jiffies is for (0: none yet) */
+	__u64 live_until_jiffies; /* bpf_jiffies64() at which that collect is orphan_timeout_ns old */
+	__u64 cal_ns;             /* a bpf_ktime_get_ns() and bpf_jiffies64() read together, */
+	__u64 cal_jiffies;        /*   the start of the next measure of a jiffy */
+	__u64 ns_per_jiffy;       /* 0 until measured: the clock is read every time */
+};
+
 enum dke_control_flags {
 	/* dke_tcp_retransmit_synack is attached: it counts every SYN-ACK
 	 * retransmit, so an accepted connection starts from the retransmits it

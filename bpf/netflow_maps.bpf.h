@@ -96,6 +96,15 @@ DKE_MAP struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } control SEC(".maps");
 
+/* 0 -> struct dke_liveness (the programs' own; see netflow.h). */
+DKE_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dke_liveness);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} liveness SEC(".maps");
+
 /* enum dke_telemetry -> u64 count. */
 DKE_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -133,9 +142,6 @@ static __always_inline void dke_count(__u32 idx)
 		*v += 1;
 }
 
-/* The control block, or NULL when no reader has collected for
- * --orphan-timeout: then the programs do nothing (and count that) until a
- * loader collects again. */
 static __always_inline struct dke_control *dke_control(void)
 {
 	__u32 zero = 0;
@@ -153,9 +159,56 @@ static __always_inline struct dke_control *dke_live_at(struct dke_control *c, __
 	return c;
 }
 
+#define DKE_NS_PER_S 1000000000ULL
+
+/* The first look since a collect (or since the length of a jiffy is known):
+ * one clock read, for the answer and for the deadline in jiffies. Programs on
+ * two CPUs may both get here; what they write is the same but for a jiffy. */
+static __always_inline struct dke_control *dke_live_recompute(struct dke_control *c, struct dke_liveness *l, __u64 j)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 end = c->last_commit_ns + c->orphan_timeout_ns;
+
+	if (!l->cal_ns || now - l->cal_ns >= DKE_NS_PER_S) {
+		if (l->cal_ns && j > l->cal_jiffies)
+			l->ns_per_jiffy = (now - l->cal_ns) / (j - l->cal_jiffies);
+		l->cal_ns = now;
+		l->cal_jiffies = j;
+	}
+	if (l->ns_per_jiffy) {
+		l->live_until_jiffies = j + (end > now ? (end - now) / l->ns_per_jiffy : 0);
+		l->commit_ns = c->last_commit_ns; /* after the deadline it stands for */
+	}
+	return dke_live_at(c, now);
+}
+
+/* `c` (the control block), or NULL when no reader has collected for
+ * --orphan-timeout: then the programs do nothing (and count that) until a
+ * loader collects again. Compares jiffies, not the clock (struct dke_liveness). */
+static __always_inline struct dke_control *dke_live(struct dke_control *c)
+{
+	struct dke_liveness *l;
+	__u32 zero = 0;
+	__u64 j;
+
+	if (!c || !c->orphan_timeout_ns)
+		return c;
+	l = bpf_map_lookup_elem(&liveness, &zero);
+	if (!l)
+		return dke_live_at(c, bpf_ktime_get_ns());
+	j = bpf_jiffies64();
+	if (l->commit_ns != c->last_commit_ns || !l->ns_per_jiffy)
+		return dke_live_recompute(c, l, j);
+	if (j > l->live_until_jiffies) {
+		dke_count(DKE_TEL_ORPHAN_SKIPPED);
+		return 0;
+	}
+	return c;
+}
+
 static __always_inline struct dke_control *dke_control_live(void)
 {
-	return dke_live_at(dke_control(), bpf_ktime_get_ns());
+	return dke_live(dke_control());
 }
 
 /* This CPU's lane of the flow's counters, the flow created on first use.

@@ -299,8 +299,7 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk || (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP))
 		return 1;
-	now = bpf_ktime_get_ns(); /* one clock read per packet: the orphan check and the DNS timestamp */
-	if (!dke_live_at(ctl, now) || !dke_parse(skb, &p))
+	if (!dke_live(ctl) || !dke_parse(skb, &p))
 		return 1;
 	st = bpf_sk_storage_get(&sock_state, sk, 0, p.proto == IPPROTO_UDP ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!st && p.proto == IPPROTO_UDP)
@@ -315,6 +314,7 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 		/* The socket's namespace, or 0 until it is known (an older socket
 		 * that has only received so far; the loader pairs across that). */
 		netns = st ? st->key.netns : 0;
+		now = bpf_ktime_get_ns(); /* the packet's time: the only clock read of a packet */
 		dke_capture_dns(skb, &p, netns, ctl, egress, now);
 	}
 	if (st && p.proto == IPPROTO_UDP)
