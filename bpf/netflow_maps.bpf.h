@@ -160,18 +160,28 @@ static __always_inline struct dke_control *dke_live_at(struct dke_control *c, __
 }
 
 #define DKE_NS_PER_S 1000000000ULL
+/* A jiffy is 1 ms (HZ 1000) to 10 ms (HZ 100) on the kernels we meet; a
+ * measure far outside is two CPUs' readings mixed, and is not taken. */
+#define DKE_JIFFY_NS_MIN 500000ULL
+#define DKE_JIFFY_NS_MAX 50000000ULL
 
 /* The first look since a collect (or since the length of a jiffy is known):
  * one clock read, for the answer and for the deadline in jiffies. Programs on
- * two CPUs may both get here; what they write is the same but for a jiffy. */
+ * two CPUs may both get here and interleave their writes: a mixed pair gives
+ * a measure out of range (not taken), and a wrong deadline can only cost a
+ * clock read, never skip a run (dke_live asks the clock before it does). */
 static __always_inline struct dke_control *dke_live_recompute(struct dke_control *c, struct dke_liveness *l, __u64 j)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 end = c->last_commit_ns + c->orphan_timeout_ns;
+	__u64 cal_ns = l->cal_ns, cal_jiffies = l->cal_jiffies, per;
 
-	if (!l->cal_ns || now - l->cal_ns >= DKE_NS_PER_S) {
-		if (l->cal_ns && j > l->cal_jiffies)
-			l->ns_per_jiffy = (now - l->cal_ns) / (j - l->cal_jiffies);
+	if (!cal_ns || now < cal_ns || now - cal_ns >= DKE_NS_PER_S) {
+		if (cal_ns && now > cal_ns && j > cal_jiffies) {
+			per = (now - cal_ns) / (j - cal_jiffies);
+			if (per >= DKE_JIFFY_NS_MIN && per <= DKE_JIFFY_NS_MAX)
+				l->ns_per_jiffy = per;
+		}
 		l->cal_ns = now;
 		l->cal_jiffies = j;
 	}
@@ -199,10 +209,8 @@ static __always_inline struct dke_control *dke_live(struct dke_control *c)
 	j = bpf_jiffies64();
 	if (l->commit_ns != c->last_commit_ns || !l->ns_per_jiffy)
 		return dke_live_recompute(c, l, j);
-	if (j > l->live_until_jiffies) {
-		dke_count(DKE_TEL_ORPHAN_SKIPPED);
-		return 0;
-	}
+	if (j > l->live_until_jiffies)
+		return dke_live_at(c, bpf_ktime_get_ns()); /* the clock decides; jiffies only spare reading it */
 	return c;
 }
 
