@@ -53,9 +53,7 @@ class FlatMap {
   static constexpr size_t kNone = ~size_t{0};
 
   FlatMap(size_t max_entries, uint64_t seed) : max_(max_entries), seed_(seed) {
-    max_cap_ = kMinCap;
-    while (max_cap_ < max_entries * 2) max_cap_ <<= 1;
-    if (!Rehash(kMinCap)) throw std::bad_alloc();
+    if (!Allocate(kMinCap)) throw std::bad_alloc();
   }
 
   size_t size() const { return size_; }
@@ -89,11 +87,10 @@ class FlatMap {
       }
     }
     if (size_ >= max_) return nullptr;
+    // Growing stops by itself at the first power of two >= twice the bound.
     if ((size_ + 1) * 2 > cap_) {
-      // (cap_ < max_cap_ here: max_cap_ holds twice the bound)
       if (!Rehash(cap_ * 2)) return nullptr;
-      for (i = h & mask_; slots_[i].hash != 0; i = (i + 1) & mask_) {
-      }
+      i = EmptySlotFor(h);
     }
     Slot& s = slots_[i];
     s.hash = h;
@@ -175,7 +172,6 @@ class FlatMap {
  private:
   static constexpr size_t kMinCap = 16;
 
- private:
   struct Slot {
     uint64_t hash;  // 0: empty
     K key;
@@ -203,18 +199,20 @@ class FlatMap {
       slots_ = std::move(old);
       return false;
     }
-    for (size_t j = 0; j < old_cap; j++) {
-      if (old[j].hash == 0) continue;
-      size_t i = old[j].hash & mask_;
-      while (slots_[i].hash != 0) i = (i + 1) & mask_;
-      slots_[i] = old[j];
-    }
+    for (size_t j = 0; j < old_cap; j++)
+      if (old[j].hash != 0) slots_[EmptySlotFor(old[j].hash)] = old[j];
     return true;
+  }
+
+  // The first empty slot of hash h's probe chain.
+  size_t EmptySlotFor(uint64_t h) const {
+    size_t i = h & mask_;
+    while (slots_[i].hash != 0) i = (i + 1) & mask_;
+    return i;
   }
 
   std::unique_ptr<Slot[], FreeSlots> slots_;
   size_t cap_ = 0;
-  size_t max_cap_ = 0;
   size_t mask_ = 0;
   size_t size_ = 0;
   size_t max_;

@@ -439,6 +439,10 @@ bool NetLoader::OpenDnsRings(std::string* why) {
     return 0;
   };
   for (uint32_t cpu = 0; cpu < static_cast<uint32_t>(ncpus_); cpu++) {
+    auto failed = [&] {
+      *why = std::string("ring of CPU ") + std::to_string(cpu) + ": " + strerror(errno);
+      return false;
+    };
     uint32_t id = 0;
     int fd = -1;
     if (bpf_map_lookup_elem(outer, &cpu, &id) == 0 && id) fd = bpf_map_get_fd_by_id(id);
@@ -446,9 +450,9 @@ bool NetLoader::OpenDnsRings(std::string* why) {
       std::swap(fd, dns_ring_first_);
       if (fd < 0) fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "dke_dns_ring", 0, 0, dns_ring_bytes_, nullptr);
       if (fd < 0 || bpf_map_update_elem(outer, &cpu, &fd, BPF_ANY) != 0) {
-        *why = std::string("ring of CPU ") + std::to_string(cpu) + ": " + strerror(errno);
+        bool r = failed();
         if (fd >= 0) close(fd);
-        return false;
+        return r;
       }
     }
     dns_ring_fds_.push_back(fd);
@@ -457,10 +461,7 @@ bool NetLoader::OpenDnsRings(std::string* why) {
       err = ring_buffer__add(dns_rb_, fd, stage, &dns_staged_);
     else
       dns_rb_ = ring_buffer__new(fd, stage, &dns_staged_, nullptr);
-    if (!dns_rb_ || err) {
-      *why = std::string("ring of CPU ") + std::to_string(cpu) + ": " + strerror(errno);
-      return false;
-    }
+    if (!dns_rb_ || err) return failed();
   }
   return true;
 }

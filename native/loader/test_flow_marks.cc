@@ -9,7 +9,6 @@
 
 namespace {
 
-
 dke_flow_key Key(uint32_t pid) {
   dke_flow_key k{};
   k.family = 2;
