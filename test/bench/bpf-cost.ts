@@ -2,14 +2,17 @@
 // (run_time_ns / run_cnt from `bpftool prog show` with
 // kernel.bpf_stats_enabled=1, put back afterwards) under bulk veth traffic
 // (iperf3), short-connection churn (tcpgen; both ends on this host, so one
-// connection is two tracked sockets) and 1 KiB writes over veth. Only our
-// loaders' programs are read; other collectors' are counted and reported,
-// as they make every other number noisier. Then the same bulk and churn with
-// only the floor attached (empty programs on the same hooks, lib/floor.ts):
-// the part of the cost that is the kernel's price for running a program there.
+// connection is two tracked sockets), DNS lookups (dnsgen to dnsmasq, both
+// ends here too: a lookup is four packets seen) and 1 KiB writes over veth.
+// Only our loaders' programs are read; other collectors' are counted and
+// reported, as they make every other number noisier. Then the same bulk,
+// churn and DNS with only the floor attached (empty programs on the same
+// hooks, lib/floor.ts): the part of the cost that is the kernel's price for
+// running a program there.
 import { foreignCollectorPrograms, progStats, withBpfStats, type ProgStat } from './lib/bpf';
 import { Collector } from './lib/collector';
 import { startFloor } from './lib/floor';
+import { dnsgen, startResolver } from './lib/dns';
 import { checkIperf, iperf, startIperfServer } from './lib/iperf';
 import { churn, startTcpServer } from './lib/tcpgen';
 import { check, info, type BenchContext, type Row, type ScenarioResult } from './lib/types';
@@ -18,6 +21,8 @@ import { median, progress, round, sleep } from './lib/util';
 const IPERF_PORT = 26020;
 const CHURN_PORT = 26120;
 const NPORTS = 4;
+const DNS_PORT = 53;
+const DNS_INFLIGHT = 16;
 
 interface PhaseCost {
   phase: string;
@@ -36,7 +41,8 @@ export interface BpfCostData {
   nsPerConnection: number;
   nsPerMiBBulk: number;
   nsPerMiB1k: number;
-  floor: { rounds: PhaseCost[][]; perProgram: BpfCostData['perProgram']; nsPerConnection: number; nsPerMiBBulk: number };
+  nsPerLookup: number;
+  floor: { rounds: PhaseCost[][]; perProgram: BpfCostData['perProgram']; nsPerConnection: number; nsPerMiBBulk: number; nsPerLookup: number };
   foreignCollectorPrograms: number;
   exitCode: number | null;
 }
@@ -56,20 +62,21 @@ function diff(before: ProgStat[], after: ProgStat[], phase: string, unit: string
   return { phase, programs, totalNs, unit, units };
 }
 
-const PHASES = { bulk: 'bulk veth', churn: 'churn', small: 'veth 1 KiB writes' } as const;
+const PHASES = { bulk: 'bulk veth', churn: 'churn', dns: 'dns', small: 'veth 1 KiB writes' } as const;
 
 export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   const { config } = ctx;
   checkIperf();
   const iperfServer = await startIperfServer(ctx.hosts.b, ctx.hosts.ipB, IPERF_PORT);
   const tcpServer = await startTcpServer(ctx.hosts.b, ctx.hosts.ipB, CHURN_PORT, NPORTS);
+  const resolver = await startResolver(ctx.hosts.b, ctx.hosts.ipB, DNS_PORT, '10.201.6.99');
   const rounds: PhaseCost[][] = [];
   const floorRounds: PhaseCost[][] = [];
   let foreign = NaN;
   let exitCode: number | null = null;
   try {
     await withBpfStats(async () => {
-      // One round: bulk, churn and (for the collector) 1 KiB writes, each
+      // One round: bulk, churn, DNS and (for the collector) 1 KiB writes, each
       // phase the difference of the programs' counters around it.
       const measureRound = async (ids: readonly number[], small: boolean): Promise<PhaseCost[]> => {
         const mib = (bps: number): number => (bps * config.probeSeconds) / 8 / (1 << 20);
@@ -84,6 +91,10 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
         await sleep(500);
         s1 = progStats(ids);
         phases.push(diff(s0, s1, PHASES.churn, 'connection', ch.made));
+        s0 = s1;
+        const dns = await dnsgen(ctx.hosts.a, ctx.hosts.ipB, DNS_PORT, config.churnSeconds, DNS_INFLIGHT, DNS_INFLIGHT);
+        s1 = progStats(ids);
+        phases.push(diff(s0, s1, PHASES.dns, 'lookup', dns.answered));
         if (small) {
           s0 = s1;
           const w = await iperf(ctx.hosts.a, ctx.hosts.ipB, IPERF_PORT, config.probeSeconds, 0, '1K');
@@ -116,18 +127,21 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
       }
     });
   } finally {
+    await resolver.stop();
     await tcpServer.stop();
     await iperfServer.stop();
   }
 
   const perProgram = medianPerProgram(rounds, Object.values(PHASES));
-  const floorPerProgram = medianPerProgram(floorRounds, [PHASES.bulk, PHASES.churn]);
+  const floorPerProgram = medianPerProgram(floorRounds, [PHASES.bulk, PHASES.churn, PHASES.dns]);
   const perUnit = (of: PhaseCost[][], phase: string): number => median(of.map((ph) => ph.find((p) => p.phase === phase)!).map((p) => p.totalNs / p.units));
   const nsPerConnection = perUnit(rounds, PHASES.churn);
   const nsPerMiBBulk = perUnit(rounds, PHASES.bulk);
   const nsPerMiB1k = perUnit(rounds, PHASES.small);
+  const nsPerLookup = perUnit(rounds, PHASES.dns);
   const floorPerConnection = perUnit(floorRounds, PHASES.churn);
   const floorPerMiB = perUnit(floorRounds, PHASES.bulk);
+  const floorPerLookup = perUnit(floorRounds, PHASES.dns);
 
   const us = (v: number): string => `${(v / 1000).toFixed(2)} µs`;
   const rows: Row[] = [];
@@ -136,24 +150,27 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   rows.push(info('bpf.perMiB1k', 'BPF time per MiB over veth, 1 KiB writes', us(nsPerMiB1k), undefined, nsPerMiB1k));
   rows.push(info('bpf.floor.perConnection', 'the floor: empty programs on the same hooks, BPF time per short connection', us(floorPerConnection), "the kernel's price for running any program there, no collector", floorPerConnection));
   rows.push(info('bpf.floor.perMiB', 'the floor: empty programs on the same hooks, BPF time per MiB of bulk veth traffic', us(floorPerMiB), undefined, floorPerMiB));
+  rows.push(info('bpf.perLookup', 'BPF time per DNS lookup, both ends on this host (bpf_stats)', us(nsPerLookup), `dnsgen a -> dnsmasq b, ${DNS_INFLIGHT} in flight: four packets and their syscalls; the floor there: ${us(floorPerLookup)}`, nsPerLookup));
+  const runs = (v: { runsPerUnit: number; nsPerRun: number } | undefined, per: string, digits: number): string =>
+    v ? `${v.runsPerUnit.toFixed(digits)} runs per ${per} x ${Number.isFinite(v.nsPerRun) ? v.nsPerRun.toFixed(0) : '-'} ns` : '-';
   const churnProgs = perProgram[PHASES.churn]!;
-  const bulkProgs = perProgram[PHASES.bulk]!;
   for (const [n, v] of Object.entries(churnProgs)) {
-    const b = bulkProgs[n];
+    const b = perProgram[PHASES.bulk]![n];
+    const d = perProgram[PHASES.dns]![n];
     const fl = floorPerProgram[PHASES.churn]?.[n.replace(/^dke_/, 'dkf_')];
-    if (v.runsPerUnit === 0 && !b?.runsPerUnit) continue; // e.g. the bash loader's readline probe
+    if (v.runsPerUnit === 0 && !b?.runsPerUnit && !d?.runsPerUnit) continue; // e.g. the bash loader's readline probe
     rows.push(
       info(
         `bpf.program.${n}`,
         `BPF ${n}: runs per connection x ns per run`,
         `${v.runsPerUnit.toFixed(2)} x ${Number.isFinite(v.nsPerRun) ? v.nsPerRun.toFixed(0) : '-'} ns`,
-        `= ${Number.isFinite(v.nsPerRun) ? ((v.runsPerUnit * v.nsPerRun) / 1000).toFixed(2) : '0'} µs per connection; bulk: ${b ? `${b.runsPerUnit.toFixed(1)} runs per MiB x ${Number.isFinite(b.nsPerRun) ? b.nsPerRun.toFixed(0) : '-'} ns` : '-'}${fl && Number.isFinite(fl.nsPerRun) ? `; an empty program there: ${fl.nsPerRun.toFixed(0)} ns per run` : ''}`,
+        `= ${Number.isFinite(v.nsPerRun) ? ((v.runsPerUnit * v.nsPerRun) / 1000).toFixed(2) : '0'} µs per connection; bulk: ${runs(b, 'MiB', 1)}; DNS: ${runs(d, 'lookup', 2)}${fl && Number.isFinite(fl.nsPerRun) ? `; an empty program there: ${fl.nsPerRun.toFixed(0)} ns per run` : ''}`,
         v.runsPerUnit * (Number.isFinite(v.nsPerRun) ? v.nsPerRun : 0),
       ),
     );
   }
   if (foreign > 0) rows.push(info('bpf.foreign', "other collectors' dke_* programs loaded", String(foreign), 'they run on the same hooks and add to every "without" measurement'));
-  const data: BpfCostData = { rounds, perProgram, nsPerConnection: round(nsPerConnection, 1), nsPerMiBBulk: round(nsPerMiBBulk, 1), nsPerMiB1k: round(nsPerMiB1k, 1), floor: { rounds: floorRounds, perProgram: floorPerProgram, nsPerConnection: round(floorPerConnection, 1), nsPerMiBBulk: round(floorPerMiB, 1) }, foreignCollectorPrograms: foreign, exitCode };
+  const data: BpfCostData = { rounds, perProgram, nsPerConnection: round(nsPerConnection, 1), nsPerMiBBulk: round(nsPerMiBBulk, 1), nsPerMiB1k: round(nsPerMiB1k, 1), nsPerLookup: round(nsPerLookup, 1), floor: { rounds: floorRounds, perProgram: floorPerProgram, nsPerConnection: round(floorPerConnection, 1), nsPerMiBBulk: round(floorPerMiB, 1), nsPerLookup: round(floorPerLookup, 1) }, foreignCollectorPrograms: foreign, exitCode };
   return { name: 'bpf-cost', rows, data };
 }
 

@@ -19,6 +19,8 @@ const INFLIGHT = 16;
 
 export interface DnsSample extends DnsgenResult {
   collectorCpuSeconds?: number;
+  /** Per collector process ('daemon', 'net loader', ...), CPU seconds over the run. */
+  cpuByProcess?: Record<string, number>;
   telemetry?: Telemetry;
   /** After the session's SIGTERM flush, with the lookups of the whole session (its warm-up too). */
   counted?: DnsCounts;
@@ -48,11 +50,13 @@ export function dnsProbe(): AbProbe<DnsSample> {
         sessionCollector = collector;
         logFrom = collector?.logs.length ?? 0;
       }
-      const cpu0 = collector?.cpuSeconds();
+      const cpu0 = collector?.cpuByProcess();
       const tel0 = collector?.telemetry();
       const res: DnsSample = await dnsgen(ctx.hosts.a, ctx.hosts.ipB, DNS_PORT, ctx.config.churnSeconds, INFLIGHT, INFLIGHT);
       if (collector) {
-        res.collectorCpuSeconds = collector.cpuSeconds() - cpu0!;
+        const cpu1 = collector.cpuByProcess();
+        res.cpuByProcess = Object.fromEntries(Object.keys(cpu1).map((k) => [k, cpu1[k]! - (cpu0![k] ?? 0)]));
+        res.collectorCpuSeconds = res.cpuByProcess.total;
         const tel1 = collector.telemetry();
         if (tel0 && tel1) res.telemetry = telemetryDelta(tel1, tel0);
       }
@@ -81,7 +85,9 @@ export function summarizeDns(s: RoundSamples<DnsSample>): ScenarioResult {
   const floor = floorRow('dns.floor', s.floor.map((x) => x.rate), wo, '/s');
   rows.push(...floor.rows);
   const perLookupUs = median(s.with.map((x) => ((x.collectorCpuSeconds ?? NaN) / x.answered) * 1e6));
-  rows.push(check('dns.cpuPerLookup', 'collector CPU per DNS lookup', perLookupUs, '<=', 2, (v) => `${v.toFixed(2)} µs`, 'all collector processes over the dnsgen run, idle included; median of rounds'));
+  const roles = [...new Set(s.with.flatMap((x) => Object.keys(x.cpuByProcess ?? {})))].filter((k) => k !== 'total');
+  const perRole = roles.map((k) => `${k} ${median(s.with.map((x) => ((x.cpuByProcess?.[k] ?? 0) / x.answered) * 1e6)).toFixed(2)}`).join(', ');
+  rows.push(check('dns.cpuPerLookup', 'collector CPU per DNS lookup', perLookupUs, '<=', 2, (v) => `${v.toFixed(2)} µs`, `all collector processes over the dnsgen run, idle included (${perRole} µs); median of rounds`));
 
   // The sessions' lookups, warm-ups included: the receiver counted those too.
   const sent = s.with.reduce((a, x) => a + (x.sessionSent ?? 0), 0);
