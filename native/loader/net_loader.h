@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "flow_marks.h"
@@ -56,7 +57,7 @@ class NetLoader : public LoaderPlugin {
   void WriteControl(bool bump_epoch);
   void CollectFlows(uint64_t seq);
   void SendTelemetry();
-  uint64_t SkippedRuns() const;
+  std::pair<uint64_t, uint64_t> SkippedRuns() const;  // {lost with the run, redone later}
   void SeedListeners();
   void SendProcNames(const std::vector<uint32_t>& pids, const std::vector<std::string>& comms);
   bool OpenDnsRings(std::string* why);
@@ -70,8 +71,12 @@ class NetLoader : public LoaderPlugin {
   std::string hook_set_;
   int cgroup_fd_ = -1;
   std::vector<bpf_link*> links_;
-  // The programs links_ hold, by id (SkippedRuns reads their counters).
-  std::vector<uint32_t> link_prog_ids_;
+  // The programs links_ hold (SkippedRuns reads their counters).
+  struct LinkProg {
+    uint32_t id;
+    bool redone_when_skipped;  // kRedoneWhenSkipped
+  };
+  std::vector<LinkProg> link_progs_;
   bool synack_counted_ = false;  // dke_tcp_retransmit_synack attached (control.flags)
   int ncpus_ = 1;                    // possible CPUs: one DNS ring each
   uint32_t dns_ring_bytes_ = 0;      // size of each

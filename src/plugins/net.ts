@@ -29,6 +29,8 @@ const NETFLOW_INPUT = 'ebpf-net/netflow';
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/datakit-ebpf';
 /** Counters of loss or skipped work (the rest of the telemetry is informational). */
 const LOSS_COUNTERS = new Set(['flow_map_full', 'socket_state_failed', 'listen_map_full', 'dns_ringbuf_full', 'dns_pending_shed', 'dns_groups_shed', 'dns_tcp_streams_shed', 'dns_tcp_stream_gaps', 'orphan_skipped', 'skipped_runs']);
+/** Runs the kernel skipped whose work another program does later (native/loader/net_loader.cc, kRedoneWhenSkipped): not a loss. */
+const REDONE_COUNTERS = new Set(['skipped_runs_redone']);
 /** pid -> process name entries kept (names of pids seen lately). */
 const PROC_NAMES_MAX = 65_536;
 
@@ -162,13 +164,16 @@ export class NetPlugin implements CollectorPlugin {
 
   private reportTelemetry(f: Frame): void {
     const lost: Record<string, number> = {};
+    const redone: Record<string, number> = {};
     for (const [name, v] of readTelemetry(f)) {
       const d = v - (this.lastTelemetry.get(name) ?? 0);
       this.lastTelemetry.set(name, v);
       if (d > 0 && LOSS_COUNTERS.has(name)) lost[name] = d;
+      if (d > 0 && REDONE_COUNTERS.has(name)) redone[name] = d;
     }
     for (const [n, d] of Object.entries(lost)) this.ctx.metrics.add('kernel_dropped', d, { plugin: this.name, what: n });
     if (Object.keys(lost).length > 0) this.log.warn({ lost }, 'the kernel side dropped or skipped records this interval');
+    if (Object.keys(redone).length > 0) this.log.debug({ redone }, 'the kernel skipped program runs whose work is done again later: nothing lost');
   }
 
   /** A clean stop: the last interval is committed (the daemon ticks first), so pinned state goes too. */
