@@ -388,18 +388,7 @@ export class KeyLines {
 
   /** 1-based line of `key =` inside `section`, else of the section header. */
   find(section: string, key: string): number | undefined {
-    const keyRe = new RegExp(`^\\s*(["']?)${escapeRe(key)}\\1\\s*=`);
-    let current = '';
-    for (let i = 0; i < this.lines.length; i++) {
-      const line = this.lines[i] as string;
-      const s = sectionOf(line);
-      if (s !== undefined) {
-        current = s;
-        continue;
-      }
-      if (current === section && keyRe.test(line)) return i + 1;
-    }
-    return this.header(section);
+    return this.locate(section, key)?.line ?? this.header(section);
   }
 }
 
