@@ -9,9 +9,9 @@
 import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import type { Collector } from './lib/collector';
 import { sumFlows, type FlowSums } from './lib/flows';
-import { floorRow, pairedRatios, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
+import { floorRow, pairedRatios, ratioRow, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
 import { churn, startTcpServer, type ChurnResult, type TcpServer } from './lib/tcpgen';
-import { check, info, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
+import { info, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
 import { median, round, sleep } from './lib/util';
 
 const CHURN_PORT = 26100;
@@ -89,11 +89,8 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
   const rows: Row[] = [];
   const w = s.with.map((x) => x.rate);
   const wo = s.without.map((x) => x.rate);
-  const ratios = pairedRatios(w, wo);
-  const ratio = median(ratios);
-  rows.push(
-    check('churn.ratio', 'short-connection churn, with / without (tcpgen)', ratio, '>=', 0.95, (v) => v.toFixed(3), `median ${Math.round(median(w))}/s with, ${Math.round(median(wo))}/s without${spreadText(ratios)}`),
-  );
+  const { row, ratios, ratio } = ratioRow('churn.ratio', 'short-connection churn, with / without (tcpgen)', 0.95, w, wo, '/s');
+  rows.push(row);
   const p = s.paused.map((x) => x.rate);
   const pratios = pairedRatios(p, wo);
   if (p.length) {

@@ -10,8 +10,8 @@ import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import type { Collector } from './lib/collector';
 import { startResolver, dnsgen, type DnsgenResult, type Resolver } from './lib/dns';
 import { countDns, type DnsCounts } from './lib/flows';
-import { floorRow, pairedRatios, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
-import { check, info, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
+import { floorRow, ratioRow, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
+import { check, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
 import { median, round } from './lib/util';
 
 const DNS_PORT = 53;
@@ -77,11 +77,8 @@ export function summarizeDns(s: RoundSamples<DnsSample>): ScenarioResult {
   const rows: Row[] = [];
   const w = s.with.map((x) => x.rate);
   const wo = s.without.map((x) => x.rate);
-  const ratios = pairedRatios(w, wo);
-  const ratio = median(ratios);
-  rows.push(
-    check('dns.ratio', `DNS lookups/s through dnsmasq between test hosts, with / without (${INFLIGHT} in flight)`, ratio, '>=', 0.9, (v) => v.toFixed(3), `median ${Math.round(median(w))}/s with, ${Math.round(median(wo))}/s without${spreadText(ratios)}`),
-  );
+  const { row, ratios, ratio } = ratioRow('dns.ratio', `DNS lookups/s through dnsmasq between test hosts, with / without (${INFLIGHT} in flight)`, 0.9, w, wo, '/s');
+  rows.push(row);
   const floor = floorRow('dns.floor', s.floor.map((x) => x.rate), wo, '/s');
   rows.push(...floor.rows);
   const perLookupUs = median(s.with.map((x) => ((x.collectorCpuSeconds ?? NaN) / x.answered) * 1e6));

@@ -2,9 +2,9 @@
 // keep-alive off (a new connection per request), 32 clients, with the
 // collector running vs not. A probe of the alternated rounds (lib/rounds.ts).
 import { ab, startNginx, type AbResult, type WebServer } from './lib/nginx';
-import { floorRow, pairedRatios, spreadText, type AbProbe, type RoundSamples } from './lib/rounds';
-import { check, info, type Row, type ScenarioResult } from './lib/types';
-import { median, round } from './lib/util';
+import { floorRow, ratioRow, type AbProbe, type RoundSamples } from './lib/rounds';
+import { info, type Row, type ScenarioResult } from './lib/types';
+import { round } from './lib/util';
 
 const NGINX_PORT = 26150;
 const CLIENTS = 32;
@@ -32,11 +32,8 @@ export function summarizeNginx(s: RoundSamples<AbResult>): ScenarioResult {
   const rows: Row[] = [];
   const w = s.with.map((x) => x.requestsPerSecond);
   const wo = s.without.map((x) => x.requestsPerSecond);
-  const ratios = pairedRatios(w, wo);
-  const ratio = median(ratios);
-  rows.push(
-    check('nginx.ratio', `short-connection churn, with / without (nginx + ab, no keep-alive, ${CLIENTS} clients)`, ratio, '>=', 0.95, (v) => v.toFixed(3), `median ${Math.round(median(w))} req/s with, ${Math.round(median(wo))} without${spreadText(ratios)}`),
-  );
+  const { row, ratios, ratio } = ratioRow('nginx.ratio', `short-connection churn, with / without (nginx + ab, no keep-alive, ${CLIENTS} clients)`, 0.95, w, wo, ' req/s');
+  rows.push(row);
   const floor = floorRow('nginx.floor', s.floor.map((x) => x.requestsPerSecond), wo, ' req/s');
   rows.push(...floor.rows);
   const failed = [...s.with, ...s.without].reduce((a, x) => a + x.failed, 0);

@@ -4,7 +4,7 @@
 // worst case). A probe of the alternated rounds (lib/rounds.ts).
 import { checkIperf, iperf, startIperfServer, type IperfResult, type IperfServer } from './lib/iperf';
 import { pairedRatios, spreadText, type AbProbe, type RoundSamples } from './lib/rounds';
-import { check, type BenchContext, type Row, type ScenarioResult } from './lib/types';
+import { check, type Row, type ScenarioResult } from './lib/types';
 import { median, round } from './lib/util';
 
 const VETH_PORT = 26010;

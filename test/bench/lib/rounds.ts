@@ -15,7 +15,7 @@
 // and report the median ratio.
 import { Collector } from './collector';
 import { startFloor } from './floor';
-import { info, type BenchContext, type Row } from './types';
+import { check, info, type BenchContext, type Row } from './types';
 import { median, progress, sleep } from './util';
 
 export type CollectorState = 'with' | 'without' | 'paused' | 'floor' | 'warmup';
@@ -146,6 +146,14 @@ export function pairedRatios(withVals: readonly number[], withoutVals: readonly 
 /** "; rounds 0.951..0.990" when there is more than one. */
 export function spreadText(ratios: readonly number[]): string {
   return ratios.length > 1 ? `; rounds ${Math.min(...ratios).toFixed(3)}..${Math.max(...ratios).toFixed(3)}` : '';
+}
+
+/** A probe's with/without row: the median of the paired ratios against `goal`, both medians and the rounds' spread beside it. */
+export function ratioRow(key: string, metric: string, goal: number, withVals: readonly number[], without: readonly number[], unit: string): { row: Row; ratios: number[]; ratio: number } {
+  const ratios = pairedRatios(withVals, without);
+  const ratio = median(ratios);
+  const how = `median ${Math.round(median(withVals))}${unit} with, ${Math.round(median(without))}${unit} without${spreadText(ratios)}`;
+  return { row: check(key, metric, ratio, '>=', goal, (v) => v.toFixed(3), how), ratios, ratio };
 }
 
 /**
