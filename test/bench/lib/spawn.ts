@@ -85,6 +85,34 @@ export function spawnJson(cmd: string, args: string[], opts: SpawnOptions = {}):
   };
 }
 
+/** A generator's server (gen/tcpgen.c, gen/udpgen.c): one ready line, its counts so far on SIGUSR1, the last ones on SIGTERM. */
+export interface CountingServer<Counts> {
+  pid: number;
+  /** Cumulative counts so far. */
+  counts(): Promise<Counts>;
+  stop(): Promise<Counts>;
+}
+
+/** Starts such a server (`what` names it in errors) once it says it is ready. */
+export async function startCountingServer<Counts>(what: string, cmd: string, args: string[]): Promise<CountingServer<Counts>> {
+  const p: JsonProc = spawnJson(cmd, args);
+  const ready = await p.next(10_000);
+  if (ready.error) throw new Error(`${what}: ${String(ready.error)}`);
+  return {
+    pid: p.pid,
+    async counts() {
+      p.kill('SIGUSR1');
+      return (await p.next(5000)) as unknown as Counts;
+    },
+    async stop() {
+      p.kill('SIGTERM');
+      const last = (await p.next(10_000)) as unknown as Counts;
+      await p.exited;
+      return last;
+    },
+  };
+}
+
 /** Runs a command that prints one JSON result line and exits. */
 export async function runJson(cmd: string, args: string[], timeoutMs: number): Promise<JsonLine> {
   const p = spawnJson(cmd, args);

@@ -3,7 +3,7 @@
 // (dnsgen and udpgen have theirs in lib/dnsgen.ts and lib/udpgen.ts.)
 import fs from 'node:fs';
 import path from 'node:path';
-import { runJson, spawnJson, type JsonProc } from './spawn';
+import { runJson, spawnJson, startCountingServer, type CountingServer } from './spawn';
 import { repoRoot } from './util';
 
 /** A load generator built by scripts/bench from test/bench/gen/<name>.c. */
@@ -62,31 +62,11 @@ export interface ServerCounts {
   replyFailed: number;
 }
 
-export interface TcpServer {
-  pid: number;
-  /** Cumulative counts so far. */
-  counts(): Promise<ServerCounts>;
-  stop(): Promise<ServerCounts>;
-}
+export type TcpServer = CountingServer<ServerCounts>;
 
 /** Listens on port..port+nports-1; answers every connection with `replyBytes` once the client has sent everything. */
-export async function startTcpServer(ns: string, ip: string, port: number, nports: number, replyBytes = 0): Promise<TcpServer> {
-  const p: JsonProc = spawnJson('ip', ['netns', 'exec', ns, tcpgenPath(), 'server', ip, String(port), String(nports), String(replyBytes)]);
-  const ready = await p.next(10_000);
-  if (ready.error) throw new Error(`tcpgen server ${ip}:${port}: ${String(ready.error)}`);
-  return {
-    pid: p.pid,
-    async counts() {
-      p.kill('SIGUSR1');
-      return (await p.next(5000)) as unknown as ServerCounts;
-    },
-    async stop() {
-      p.kill('SIGTERM');
-      const last = (await p.next(10_000)) as unknown as ServerCounts;
-      await p.exited;
-      return last;
-    },
-  };
+export function startTcpServer(ns: string, ip: string, port: number, nports: number, replyBytes = 0): Promise<TcpServer> {
+  return startCountingServer(`tcpgen server ${ip}:${port}`, 'ip', ['netns', 'exec', ns, tcpgenPath(), 'server', ip, String(port), String(nports), String(replyBytes)]);
 }
 
 export interface HoldResult {

@@ -1,6 +1,6 @@
 // Typed wrappers around test/bench/gen/udpgen.c (built by scripts/bench into
 // dist/bench/udpgen). Every count here is ground truth from the sockets.
-import { runJson, spawnJson, type JsonProc } from './spawn';
+import { runJson, startCountingServer, type CountingServer } from './spawn';
 import { genPath } from './tcpgen';
 
 export interface UdpServerCounts {
@@ -8,29 +8,10 @@ export interface UdpServerCounts {
   bytes: number;
 }
 
-export interface UdpServer {
-  pid: number;
-  counts(): Promise<UdpServerCounts>;
-  stop(): Promise<UdpServerCounts>;
-}
+export type UdpServer = CountingServer<UdpServerCounts>;
 
-export async function startUdpServer(ns: string, ip: string, port: number): Promise<UdpServer> {
-  const p: JsonProc = spawnJson('ip', ['netns', 'exec', ns, genPath('udpgen'), 'server', ip, String(port)]);
-  const ready = await p.next(10_000);
-  if (ready.error) throw new Error(`udpgen server ${ip}:${port}: ${String(ready.error)}`);
-  return {
-    pid: p.pid,
-    async counts() {
-      p.kill('SIGUSR1');
-      return (await p.next(5000)) as unknown as UdpServerCounts;
-    },
-    async stop() {
-      p.kill('SIGTERM');
-      const last = (await p.next(10_000)) as unknown as UdpServerCounts;
-      await p.exited;
-      return last;
-    },
-  };
+export function startUdpServer(ns: string, ip: string, port: number): Promise<UdpServer> {
+  return startCountingServer(`udpgen server ${ip}:${port}`, 'ip', ['netns', 'exec', ns, genPath('udpgen'), 'server', ip, String(port)]);
 }
 
 export interface BurstResult {
