@@ -14,9 +14,6 @@
  * space reads what is there of a longer message (its header always is). */
 #define DKE_DNS_PAYLOAD_MAX 2048
 
-/* Resolver ports watched (--dns-ports); unused slots are 0. */
-#define DKE_DNS_PORTS_MAX 8
-
 enum dke_dns_flags {
 	DKE_DNS_EGRESS = 1, /* sent by a local socket (else received by one) */
 	/* Which local side: set when the local port is the DNS port (a resolver on
@@ -48,14 +45,6 @@ struct dke_dns_event {
 	__u32 cap_len;    /* bytes of payload[] that are the packet's (<= DKE_DNS_PAYLOAD_MAX); the rest is unused */
 	__u32 netns;      /* inode of the local socket's network namespace (0: unknown) */
 	__u8 payload[];
-};
-
-/* Indexes of the dns_telemetry array. */
-enum dke_dns_telemetry {
-	DKE_DNS_TEL_PACKETS = 0,      /* records submitted */
-	DKE_DNS_TEL_RINGBUF_FULL = 1, /* packets lost: no room in the ring buffer */
-	DKE_DNS_TEL_TRUNCATED = 2,    /* packets whose payload was longer than DKE_DNS_PAYLOAD_MAX */
-	DKE_DNS_TEL_MAX = 4,
 };
 
 #endif

@@ -48,6 +48,7 @@ KEEP(dke_bash_flags_t);
 enum dke_layout_constants {
 	DKE_FRAME_MAGIC_V = DKE_FRAME_MAGIC | DKE_FRAME_VERSION,
 	DKE_BASH_LINE_MAX_V = DKE_BASH_LINE_MAX,
+	DKE_DNS_PORTS_MAX_V = DKE_DNS_PORTS_MAX,
 };
 typedef enum dke_layout_constants dke_layout_constants_t;
 KEEP(dke_layout_constants_t);

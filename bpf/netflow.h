@@ -131,6 +131,7 @@ struct dke_exec_name {
 	char path[DKE_EXEC_PATH_MAX]; /* bprm->filename, NUL-terminated (cut when longer) */
 };
 
+/* Resolver ports watched (--dns-ports) at the most. */
 #define DKE_DNS_PORTS_MAX 8
 
 /* control[0]: written by the loader, read by every program at its top. In a

@@ -5,6 +5,7 @@
 // from, the value and what was expected.
 
 import { CollectorError } from '../errors';
+import { DKE_DNS_PORTS_MAX } from '../loader/layout.generated';
 import { compileRedactRegex, parseRedactPresets, REDACT_PRESET_NAMES, type RedactPreset } from '../bash/redact';
 import { LogLevel, PLUGINS, Plugin } from './types';
 
@@ -164,8 +165,8 @@ export function parsePort(raw: string, subject: string): number {
   return n;
 }
 
-/** bpf/dns.h DKE_DNS_PORTS_MAX: the BPF filter checks this many ports. */
-export const MAX_DNS_PORTS = 8;
+/** The BPF filter checks this many ports (bpf/netflow.h, the control block's dns_ports). */
+export const MAX_DNS_PORTS = DKE_DNS_PORTS_MAX;
 
 /** `53,5353`: distinct ports 1-65535, at most MAX_DNS_PORTS; `off` (or `none`) is none: dnsflow off. */
 export function parseDnsPorts(raw: string, subject: string): number[] {
