@@ -44,7 +44,7 @@ const TARGET_ROWS: { key: string; scenario: ScenarioName; what: string }[] = [
   { key: 'nginx.ratio', scenario: 'nginx', what: 'short-connection churn, with / without (nginx + ab)' },
   { key: 'churn.paused', scenario: 'churn', what: 'the same with the daemon and loaders stopped (SIGSTOP)' },
   { key: 'throughput.veth', scenario: 'throughput', what: 'bulk throughput over veth, with / without' },
-  { key: 'throughput.veth1k', scenario: 'throughput', what: 'bulk throughput over veth, 1 KiB writes, with / without' },
+  { key: 'throughput.veth1k', scenario: 'throughput', what: 'bulk throughput over veth, 1 KiB writes (both ends on one CPU), with / without' },
   { key: 'bpf.perConnection', scenario: 'bpf-cost', what: 'BPF time per short connection' },
   { key: 'bpf.perMiB', scenario: 'bpf-cost', what: 'BPF time per MiB of bulk veth traffic' },
   { key: 'cpu.rate1', scenario: 'cpu', what: 'collector CPU at 1,000 new connections/s' },

@@ -49,11 +49,13 @@ interface IperfJson {
 /**
  * One iperf3 client run. `omitSec` seconds of slow start are left out of the
  * result; `len` sets the write size (e.g. '1K': many more syscalls per byte,
- * which is where per-syscall hooks show).
+ * which is where per-syscall hooks show); `affinity` pins the client and the
+ * server ('0,0': both on CPU 0).
  */
-export async function iperf(ns: string, host: string, port: number, seconds: number, omitSec: number, len?: string): Promise<IperfResult> {
+export async function iperf(ns: string, host: string, port: number, seconds: number, omitSec: number, len?: string, affinity?: string): Promise<IperfResult> {
   const args = ['netns', 'exec', ns, 'iperf3', '--client', host, '--port', String(port), '--time', String(seconds), '--omit', String(omitSec), '--json'];
   if (len) args.push('--length', len);
+  if (affinity) args.push('--affinity', affinity);
   let lastErr = '';
   // The server may still be finishing the previous test.
   for (let attempt = 0; attempt < 5; attempt++) {
