@@ -459,9 +459,9 @@ bool NetLoader::OpenDnsRings(std::string* why) {
       std::swap(fd, dns_ring_first_);
       if (fd < 0) fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "dke_dns_ring", 0, 0, dns_ring_bytes_, nullptr);
       if (fd < 0 || bpf_map_update_elem(outer, &cpu, &fd, BPF_ANY) != 0) {
-        bool r = failed();
+        failed();  // before close() can change errno
         if (fd >= 0) close(fd);
-        return r;
+        return false;
       }
     }
     dns_ring_fds_.push_back(fd);
@@ -624,15 +624,15 @@ void NetLoader::SeedListeners() {
 // Runs of our attached programs the kernel skipped: a tracing program that
 // fires while it already runs on this CPU (a softirq interrupting it) is not
 // run again. Read from the programs the links hold (an earlier loader's, when
-// its links were reused); {lost with the run, redone later}.
-std::pair<uint64_t, uint64_t> NetLoader::SkippedRuns() const {
-  std::pair<uint64_t, uint64_t> total{0, 0};
+// its links were reused).
+NetLoader::SkippedRunCounts NetLoader::SkippedRuns() const {
+  SkippedRunCounts total{0, 0};
   for (const LinkProg& p : link_progs_) {
     int fd = bpf_prog_get_fd_by_id(p.id);
     if (fd < 0) continue;
     bpf_prog_info info{};
     uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) (p.redone_when_skipped ? total.second : total.first) += info.recursion_misses;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) (p.redone_when_skipped ? total.redone : total.lost) += info.recursion_misses;
     close(fd);
   }
   return total;
@@ -641,9 +641,9 @@ std::pair<uint64_t, uint64_t> NetLoader::SkippedRuns() const {
 void NetLoader::SendTelemetry() {
   TelemetryFrame t;
   t.AddPerCpu(bpf_map__fd(skel_->maps.telemetry), kTelemetryNames, DKE_TEL_MAX);
-  const auto [skipped, redone] = SkippedRuns();
-  t.Add("skipped_runs", skipped);
-  t.Add("skipped_runs_redone", redone);
+  const SkippedRunCounts skipped = SkippedRuns();
+  t.Add("skipped_runs", skipped.lost);
+  t.Add("skipped_runs_redone", skipped.redone);
   if (dns_) {
     auto s = dns_->stats();
     const std::pair<const char*, uint64_t> more[] = {

@@ -8,7 +8,6 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <utility>
 #include <vector>
 
 #include "flow_marks.h"
@@ -57,7 +56,11 @@ class NetLoader : public LoaderPlugin {
   void WriteControl(bool bump_epoch);
   void CollectFlows(uint64_t seq);
   void SendTelemetry();
-  std::pair<uint64_t, uint64_t> SkippedRuns() const;  // {lost with the run, redone later}
+  struct SkippedRunCounts {
+    uint64_t lost;    // what the run would have counted is lost
+    uint64_t redone;  // kRedoneWhenSkipped: done again later
+  };
+  SkippedRunCounts SkippedRuns() const;
   void SeedListeners();
   void SendProcNames(const std::vector<uint32_t>& pids, const std::vector<std::string>& comms);
   bool OpenDnsRings(std::string* why);

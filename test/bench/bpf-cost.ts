@@ -12,7 +12,7 @@
 import { foreignCollectorPrograms, progStats, withBpfStats, type ProgStat } from './lib/bpf';
 import { Collector } from './lib/collector';
 import { startFloor } from './lib/floor';
-import { dnsgen, startResolver } from './lib/dns';
+import { BENCH_DNS, dnsgen, startResolver } from './lib/dns';
 import { checkIperf, iperf, startIperfServer } from './lib/iperf';
 import { churn, startTcpServer } from './lib/tcpgen';
 import { check, info, type BenchContext, type Row, type ScenarioResult } from './lib/types';
@@ -21,8 +21,6 @@ import { median, progress, round, sleep } from './lib/util';
 const IPERF_PORT = 26020;
 const CHURN_PORT = 26120;
 const NPORTS = 4;
-const DNS_PORT = 53;
-const DNS_INFLIGHT = 16;
 
 interface PhaseCost {
   phase: string;
@@ -69,7 +67,7 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   checkIperf();
   const iperfServer = await startIperfServer(ctx.hosts.b, ctx.hosts.ipB, IPERF_PORT);
   const tcpServer = await startTcpServer(ctx.hosts.b, ctx.hosts.ipB, CHURN_PORT, NPORTS);
-  const resolver = await startResolver(ctx.hosts.b, ctx.hosts.ipB, DNS_PORT, '10.201.6.99');
+  const resolver = await startResolver(ctx.hosts.b, ctx.hosts.ipB, BENCH_DNS.port, BENCH_DNS.answer);
   const rounds: PhaseCost[][] = [];
   const floorRounds: PhaseCost[][] = [];
   let foreign = NaN;
@@ -92,7 +90,7 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
         s1 = progStats(ids);
         phases.push(diff(s0, s1, PHASES.churn, 'connection', ch.made));
         s0 = s1;
-        const dns = await dnsgen(ctx.hosts.a, ctx.hosts.ipB, DNS_PORT, config.churnSeconds, DNS_INFLIGHT, DNS_INFLIGHT);
+        const dns = await dnsgen(ctx.hosts.a, ctx.hosts.ipB, BENCH_DNS.port, config.churnSeconds, BENCH_DNS.inflight, BENCH_DNS.inflight);
         s1 = progStats(ids);
         phases.push(diff(s0, s1, PHASES.dns, 'lookup', dns.answered));
         if (small) {
@@ -150,7 +148,7 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   rows.push(info('bpf.perMiB1k', 'BPF time per MiB over veth, 1 KiB writes', us(nsPerMiB1k), undefined, nsPerMiB1k));
   rows.push(info('bpf.floor.perConnection', 'the floor: empty programs on the same hooks, BPF time per short connection', us(floorPerConnection), "the kernel's price for running any program there, no collector", floorPerConnection));
   rows.push(info('bpf.floor.perMiB', 'the floor: empty programs on the same hooks, BPF time per MiB of bulk veth traffic', us(floorPerMiB), undefined, floorPerMiB));
-  rows.push(info('bpf.perLookup', 'BPF time per DNS lookup, both ends on this host (bpf_stats)', us(nsPerLookup), `dnsgen a -> dnsmasq b, ${DNS_INFLIGHT} in flight: four packets and their syscalls; the floor there: ${us(floorPerLookup)}`, nsPerLookup));
+  rows.push(info('bpf.perLookup', 'BPF time per DNS lookup, both ends on this host (bpf_stats)', us(nsPerLookup), `dnsgen a -> dnsmasq b, ${BENCH_DNS.inflight} in flight: four packets and their syscalls; the floor there: ${us(floorPerLookup)}`, nsPerLookup));
   const runs = (v: { runsPerUnit: number; nsPerRun: number } | undefined, per: string, digits: number): string =>
     v ? `${v.runsPerUnit.toFixed(digits)} runs per ${per} x ${Number.isFinite(v.nsPerRun) ? v.nsPerRun.toFixed(0) : '-'} ns` : '-';
   const churnProgs = perProgram[PHASES.churn]!;

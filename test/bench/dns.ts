@@ -8,14 +8,11 @@
 // sheds from the daemon's log).
 import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import type { Collector } from './lib/collector';
-import { startResolver, dnsgen, type DnsgenResult, type Resolver } from './lib/dns';
+import { BENCH_DNS, startResolver, dnsgen, type DnsgenResult, type Resolver } from './lib/dns';
 import { countDns, type DnsCounts } from './lib/flows';
 import { floorRow, ratioRow, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
 import { check, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
 import { median, round } from './lib/util';
-
-const DNS_PORT = 53;
-const INFLIGHT = 16;
 
 export interface DnsSample extends DnsgenResult {
   collectorCpuSeconds?: number;
@@ -38,7 +35,7 @@ export function dnsProbe(): AbProbe<DnsSample> {
     warmUp: true,
     floor: true,
     async setup(ctx) {
-      resolver = await startResolver(ctx.hosts.b, ctx.hosts.ipB, DNS_PORT, '10.201.6.99');
+      resolver = await startResolver(ctx.hosts.b, ctx.hosts.ipB, BENCH_DNS.port, BENCH_DNS.answer);
     },
     async teardown() {
       await resolver?.stop();
@@ -52,7 +49,7 @@ export function dnsProbe(): AbProbe<DnsSample> {
       }
       const cpu0 = collector?.cpuByProcess();
       const tel0 = collector?.telemetry();
-      const res: DnsSample = await dnsgen(ctx.hosts.a, ctx.hosts.ipB, DNS_PORT, ctx.config.churnSeconds, INFLIGHT, INFLIGHT);
+      const res: DnsSample = await dnsgen(ctx.hosts.a, ctx.hosts.ipB, BENCH_DNS.port, ctx.config.churnSeconds, BENCH_DNS.inflight, BENCH_DNS.inflight);
       if (collector) {
         const cpu1 = collector.cpuByProcess();
         res.cpuByProcess = Object.fromEntries(Object.keys(cpu1).map((k) => [k, cpu1[k]! - (cpu0![k] ?? 0)]));
@@ -65,7 +62,7 @@ export function dnsProbe(): AbProbe<DnsSample> {
     async afterStop(ctx, samples) {
       const s = samples[0];
       if (!s) return;
-      s.counted = countDns(ctx.receiver, ctx.hosts.ipB, DNS_PORT);
+      s.counted = countDns(ctx.receiver, ctx.hosts.ipB, BENCH_DNS.port);
       s.sessionSent = samples.reduce((a, x) => a + x.sent, 0);
       s.loggedLost = sessionCollector?.loggedLost(logFrom) ?? {};
       s.recursionMisses = sessionCollector?.missesAtStop ?? {};
@@ -77,7 +74,7 @@ export function summarizeDns(s: RoundSamples<DnsSample>): ScenarioResult {
   const rows: Row[] = [];
   const w = s.with.map((x) => x.rate);
   const wo = s.without.map((x) => x.rate);
-  const { row, ratios, ratio } = ratioRow('dns.ratio', `DNS lookups/s through dnsmasq between test hosts, with / without (${INFLIGHT} in flight)`, 0.9, w, wo, '/s');
+  const { row, ratios, ratio } = ratioRow('dns.ratio', `DNS lookups/s through dnsmasq between test hosts, with / without (${BENCH_DNS.inflight} in flight)`, 0.9, w, wo, '/s');
   rows.push(row);
   const floor = floorRow('dns.floor', s.floor.map((x) => x.rate), wo, '/s');
   rows.push(...floor.rows);

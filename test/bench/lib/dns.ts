@@ -9,6 +9,9 @@ import { sleep, waitUntil } from './util';
 
 export const DNS_ZONE = 'bench.test';
 
+/** The benchmark's DNS load, the same in the dns and bpf-cost scenarios: dnsmasq on b's port 53 answering every name with `answer`, dnsgen on a keeping `inflight` lookups outstanding over as many sockets. */
+export const BENCH_DNS = { port: 53, answer: '10.201.6.99', inflight: 16 } as const;
+
 export interface Resolver {
   pid: number;
   stop(): Promise<void>;
