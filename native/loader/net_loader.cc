@@ -24,6 +24,7 @@
 #include "libbpf_log.h"
 #include "netflow.skel.h"
 #include "proc_names.h"
+#include "root_memcg.h"
 
 namespace dke {
 
@@ -128,6 +129,23 @@ std::vector<int> ListeningPorts() {
 }
 
 
+// The socket-state map alone, from a second copy of the object: libbpf
+// creates it with the object's BTF, as the real load would. Runs in the
+// child of CreateInRootMemcg, which exits right after.
+int CreateSockStateMap() {
+  netflow* s = netflow__open();
+  if (!s) return -1;
+  bpf_map* m;
+  bpf_object__for_each_map(m, s->obj) {
+    bpf_map__set_pin_path(m, nullptr);
+    bpf_map__set_autocreate(m, m == s->maps.sock_state);
+  }
+  bpf_program* p;
+  bpf_object__for_each_program(p, s->obj) bpf_program__set_autoload(p, false);
+  if (netflow__load(s)) return -1;
+  return bpf_map__fd(s->maps.sock_state);
+}
+
 }  // namespace
 
 NetLoader::NetLoader(NetOptions opts, FrameWriter* out) : opts_(std::move(opts)), out_(out) {}
@@ -231,6 +249,22 @@ bool NetLoader::Open() {
   if (dns_ring_first_ < 0) return Fatal("EBPF_LOAD", "creating a DNS ring buffer failed: " + std::string(strerror(errno)));
   bpf_map__set_max_entries(skel_->maps.dns_rings, static_cast<uint32_t>(ncpus_));
   bpf_map__set_inner_map_fd(skel_->maps.dns_rings, dns_ring_first_);
+  // Socket-local storage is allocated at every TCP socket's birth and freed
+  // at its death. Created from the collector's memory cgroup, each of those
+  // is charged and uncharged to it, on the workload's CPU: about a tenth of
+  // the short-connection rate on this kind of host. The memory is the
+  // host's sockets', so the map is created from the root memory cgroup. A
+  // pinned map is reused as it was made.
+  if ((pin_dir_.empty() || !Exists(pin_dir_ + "/sock_state")) && !InRootMemcg()) {
+    std::string why;
+    int fd = CreateInRootMemcg(CreateSockStateMap, &why);
+    if (fd >= 0) {
+      if (int e = bpf_map__reuse_fd(skel_->maps.sock_state, fd)) why = std::string("reusing it: ") + strerror(-e);
+      close(fd);
+    }
+    if (!why.empty())
+      out_->Log("debug", "the socket-state map is charged to the collector's memory cgroup (creating it from the root one failed: " + why + ")");
+  }
   int err = netflow__load(skel_);
   if (err) {
     std::string prog = LibbpfFailedProgram();

@@ -21,15 +21,20 @@ export interface RunningDaemon {
  * bounding set) while staying uid 0, so the checkout stays readable wherever
  * CI cloned it.
  */
-export function spawnCli(args: string[], unprivileged = false): { proc: ChildProcess; logs: Record<string, unknown>[]; stderr: string[] } {
+export function spawnCli(
+  args: string[],
+  unprivileged = false,
+  cgroup?: string,
+): { proc: ChildProcess; logs: Record<string, unknown>[]; stderr: string[] } {
   // The checkout may sit where an unprivileged user cannot read it (CI clones
   // into root's home), so the daemon keeps root here; test/e2e/install.test.ts
   // and operate.test.ts run the real privilege drop from an installed copy.
   const keepRoot = args.includes('--user') || args[0] === 'check-config' ? [] : ['--user', 'root'];
   const argv = [CLI, ...args, ...keepRoot];
-  const proc = unprivileged
-    ? spawn('setpriv', ['--bounding-set', '-all', '--inh-caps', '-all', process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const command = unprivileged ? ['setpriv', '--bounding-set', '-all', '--inh-caps', '-all', process.execPath, ...argv] : [process.execPath, ...argv];
+  // In `cgroup` (a directory of a cgroup hierarchy) from its first instruction, as a service manager starts it.
+  if (cgroup) command.unshift('sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup);
+  const proc = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   readline.createInterface({ input: proc.stdout! }).on('line', (l) => {
@@ -65,7 +70,7 @@ export function removeTempPinRoots(): void {
   for (const dir of pinRoots.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
-export async function startDaemon(apiServer: string, extra: string[] = []): Promise<RunningDaemon> {
+export async function startDaemon(apiServer: string, extra: string[] = [], cgroup?: string): Promise<RunningDaemon> {
   const stateArgs = extra.includes('--state-dir') ? [] : ['--state-dir', tempStateDir()];
   // Its own pin root: daemons of concurrent test files must not share kernel counters.
   const pinArgs = extra.includes('--pin-root') ? [] : ['--pin-root', tempPinRoot()];
@@ -82,7 +87,7 @@ export async function startDaemon(apiServer: string, extra: string[] = []): Prom
     '--log-level',
     'debug',
     ...extra,
-  ]);
+  ], false, cgroup);
   const started = await waitFor(() => logs.find((l) => String(l.msg).startsWith('datakit-ebpf started')), 30_000, () =>
     proc.exitCode !== null ? `daemon exited ${proc.exitCode}: ${stderr.join(' | ')}` : undefined,
   );

@@ -5,6 +5,7 @@
 //
 //   tcp-server <host> <port> <replyBytes>       echo-style: read to EOF, reply, close
 //   tcp-client <host> <port> <conns> <sendBytes> [holdMs]
+//   tcp-hold   <host> <port> <conns>            conns open at once, one byte sent on each; held until SIGTERM
 //   udp-server <host> <port> <replyBytes>       reply to every datagram
 //   udp-client <host> <port> <count> <sendBytes> <replyBytes>
 //   udp-spray  <host> <firstPort> <count> <bytes>    one datagram to each of count ports
@@ -64,6 +65,25 @@ if (mode === 'tcp-server') {
     out({ error: e.message });
     process.exit(1);
   });
+} else if (mode === 'tcp-hold') {
+  const conns = Number(a);
+  const held = [];
+  // 64 handshakes at a time: a burst of thousands would overflow the
+  // listener's backlog and wait for SYN retransmits.
+  const open = () =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host, port }, () => s.write('h', resolve));
+      s.on('error', reject);
+      held.push(s);
+    });
+  (async () => {
+    for (let i = 0; i < conns; i += 64) await Promise.all(Array.from({ length: Math.min(64, conns - i) }, open));
+    out({ held: held.length });
+  })().catch((e) => {
+    out({ error: e.message });
+    process.exit(1);
+  });
+  process.on('SIGTERM', () => process.exit(0));
 } else if (mode === 'udp-server') {
   const reply = Buffer.alloc(Number(a), 0x52);
   const sock = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
