@@ -8,24 +8,8 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startReceiver } from '../../src/receiver/receiver';
 import { startDaemon, waitFor } from '../helpers/daemon';
+import { memcgRoot, slabBytes } from '../helpers/memcg';
 import { createHostPair, nextJson, startPeer, startServer, type HostPair } from '../helpers/netns';
-
-/** The memory controller's hierarchy: its own (cgroup v1) or the unified one. */
-function memcgRoot(): { dir: string; v1: boolean } | undefined {
-  const mounts = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' '));
-  const v1 = mounts.find((m) => m[2] === 'cgroup' && m[3]?.split(',').includes('memory'));
-  if (v1) return { dir: v1[1], v1: true };
-  const v2 = mounts.find((m) => m[2] === 'cgroup2');
-  if (v2 && fs.readFileSync(`${v2[1]}/cgroup.controllers`, 'utf8').split(/\s+/).includes('memory')) return { dir: v2[1], v1: false };
-  return undefined;
-}
-
-/** Kernel memory charged to a memory cgroup: slab objects (where socket storage lives). */
-function slabBytes(dir: string, v1: boolean): number {
-  if (v1) return Number(fs.readFileSync(`${dir}/memory.kmem.usage_in_bytes`, 'utf8'));
-  const stat = fs.readFileSync(`${dir}/memory.stat`, 'utf8');
-  return Number(/^slab (\d+)$/m.exec(stat)?.[1] ?? NaN);
-}
 
 const root = memcgRoot();
 let hosts: HostPair;

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import { inCgroup } from './memcg';
 
 const CLI = path.resolve(__dirname, '../../dist/src/cli/main.js');
 
@@ -19,7 +20,8 @@ export interface RunningDaemon {
 /**
  * Runs the CLI. `unprivileged` drops every capability (setpriv, empty
  * bounding set) while staying uid 0, so the checkout stays readable wherever
- * CI cloned it.
+ * CI cloned it. `cgroup` (a cgroup's directory) starts it in that cgroup, as
+ * a service manager starts a service in its own.
  */
 export function spawnCli(
   args: string[],
@@ -32,9 +34,8 @@ export function spawnCli(
   const keepRoot = args.includes('--user') || args[0] === 'check-config' ? [] : ['--user', 'root'];
   const argv = [CLI, ...args, ...keepRoot];
   const command = unprivileged ? ['setpriv', '--bounding-set', '-all', '--inh-caps', '-all', process.execPath, ...argv] : [process.execPath, ...argv];
-  // In `cgroup` (a directory of a cgroup hierarchy) from its first instruction, as a service manager starts it.
-  if (cgroup) command.unshift('sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup);
-  const proc = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, ...cmdArgs] = cgroup ? inCgroup(cgroup, command) : command;
+  const proc = spawn(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   readline.createInterface({ input: proc.stdout! }).on('line', (l) => {

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { inCgroup, memcgRoot } from '../../helpers/memcg';
 import { bpfObjectsOf, mapInfo, readTelemetry, recursionMisses, type BpfObjects, type Telemetry } from './bpf';
 import { childrenOf, procStat, rssBytes } from './proc';
 import { spawnJson, type JsonProc } from './spawn';
@@ -47,6 +48,7 @@ export class Collector {
   private readonly proc: JsonProc;
   private readonly stateDir: string;
   private readonly pinRoot: string;
+  private readonly cgroup: string | undefined;
   private stopped = false;
   private paused = false;
   /** pid -> role of every loader seen, so a restarted one is still named. */
@@ -61,7 +63,14 @@ export class Collector {
     // and a shared one would mix our counters with theirs.
     this.pinRoot = `/sys/fs/bpf/dkb-bench-${process.pid}-${++instances}`;
     const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
-    this.proc = spawnJson(process.execPath, [
+    // A memory cgroup of its own, apart from the workload's, as DataKit's or
+    // systemd's service has: what the kernel charges to a cgroup, and when,
+    // depends on it.
+    const memcg = memcgRoot();
+    this.cgroup = memcg ? `${memcg.dir}/dkb-collector-${process.pid}-${instances}` : undefined;
+    if (this.cgroup) fs.mkdirSync(this.cgroup, { recursive: true });
+    const command = [
+      process.execPath,
       ...nodeArgs,
       cli,
       'run',
@@ -74,7 +83,9 @@ export class Collector {
       '--log', 'stdout',
       '--log-level', 'info',
       ...(opts.extraArgs ?? []),
-    ]);
+    ];
+    const [cmd, ...args] = this.cgroup ? inCgroup(this.cgroup, command) : command;
+    this.proc = spawnJson(cmd, args);
     live.add(this);
   }
 
@@ -270,6 +281,15 @@ export class Collector {
     }
     fs.rmSync(this.pinRoot, { recursive: true, force: true });
     fs.rmSync(this.stateDir, { recursive: true, force: true });
+    // A loader killed above may take a moment to leave the cgroup.
+    for (let tries = 0; this.cgroup && fs.existsSync(this.cgroup); tries++) {
+      try {
+        fs.rmdirSync(this.cgroup);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EBUSY' || tries >= 50) throw e;
+        await sleep(100);
+      }
+    }
     return code === 'timeout' ? null : code;
   }
 }
