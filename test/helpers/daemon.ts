@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { inCgroup } from './memcg';
 
 const CLI = path.resolve(__dirname, '../../dist/src/cli/main.js');
 
@@ -20,13 +19,13 @@ export interface RunningDaemon {
 /**
  * Runs the CLI. `unprivileged` drops every capability (setpriv, empty
  * bounding set) while staying uid 0, so the checkout stays readable wherever
- * CI cloned it. `cgroup` (a cgroup's directory) starts it in that cgroup, as
- * a service manager starts a service in its own.
+ * CI cloned it. `wrap` prefixes the command line (e.g. memcg.ts's inCgroup,
+ * to start it in a cgroup of its own as a service manager does).
  */
 export function spawnCli(
   args: string[],
   unprivileged = false,
-  cgroup?: string,
+  wrap?: (command: string[]) => string[],
 ): { proc: ChildProcess; logs: Record<string, unknown>[]; stderr: string[] } {
   // The checkout may sit where an unprivileged user cannot read it (CI clones
   // into root's home), so the daemon keeps root here; test/e2e/install.test.ts
@@ -34,7 +33,7 @@ export function spawnCli(
   const keepRoot = args.includes('--user') || args[0] === 'check-config' ? [] : ['--user', 'root'];
   const argv = [CLI, ...args, ...keepRoot];
   const command = unprivileged ? ['setpriv', '--bounding-set', '-all', '--inh-caps', '-all', process.execPath, ...argv] : [process.execPath, ...argv];
-  const [cmd, ...cmdArgs] = cgroup ? inCgroup(cgroup, command) : command;
+  const [cmd, ...cmdArgs] = wrap ? wrap(command) : command;
   const proc = spawn(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const stderr: string[] = [];
@@ -71,7 +70,7 @@ export function removeTempPinRoots(): void {
   for (const dir of pinRoots.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
-export async function startDaemon(apiServer: string, extra: string[] = [], cgroup?: string): Promise<RunningDaemon> {
+export async function startDaemon(apiServer: string, extra: string[] = [], wrap?: (command: string[]) => string[]): Promise<RunningDaemon> {
   const stateArgs = extra.includes('--state-dir') ? [] : ['--state-dir', tempStateDir()];
   // Its own pin root: daemons of concurrent test files must not share kernel counters.
   const pinArgs = extra.includes('--pin-root') ? [] : ['--pin-root', tempPinRoot()];
@@ -88,7 +87,7 @@ export async function startDaemon(apiServer: string, extra: string[] = [], cgrou
     '--log-level',
     'debug',
     ...extra,
-  ], false, cgroup);
+  ], false, wrap);
   const started = await waitFor(() => logs.find((l) => String(l.msg).startsWith('datakit-ebpf started')), 30_000, () =>
     proc.exitCode !== null ? `daemon exited ${proc.exitCode}: ${stderr.join(' | ')}` : undefined,
   );

@@ -23,3 +23,11 @@ export function slabBytes(dir: string, v1: boolean): number {
 export function inCgroup(dir: string, command: string[]): string[] {
   return ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', dir, ...command];
 }
+
+/**
+ * `command` prefixed so that it sees the cgroup hierarchy at `dir` read-only
+ * (a mount namespace of its own), as under systemd's ProtectControlGroups=yes.
+ */
+export function withReadOnlyCgroups(dir: string, command: string[]): string[] {
+  return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -o remount,bind,ro "$0" && exec "$@"', dir, ...command];
+}
