@@ -6,6 +6,8 @@
 //   dke-loader net --pin-root DIR [--cgroup DIR] [--ephemeral-port N]
 //                  [--dns-ports 53,5353] [--dns-timeout-ms N] [--orphan-timeout-ms N]
 //   dke-loader bash --paths /bin/bash,/usr/bin/bash [--explicit 1]
+//   dke-loader net --pin-root DIR --prepare-socket-map 1   (the daemon, as root:
+//                  see PrepareSocketStateMap in net_loader.h)
 //
 // Signals meant for the process group (Ctrl-C, systemd's KillMode, kill -PGID)
 // are ignored: the daemon says when to stop (DKE_CMD_STOP, after its last
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -123,6 +126,16 @@ uint64_t Num(const std::map<std::string, std::string>& f, const char* k, uint64_
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string plugin;
+  std::map<std::string, std::string> flags;
+  bool args_ok = ParseArgs(argc, argv, &plugin, &flags);
+  // The daemon, as root, before it drops privileges: one line on stdout.
+  if (args_ok && plugin == "net" && flags.count("prepare-socket-map")) {
+    std::string said;
+    bool ok = dke::PrepareSocketStateMap(flags["pin-root"], &said);
+    if (!said.empty()) printf("%s\n", said.c_str());
+    return ok ? 0 : 1;
+  }
   // fd 3 is ours only if the daemon opened it; never write frames elsewhere.
   if (fcntl(kFramesFd, F_GETFD) < 0) {
     fprintf(stderr, "dke-loader: fd 3 is not open: this program is started by the datakit-ebpf daemon\n");
@@ -130,9 +143,7 @@ int main(int argc, char** argv) {
   }
   fcntl(kFramesFd, F_SETFD, FD_CLOEXEC);
   dke::FrameWriter out(kFramesFd);
-  std::string plugin;
-  std::map<std::string, std::string> flags;
-  if (!ParseArgs(argc, argv, &plugin, &flags) || (plugin != "net" && plugin != "bash")) {
+  if (!args_ok || (plugin != "net" && plugin != "bash")) {
     out.Json(DKE_FRAME_FATAL, "{\"code\":\"INTERNAL\",\"message\":\"dke-loader: bad arguments\"}");
     return 2;
   }

@@ -146,7 +146,34 @@ int CreateSockStateMap() {
   return bpf_map__fd(s->maps.sock_state);
 }
 
+std::string SocketStateMapCharged(const std::string& why) {
+  return "the socket-state map is charged to the collector's memory cgroup (creating it from the root one failed: " + why + ")";
+}
+
 }  // namespace
+
+bool PrepareSocketStateMap(const std::string& pin_root, std::string* said) {
+  said->clear();
+  struct statfs fs {};
+  if (statfs(pin_root.c_str(), &fs) != 0 || fs.f_type != kBpfFsMagic) {
+    *said = SocketStateMapCharged(pin_root + " is not a directory on bpffs");
+    return false;
+  }
+  const std::string dir = pin_root + "/net-" + ObjectHash();
+  const std::string pin = dir + "/sock_state";
+  if (Exists(pin) || InRootMemcg()) return true;
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    *said = SocketStateMapCharged("creating " + dir + ": " + strerror(errno));
+    return false;
+  }
+  std::string why;
+  int fd = CreateInRootMemcg(CreateSockStateMap, &why);
+  if (fd >= 0 && bpf_obj_pin(fd, pin.c_str()) != 0) why = "pinning it at " + pin + ": " + strerror(errno);
+  if (fd >= 0) close(fd);
+  if (why.empty()) return true;
+  *said = SocketStateMapCharged(why);
+  return false;
+}
 
 NetLoader::NetLoader(NetOptions opts, FrameWriter* out) : opts_(std::move(opts)), out_(out) {}
 
@@ -251,10 +278,10 @@ bool NetLoader::Open() {
   bpf_map__set_inner_map_fd(skel_->maps.dns_rings, dns_ring_first_);
   // Socket-local storage is allocated at every TCP socket's birth and freed
   // at its death. Created from the collector's memory cgroup, each of those
-  // is charged and uncharged to it, on the workload's CPU: about a tenth of
-  // the short-connection rate on this kind of host. The memory is the
-  // host's sockets', so the map is created from the root memory cgroup. A
-  // pinned map is reused as it was made.
+  // is charged and uncharged to it, on the workload's CPU: a few percent of
+  // the short-connection rate. The memory is the host's sockets', so the map
+  // is created from the root memory cgroup. A pinned map is reused as it was
+  // made (by an earlier loader, or by the daemon before it dropped root).
   if ((pin_dir_.empty() || !Exists(pin_dir_ + "/sock_state")) && !InRootMemcg()) {
     std::string why;
     int fd = CreateInRootMemcg(CreateSockStateMap, &why);
@@ -262,8 +289,7 @@ bool NetLoader::Open() {
       if (int e = bpf_map__reuse_fd(skel_->maps.sock_state, fd)) why = std::string("reusing it: ") + strerror(-e);
       close(fd);
     }
-    if (!why.empty())
-      out_->Log("debug", "the socket-state map is charged to the collector's memory cgroup (creating it from the root one failed: " + why + ")");
+    if (!why.empty()) out_->Log("debug", SocketStateMapCharged(why));
   }
   int err = netflow__load(skel_);
   if (err) {

@@ -33,6 +33,14 @@ struct NetOptions {
   uint64_t orphan_timeout_ns = 600'000'000'000ULL;
 };
 
+// Run as root by the daemon before it drops privileges (src/daemon/workpaths.ts),
+// when the loaders will run as another user, which cannot join the root memory
+// cgroup: creates the socket-state map from there and pins it in the pin
+// directory, where the loader reuses it (root_memcg.h says why). Returns false
+// with *said set when it could not; *said is empty when there was nothing to
+// do (the map is pinned already, or this process is in the root cgroup).
+bool PrepareSocketStateMap(const std::string& pin_root, std::string* said);
+
 class NetLoader : public LoaderPlugin {
  public:
   NetLoader(NetOptions opts, FrameWriter* out);

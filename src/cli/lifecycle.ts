@@ -3,13 +3,14 @@
 // error nothing else handled (a clean stop, exit 1), a failed start. Every
 // way out undoes, in order: the daemon (its plugins detach and unpin), pins
 // a dead loader could not remove (only while we hold the pin root's lock,
-// and only once we started loaders: then they are ours), the lock, the pidfile. src/cli/main.ts wires the
+// and only once we started loaders: then they are ours; before that, only
+// what the start itself pinned), the lock, the pidfile. src/cli/main.ts wires the
 // process's signals and last-resort handlers here.
 import type { Logger } from 'pino';
 import type { CollectorConfig } from '../config/types';
 import type { Pidfile } from '../daemon/pidfile';
 import type { PinRootLock } from '../daemon/pinlock';
-import { removePins } from '../daemon/pins';
+import { removePinned, removePins } from '../daemon/pins';
 import { EXIT_2_CODES, isCollectorError } from '../errors';
 
 /** How long a clean stop may take before it is cut short. */
@@ -37,6 +38,8 @@ export class Collector {
   daemon?: StoppableDaemon;
   lock?: PinRootLock;
   pidfile?: Pidfile;
+  /** What the start pinned before any loader ran (preparePaths): a start that fails removes it. */
+  madePins: string[] = [];
   private stopping = false;
   private exiting = false;
   private readonly exitProcess: (code: number) => void;
@@ -65,6 +68,7 @@ export class Collector {
       }
       for (const f of r.failed) this.log.warn({ path: f.path, err: f.error }, `cannot remove the pinned object ${f.path}: ${f.error}; datakit-ebpf cleanup removes it`);
     }
+    if (!this.daemon) removePinned(this.madePins);
     this.lock?.release();
     this.pidfile?.remove(this.log);
     this.exitProcess(code);

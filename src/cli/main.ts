@@ -93,7 +93,8 @@ async function main(): Promise<number> {
     if (config.pidfile) c.pidfile = writePidfile(config.pidfile);
     const plan = planDrop(config, log);
     const owner = plan.kind === 'drop' && plan.switchUser ? plan.target : undefined;
-    const { pinRoot } = preparePaths(config, owner, log);
+    const { pinRoot, madePins } = preparePaths(config, owner, log);
+    c.madePins = madePins;
     if (pinRoot) c.lock = await PinRootLock.acquire(config.pinRoot, { log });
     const outcome = applyDrop(plan, log);
     // As the user the daemon now is, before anything is attached.

@@ -88,6 +88,18 @@ export function removePins(pinRoot: string): RemovedPins {
   return res;
 }
 
+/** Removes these pinned objects, and each one's directory if that empties it. Never throws. */
+export function removePinned(paths: readonly string[]): void {
+  for (const p of paths) {
+    try {
+      fs.unlinkSync(p);
+      fs.rmdirSync(path.dirname(p));
+    } catch {
+      /* gone, or its directory holds more */
+    }
+  }
+}
+
 /** Removes the pin root itself if nothing is left in it. Never throws. */
 export function removeEmptyPinRoot(pinRoot: string): void {
   try {

@@ -6,12 +6,13 @@
 // doing what the daemon will do (create, write, fsync, remove). A path that
 // cannot work (not reachable, read-only, full) stops the collector with one
 // line naming the path, the user and the fix.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { CollectorConfig } from '../config/types';
 import { CollectorError } from '../errors';
+import { LOADER_BIN } from '../paths';
 
 export interface PathOwner {
   name: string;
@@ -137,12 +138,34 @@ function repairOurParents(paths: string[], owner: PathOwner, log: Logger): void 
 }
 
 /**
+ * As root, before the drop to another user: the net loader's socket-state
+ * map, made from the root memory cgroup and pinned where the loader reuses
+ * it; the loader, as that user, cannot join that cgroup to make it there
+ * (native/loader/root_memcg.h says why it matters). What the loader says is
+ * debug: a few percent of a busy host's connection rate, nothing lost.
+ */
+function prepareSocketStateMap(pinRoot: string, log: Logger): string[] {
+  const pinned = (): string[] =>
+    fs
+      .readdirSync(pinRoot)
+      .filter((d) => d.startsWith('net-'))
+      .map((d) => path.join(pinRoot, d, 'sock_state'))
+      .filter((p) => fs.existsSync(p));
+  const before = new Set(pinned());
+  const r = spawnSync(LOADER_BIN, ['net', '--pin-root', pinRoot, '--prepare-socket-map', '1'], { encoding: 'utf8', timeout: 20_000 });
+  const said = r.stdout?.trim() || r.error?.message;
+  if (said) log.debug({ pinRoot }, said);
+  return pinned().filter((p) => !before.has(p));
+}
+
+/**
  * Before the privilege drop (usually as root): creates the state directory
  * and the pin root, and with `owner` gives the log file, the state directory
- * and the pin root to the user the daemon becomes. Returns whether the pin
- * root exists. Never throws: what is left wrong, checkPaths() names after the drop.
+ * and the pin root (with the socket-state map made for the net loader) to the
+ * user the daemon becomes. Returns whether the pin root exists, and what it
+ * pinned there (for a start that fails before any loader runs to remove). Never throws: what is left wrong, checkPaths() names after the drop.
  */
-export function preparePaths(config: CollectorConfig, owner: PathOwner | undefined, log: Logger): { pinRoot: boolean } {
+export function preparePaths(config: CollectorConfig, owner: PathOwner | undefined, log: Logger): { pinRoot: boolean; madePins: string[] } {
   const pinRoot = config.pinRoot !== '' && preparePinRoot(config.pinRoot, log);
   if (!config.dryRun) {
     try {
@@ -151,7 +174,7 @@ export function preparePaths(config: CollectorConfig, owner: PathOwner | undefin
       /* checkPaths() says why */
     }
   }
-  if (!owner) return { pinRoot };
+  if (!owner) return { pinRoot, madePins: [] };
   const { uid, gid } = owner;
   repairOurParents([...(config.dryRun ? [] : [config.stateDir]), ...(config.log === 'stdout' || config.log === 'stderr' ? [] : [config.log])], owner, log);
   if (config.log !== 'stdout' && config.log !== 'stderr') {
@@ -176,7 +199,17 @@ export function preparePaths(config: CollectorConfig, owner: PathOwner | undefin
       log.warn({ dir, err: (err as Error).message }, `cannot prepare the ${what} ${dir} for ${owner.name}: ${(err as Error).message}`);
     }
   }
-  return { pinRoot };
+  // Into a pin root the loader can use (given to the user above), given too.
+  let madePins: string[] = [];
+  try {
+    if (pinRoot && config.enabled.includes('ebpf-net') && fs.statSync(config.pinRoot).uid === uid) {
+      madePins = prepareSocketStateMap(config.pinRoot, log);
+      chownTree(config.pinRoot, uid, gid);
+    }
+  } catch (err) {
+    log.warn({ dir: config.pinRoot, err: (err as Error).message }, `cannot prepare the pin directory ${config.pinRoot} for ${owner.name}: ${(err as Error).message}`);
+  }
+  return { pinRoot, madePins };
 }
 
 function describeStat(p: string): string {
