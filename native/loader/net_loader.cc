@@ -146,6 +146,15 @@ int CreateSockStateMap() {
   return bpf_map__fd(s->maps.sock_state);
 }
 
+// The socket-state map made from the root memory cgroup, for the loader to
+// use or the daemon to pin. -1 with *why empty when there is nothing to make
+// (pinned already in pin_dir, or this process is in the root memory cgroup).
+int SockStateFromRootMemcg(const std::string& pin_dir, std::string* why) {
+  why->clear();
+  if (!pin_dir.empty() && Exists(pin_dir + "/sock_state")) return -1;
+  return CreateInRootMemcg(CreateSockStateMap, why);
+}
+
 std::string SocketStateMapCharged(const std::string& why) {
   return "the socket-state map is charged to the collector's memory cgroup (creating it from the root one failed: " + why + ")";
 }
@@ -161,15 +170,15 @@ bool PrepareSocketStateMap(const std::string& pin_root, std::string* said) {
   }
   const std::string dir = pin_root + "/net-" + ObjectHash();
   const std::string pin = dir + "/sock_state";
-  if (Exists(pin) || InRootMemcg()) return true;
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    *said = SocketStateMapCharged("creating " + dir + ": " + strerror(errno));
-    return false;
-  }
   std::string why;
-  int fd = CreateInRootMemcg(CreateSockStateMap, &why);
-  if (fd >= 0 && bpf_obj_pin(fd, pin.c_str()) != 0) why = "pinning it at " + pin + ": " + strerror(errno);
-  if (fd >= 0) close(fd);
+  int fd = SockStateFromRootMemcg(dir, &why);
+  if (fd >= 0) {
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      why = "creating " + dir + ": " + strerror(errno);
+    else if (bpf_obj_pin(fd, pin.c_str()) != 0)
+      why = "pinning it at " + pin + ": " + strerror(errno);
+    close(fd);
+  }
   if (why.empty()) return true;
   *said = SocketStateMapCharged(why);
   return false;
@@ -282,9 +291,9 @@ bool NetLoader::Open() {
   // the short-connection rate. The memory is the host's sockets', so the map
   // is created from the root memory cgroup. A pinned map is reused as it was
   // made (by an earlier loader, or by the daemon before it dropped root).
-  if ((pin_dir_.empty() || !Exists(pin_dir_ + "/sock_state")) && !InRootMemcg()) {
+  {
     std::string why;
-    int fd = CreateInRootMemcg(CreateSockStateMap, &why);
+    int fd = SockStateFromRootMemcg(pin_dir_, &why);
     if (fd >= 0) {
       if (int e = bpf_map__reuse_fd(skel_->maps.sock_state, fd)) why = std::string("reusing it: ") + strerror(-e);
       close(fd);

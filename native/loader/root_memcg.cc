@@ -96,17 +96,10 @@ void ChildCreate(int sock, const MemcgMount& m, const std::function<int()>& crea
 
 }  // namespace
 
-bool InRootMemcg() {
-  MemcgMount m = FindMemcgMount();
-  return m.dir.empty() || OwnMemcg(m) == "/";
-}
-
 int CreateInRootMemcg(const std::function<int()>& create, std::string* why) {
+  why->clear();
   MemcgMount m = FindMemcgMount();
-  if (m.dir.empty()) {
-    *why = "no memory cgroup controller is mounted";
-    return -1;
-  }
+  if (m.dir.empty() || OwnMemcg(m) == "/") return -1;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     *why = std::string("socketpair: ") + strerror(errno);

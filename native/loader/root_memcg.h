@@ -17,13 +17,11 @@
 
 namespace dke {
 
-// Whether this process's memory cgroup is the root (nothing to gain), or no
-// memory controller is mounted.
-bool InRootMemcg();
-
 // Runs `create` (which returns a map's fd, or -1 with errno) in a child
 // process moved to the root memory cgroup, and returns the fd received from
-// it, or -1 with the reason in *why.
+// it, or -1 with the reason in *why. Returns -1 with *why empty when there is
+// nothing to gain: this process is in the root memory cgroup already, or no
+// memory controller is mounted.
 int CreateInRootMemcg(const std::function<int()>& create, std::string* why);
 
 }  // namespace dke
