@@ -85,7 +85,7 @@ enum dke_sock_flags {
 	DKE_SOCK_EST_PENDING = 2, /* ESTABLISHED; tcp_established is added at its first syscall (which names an accepted socket's owner) or at close */
 	DKE_SOCK_UDP = 4,         /* a UDP socket whose direction is set (by its first datagram) */
 	DKE_SOCK_OWNED = 8,       /* pid, comm and netns are set (UDP: at socket(), first send or first syscall) */
-	DKE_SOCK_CLOSED = 16,     /* TCP: its close is counted (at release); destroy adds only what came after */
+	DKE_SOCK_CLOSED = 16,     /* TCP: its close is counted (at close()); destroy adds only what came after */
 };
 
 /* Value of sock_state (socket-local storage): where this socket's counts go. */

@@ -213,6 +213,74 @@ describe('netflow over TCP', () => {
     expect(out.retransmits).toBe(kernel);
   });
 
+  it('counts connections ended by a reset once each, whichever end resets (SO_LINGER 0; close() with unread data)', async () => {
+    // The close is counted at the transition close() makes; a reset makes
+    // ESTABLISHED -> CLOSE at once, in the closer's syscall on one end and in
+    // a softirq on the other. Even connections: the client aborts (SO_LINGER
+    // 0). Odd ones: the server closes with the client's last byte unread.
+    const port = 18086;
+    const conns = 6;
+    const n = 3000;
+    const prelude = ['import select, socket, struct, sys', `K, N = ${conns}, ${n}`];
+    const serverScript = [
+      ...prelude,
+      'l = socket.socket()',
+      'l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+      `l.bind(("${hosts.ipB}", ${port})); l.listen(16)`,
+      'print("ready", flush=True)',
+      'for i in range(K):',
+      '    c, _ = l.accept()',
+      '    got = 0',
+      '    while got < N:',
+      '        b = c.recv(N - got)',
+      '        if not b: sys.exit("short read")',
+      '        got += len(b)',
+      '    c.sendall(b"k")',
+      '    if i % 2 == 0:',
+      '        try:',
+      '            while c.recv(65536): pass',
+      '        except ConnectionResetError: pass',
+      '    else:',
+      '        select.select([c], [], [])',
+      '    c.close()',
+    ].join('\n');
+    const clientScript = [
+      ...prelude,
+      'for i in range(K):',
+      `    s = socket.create_connection(("${hosts.ipB}", ${port}))`,
+      '    s.sendall(b"x" * N)',
+      '    assert s.recv(1) == b"k"',
+      '    if i % 2 == 0:',
+      '        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))',
+      '    else:',
+      '        s.sendall(b"z")',
+      '        try:',
+      '            while s.recv(65536): pass',
+      '        except ConnectionResetError: pass',
+      '    s.close()',
+    ].join('\n');
+    const exited = (p: ReturnType<typeof spawn>) => new Promise<number | null>((r) => (p.exitCode !== null ? r(p.exitCode) : p.once('exit', r)));
+    const server = spawn('ip', ['netns', 'exec', hosts.b, 'python3', '-c', serverScript], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.stdout!.once('data', () => resolve());
+        server.once('exit', (code) => reject(new Error(`reset server exited ${code} before listening`)));
+      });
+      const client = spawn('ip', ['netns', 'exec', hosts.a, 'python3', '-c', clientScript], { stdio: 'inherit' });
+      expect(await exited(client)).toBe(0);
+      expect(await exited(server)).toBe(0);
+      const isClient = (t: Record<string, string>) => t.direction === 'outgoing' && t.dst_port === String(port) && t.pid === String(client.pid);
+      const isServer = (t: Record<string, string>) => t.direction === 'incoming' && t.src_port === String(port) && t.pid === String(server.pid);
+      const out = await waitForTotals(isClient, { tcp_closed: conns });
+      const inc = await waitForTotals(isServer, { tcp_closed: conns });
+      console.info(`resets: client ${JSON.stringify(out)}, server ${JSON.stringify(inc)}`);
+      expect(out).toMatchObject({ bytes_written: conns * n + conns / 2, bytes_read: conns, tcp_established: conns, tcp_closed: conns });
+      expect(inc).toMatchObject({ bytes_read: conns * n, bytes_written: conns, tcp_established: conns, tcp_closed: conns });
+    } finally {
+      server.kill('SIGKILL');
+    }
+  });
+
   it('reports rtt and rtt_var in line with ss -tin for the same socket', async () => {
     const port = 18084;
     const server = await startServer(hosts.b, ['tcp-server', hosts.ipB, String(port), '100']);
