@@ -7,9 +7,10 @@
  * has a small socket-local state (struct dke_sock_state, freed with the
  * socket) that says which flow key its counts go to; every hook adds what it
  * saw straight into that flow's counters (flow_stats). A closed connection is
- * folded into its flow at tcp_destroy_sock and leaves nothing behind, so the
- * map's size is the number of distinct flow keys, not of connections, and user
- * space reads O(flow keys) per interval whatever the connection rate. */
+ * counted into its flow at close() (what came after, at tcp_destroy_sock) and
+ * leaves nothing behind, so the map's size is the number of distinct flow
+ * keys, not of connections, and user space reads O(flow keys) per interval
+ * whatever the connection rate. */
 #ifndef DKE_NETFLOW_H
 #define DKE_NETFLOW_H
 

@@ -8,7 +8,9 @@
 // reported, as they make every other number noisier. Then the same bulk,
 // churn and DNS with only the floor attached (empty programs on the same
 // hooks, lib/floor.ts): the part of the cost that is the kernel's price for
-// running a program there.
+// running a program there; and churn and bulk with the data model's floor
+// (test/bench/floor/model.bpf.c: socket-local state and per-flow counters,
+// nothing else), what any collector built this way pays per connection.
 import { foreignCollectorPrograms, progStats, withBpfStats, type ProgStat } from './lib/bpf';
 import { Collector } from './lib/collector';
 import { startFloor } from './lib/floor';
@@ -41,6 +43,7 @@ export interface BpfCostData {
   nsPerMiB1k: number;
   nsPerLookup: number;
   floor: { rounds: PhaseCost[][]; perProgram: BpfCostData['perProgram']; nsPerConnection: number; nsPerMiBBulk: number; nsPerLookup: number };
+  model: { rounds: PhaseCost[][]; perProgram: BpfCostData['perProgram']; nsPerConnection: number; nsPerMiBBulk: number };
   foreignCollectorPrograms: number;
   exitCode: number | null;
 }
@@ -70,13 +73,14 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   const resolver = await startResolver(ctx.hosts.b, ctx.hosts.ipB, BENCH_DNS.port, BENCH_DNS.answer);
   const rounds: PhaseCost[][] = [];
   const floorRounds: PhaseCost[][] = [];
+  const modelRounds: PhaseCost[][] = [];
   let foreign = NaN;
   let exitCode: number | null = null;
   try {
     await withBpfStats(async () => {
       // One round: bulk, churn, DNS and (for the collector) 1 KiB writes, each
       // phase the difference of the programs' counters around it.
-      const measureRound = async (ids: readonly number[], small: boolean): Promise<PhaseCost[]> => {
+      const measureRound = async (ids: readonly number[], small: boolean, dns = true): Promise<PhaseCost[]> => {
         const mib = (bps: number): number => (bps * config.probeSeconds) / 8 / (1 << 20);
         const phases: PhaseCost[] = [];
         let s0 = progStats(ids);
@@ -89,10 +93,12 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
         await sleep(500);
         s1 = progStats(ids);
         phases.push(diff(s0, s1, PHASES.churn, 'connection', ch.made));
-        s0 = s1;
-        const dns = await dnsgen(ctx.hosts.a, ctx.hosts.ipB, BENCH_DNS.port, config.churnSeconds, BENCH_DNS.inflight, BENCH_DNS.inflight);
-        s1 = progStats(ids);
-        phases.push(diff(s0, s1, PHASES.dns, 'lookup', dns.answered));
+        if (dns) {
+          s0 = s1;
+          const d = await dnsgen(ctx.hosts.a, ctx.hosts.ipB, BENCH_DNS.port, config.churnSeconds, BENCH_DNS.inflight, BENCH_DNS.inflight);
+          s1 = progStats(ids);
+          phases.push(diff(s0, s1, PHASES.dns, 'lookup', d.answered));
+        }
         if (small) {
           s0 = s1;
           const w = await iperf(ctx.hosts.a, ctx.hosts.ipB, IPERF_PORT, config.probeSeconds, 0, '1K');
@@ -123,6 +129,16 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
       } finally {
         await floor.stop();
       }
+      const model = await startFloor('model');
+      try {
+        await sleep(500);
+        for (let r = 0; r < config.statsRounds; r++) {
+          progress(`bpf cost: data model round ${r + 1}/${config.statsRounds}`);
+          modelRounds.push(await measureRound(model.progIds, false, false));
+        }
+      } finally {
+        await model.stop();
+      }
     });
   } finally {
     await resolver.stop();
@@ -140,6 +156,9 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   const floorPerConnection = perUnit(floorRounds, PHASES.churn);
   const floorPerMiB = perUnit(floorRounds, PHASES.bulk);
   const floorPerLookup = perUnit(floorRounds, PHASES.dns);
+  const modelPerProgram = medianPerProgram(modelRounds, [PHASES.bulk, PHASES.churn]);
+  const modelPerConnection = perUnit(modelRounds, PHASES.churn);
+  const modelPerMiB = perUnit(modelRounds, PHASES.bulk);
 
   const us = (v: number): string => `${(v / 1000).toFixed(2)} µs`;
   const rows: Row[] = [];
@@ -148,6 +167,7 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   rows.push(info('bpf.perMiB1k', 'BPF time per MiB over veth, 1 KiB writes', us(nsPerMiB1k), undefined, nsPerMiB1k));
   rows.push(info('bpf.floor.perConnection', 'the floor: empty programs on the same hooks, BPF time per short connection', us(floorPerConnection), "the kernel's price for running any program there, no collector", floorPerConnection));
   rows.push(info('bpf.floor.perMiB', 'the floor: empty programs on the same hooks, BPF time per MiB of bulk veth traffic', us(floorPerMiB), undefined, floorPerMiB));
+  rows.push(info('bpf.model.perConnection', "the data model's floor: socket-local state and per-flow counters only, BPF time per short connection", us(modelPerConnection), `test/bench/floor/model.bpf.c on the same hooks: state made at connect() and ESTABLISHED, a flow add at every send, receive and close; no rtt, retransmits, listeners, recovery, liveness, UDP or DNS; per MiB of bulk veth traffic ${us(modelPerMiB)}`, modelPerConnection));
   rows.push(info('bpf.perLookup', 'BPF time per DNS lookup, both ends on this host (bpf_stats)', us(nsPerLookup), `dnsgen a -> dnsmasq b, ${BENCH_DNS.inflight} in flight: four packets and their syscalls; the floor there: ${us(floorPerLookup)}`, nsPerLookup));
   const runs = (v: { runsPerUnit: number; nsPerRun: number } | undefined, per: string, digits: number): string =>
     v ? `${v.runsPerUnit.toFixed(digits)} runs per ${per} x ${Number.isFinite(v.nsPerRun) ? v.nsPerRun.toFixed(0) : '-'} ns` : '-';
@@ -156,19 +176,20 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
     const b = perProgram[PHASES.bulk]![n];
     const d = perProgram[PHASES.dns]![n];
     const fl = floorPerProgram[PHASES.churn]?.[n.replace(/^dke_/, 'dkf_')];
+    const mo = modelPerProgram[PHASES.churn]?.[n.replace(/^dke_/, 'dkm_')];
     if (v.runsPerUnit === 0 && !b?.runsPerUnit && !d?.runsPerUnit) continue; // e.g. the bash loader's readline probe
     rows.push(
       info(
         `bpf.program.${n}`,
         `BPF ${n}: runs per connection x ns per run`,
         `${v.runsPerUnit.toFixed(2)} x ${Number.isFinite(v.nsPerRun) ? v.nsPerRun.toFixed(0) : '-'} ns`,
-        `= ${Number.isFinite(v.nsPerRun) ? ((v.runsPerUnit * v.nsPerRun) / 1000).toFixed(2) : '0'} µs per connection; bulk: ${runs(b, 'MiB', 1)}; DNS: ${runs(d, 'lookup', 2)}${fl && Number.isFinite(fl.nsPerRun) ? `; an empty program there: ${fl.nsPerRun.toFixed(0)} ns per run` : ''}`,
+        `= ${Number.isFinite(v.nsPerRun) ? ((v.runsPerUnit * v.nsPerRun) / 1000).toFixed(2) : '0'} µs per connection; bulk: ${runs(b, 'MiB', 1)}; DNS: ${runs(d, 'lookup', 2)}${fl && Number.isFinite(fl.nsPerRun) ? `; an empty program there: ${fl.nsPerRun.toFixed(0)} ns per run` : ''}${mo && Number.isFinite(mo.nsPerRun) ? `; the data model's: ${((mo.runsPerUnit * mo.nsPerRun) / 1000).toFixed(2)} µs per connection` : ''}`,
         v.runsPerUnit * (Number.isFinite(v.nsPerRun) ? v.nsPerRun : 0),
       ),
     );
   }
   if (foreign > 0) rows.push(info('bpf.foreign', "other collectors' dke_* programs loaded", String(foreign), 'they run on the same hooks and add to every "without" measurement'));
-  const data: BpfCostData = { rounds, perProgram, nsPerConnection: round(nsPerConnection, 1), nsPerMiBBulk: round(nsPerMiBBulk, 1), nsPerMiB1k: round(nsPerMiB1k, 1), nsPerLookup: round(nsPerLookup, 1), floor: { rounds: floorRounds, perProgram: floorPerProgram, nsPerConnection: round(floorPerConnection, 1), nsPerMiBBulk: round(floorPerMiB, 1), nsPerLookup: round(floorPerLookup, 1) }, foreignCollectorPrograms: foreign, exitCode };
+  const data: BpfCostData = { rounds, perProgram, nsPerConnection: round(nsPerConnection, 1), nsPerMiBBulk: round(nsPerMiBBulk, 1), nsPerMiB1k: round(nsPerMiB1k, 1), nsPerLookup: round(nsPerLookup, 1), floor: { rounds: floorRounds, perProgram: floorPerProgram, nsPerConnection: round(floorPerConnection, 1), nsPerMiBBulk: round(floorPerMiB, 1), nsPerLookup: round(floorPerLookup, 1) }, model: { rounds: modelRounds, perProgram: modelPerProgram, nsPerConnection: round(modelPerConnection, 1), nsPerMiBBulk: round(modelPerMiB, 1) }, foreignCollectorPrograms: foreign, exitCode };
   return { name: 'bpf-cost', rows, data };
 }
 

@@ -1,6 +1,8 @@
 // The floor: empty BPF programs on the collector's hooks (test/bench/floor),
 // loaded without the collector. What they cost is the kernel's price for
 // running any program on those hooks; the rest of our cost is our code.
+// The data model's floor (model.bpf.c) is loaded the same way: on the same
+// hooks, only what per-socket state and per-flow counters cannot do without.
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnJson, type JsonProc } from './spawn';
@@ -19,13 +21,13 @@ function cgroup2Root(): string {
   throw new Error('no cgroup v2 mount: the floor programs attach to its root, as the collector does');
 }
 
-export async function startFloor(): Promise<Floor> {
+export async function startFloor(object: 'floor' | 'model' = 'floor'): Promise<Floor> {
   const dir = path.join(repoRoot(), 'dist/bench');
-  const p: JsonProc = spawnJson(path.join(dir, 'floor'), [path.join(dir, 'floor.bpf.o'), cgroup2Root()]);
+  const p: JsonProc = spawnJson(path.join(dir, 'floor'), [path.join(dir, `${object}.bpf.o`), cgroup2Root()]);
   const line = await p.next(10_000);
   if (typeof line.error === 'string' || !Array.isArray(line.ids)) {
     p.kill('SIGKILL');
-    throw new Error(`the floor programs did not attach: ${String(line.error ?? JSON.stringify(line))} ${p.stderr.join(' | ')}`);
+    throw new Error(`the ${object} programs did not attach: ${String(line.error ?? JSON.stringify(line))} ${p.stderr.join(' | ')}`);
   }
   return {
     progIds: line.ids as number[],
