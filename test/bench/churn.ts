@@ -9,7 +9,7 @@
 import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import type { Collector } from './lib/collector';
 import { sumFlows, type FlowSums } from './lib/flows';
-import { floorRow, pairedRatios, ratioRow, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
+import { floorRow, modelRow, pairedRatios, ratioRow, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
 import { churn, startTcpServer, type ChurnResult, type TcpServer } from './lib/tcpgen';
 import { info, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
 import { median, round, sleep } from './lib/util';
@@ -29,14 +29,20 @@ export interface ChurnSample extends ChurnResult {
   session?: { made: number; accepted: number; serverClosed: number; counted: FlowSums; loggedLost: Record<string, number>; recursionMisses: Record<string, number>; unmatched?: unknown[] };
 }
 
-export function churnProbe(): AbProbe<ChurnSample> {
+/**
+ * `alone`: only with and without (the rounds at DataKit's default interval,
+ * where a warm-up would wait a whole interval and the kernel side's own
+ * measurements are those of the 1 s rounds).
+ */
+export function churnProbe(name = 'churn', alone = false): AbProbe<ChurnSample> {
   let server: TcpServer | undefined;
   let sessionCollector: Collector | undefined;
   return {
-    name: 'churn',
-    warmUp: true,
-    paused: true,
-    floor: true,
+    name,
+    warmUp: !alone,
+    paused: !alone,
+    floor: !alone,
+    model: !alone,
     async setup(ctx) {
       server = await startTcpServer(ctx.hosts.b, ctx.hosts.ipB, CHURN_PORT, CHURN_PORTS);
     },
@@ -51,8 +57,13 @@ export function churnProbe(): AbProbe<ChurnSample> {
       const cpu0 = running?.cpuSeconds();
       const tel0 = collector?.telemetry();
       const res = await churn({ ns: ctx.hosts.a, ip: ctx.hosts.ipB, port: CHURN_PORT, nports: CHURN_PORTS, seconds: ctx.config.churnSeconds, rate: 0 });
-      await sleep(200); // the server's last reads
-      const after = await server!.counts();
+      // The server's last reads and closes: on a loaded machine it can be
+      // seconds behind the generator's last connection.
+      let after = await server!.counts();
+      for (const until = Date.now() + 10_000; after.closed - before.closed < after.accepted - before.accepted && Date.now() < until; ) {
+        await sleep(100);
+        after = await server!.counts();
+      }
       const sample: ChurnSample = { ...res, state, accepted: after.accepted - before.accepted, serverClosed: after.closed - before.closed };
       if (running) sample.collectorCpuSeconds = running.cpuSeconds() - cpu0!;
       const tel1 = collector?.telemetry();
@@ -85,22 +96,24 @@ export function churnProbe(): AbProbe<ChurnSample> {
   };
 }
 
-export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number): ScenarioResult {
+export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number, name = 'churn'): ScenarioResult {
   const rows: Row[] = [];
   const w = s.with.map((x) => x.rate);
   const wo = s.without.map((x) => x.rate);
-  const { row, ratios, ratio } = ratioRow('churn.ratio', 'short-connection churn, with / without (tcpgen)', 0.95, w, wo, '/s');
+  const { row, ratios, ratio } = ratioRow(`${name}.ratio`, `short-connection churn, with / without (tcpgen, --interval ${intervalSec}s)`, 0.95, w, wo, '/s');
   rows.push(row);
   const p = s.paused.map((x) => x.rate);
   const pratios = pairedRatios(p, wo);
   if (p.length) {
     rows.push(
-      info('churn.paused', 'the same with the daemon and loaders stopped (SIGSTOP), programs still attached', median(pratios).toFixed(3), `kernel side alone: median ${Math.round(median(p))}/s stopped, ${Math.round(median(wo))}/s without${spreadText(pratios)}`, median(pratios)),
+      info(`${name}.paused`, 'the same with the daemon and loaders stopped (SIGSTOP), programs still attached', median(pratios).toFixed(3), `kernel side alone: median ${Math.round(median(p))}/s stopped, ${Math.round(median(wo))}/s without${spreadText(pratios)}`, median(pratios)),
     );
   }
 
-  const floor = floorRow('churn.floor', s.floor.map((x) => x.rate), wo, '/s', 'what the kernel charges for running any program there: ');
+  const floor = floorRow(`${name}.floor`, s.floor.map((x) => x.rate), wo, '/s', 'what the kernel charges for running any program there: ');
   rows.push(...floor.rows);
+  const model = modelRow(`${name}.model`, s.model.map((x) => x.rate), wo, '/s');
+  rows.push(...model.rows);
 
   const sessions = s.with.map((x) => x.session).filter((x) => x !== undefined);
   const exact = sessions.length > 0 && sessions.every((x) => x.counted.client.tcp_established === x.made && x.counted.server.tcp_established === x.accepted && x.counted.client.tcp_closed === x.made && x.counted.server.tcp_closed === x.serverClosed);
@@ -109,8 +122,8 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
   for (const x of sessions) for (const [k, v] of Object.entries(x.recursionMisses)) misses[k] = (misses[k] ?? 0) + v;
   rows.push(
     judged(
-      'churn.counted',
-      `connections counted in the churn rounds (--interval ${intervalSec}s, through SIGSTOP)`,
+      `${name}.counted`,
+      `connections counted in the churn rounds (--interval ${intervalSec}s${s.paused.length ? ', through SIGSTOP' : ''})`,
       exact,
       `client opens ${sum((x) => x.counted.client.tcp_established)}/${sum((x) => x.made)}, closes ${sum((x) => x.counted.client.tcp_closed)}/${sum((x) => x.made)}; server opens ${sum((x) => x.counted.server.tcp_established)}/${sum((x) => x.accepted)}, closes ${sum((x) => x.counted.server.tcp_closed)}/${sum((x) => x.serverClosed)}`,
       'every one',
@@ -123,15 +136,15 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
   const logged: Record<string, number> = {};
   for (const x of sessions) for (const [k, v] of Object.entries(x.loggedLost)) logged[k] = (logged[k] ?? 0) + v;
   const lost = losses(tel);
-  rows.push(info('churn.kernelLosses', 'kernel-side losses during churn rounds', Object.keys(lost).length ? JSON.stringify(lost) : 'none', `telemetry map; daemon logged: ${Object.keys(logged).length ? JSON.stringify(logged) : 'none'}`));
+  rows.push(info(`${name}.kernelLosses`, 'kernel-side losses during churn rounds', Object.keys(lost).length ? JSON.stringify(lost) : 'none', `telemetry map; daemon logged: ${Object.keys(logged).length ? JSON.stringify(logged) : 'none'}`));
 
   const per10k = median(s.with.map((x) => ((x.collectorCpuSeconds ?? NaN) / x.made) * 10_000));
-  rows.push(info('churn.cpuPer10k', `collector CPU per 10k connections, max-rate churn (--interval ${intervalSec}s, idle included)`, `${(per10k * 1000).toFixed(0)} ms`, 'all collector processes, user+sys from /proc over the run; median of rounds', per10k * 1000));
+  rows.push(info(`${name}.cpuPer10k`, `collector CPU per 10k connections, max-rate churn (--interval ${intervalSec}s, idle included)`, `${(per10k * 1000).toFixed(0)} ms`, 'all collector processes, user+sys from /proc over the run; median of rounds', per10k * 1000));
   const failed = [...s.with, ...s.without, ...s.paused].reduce((a, x) => a + x.failed, 0);
-  if (failed > 0) rows.push(info('churn.failures', 'generator connect failures (churn rounds)', String(failed), [...s.with, ...s.without, ...s.paused].find((x) => x.firstError)?.firstError));
+  if (failed > 0) rows.push(info(`${name}.failures`, 'generator connect failures (churn rounds)', String(failed), [...s.with, ...s.without, ...s.paused].find((x) => x.firstError)?.firstError));
   return {
-    name: 'churn',
+    name,
     rows,
-    data: { recursionMisses: misses, with: s.with, without: s.without, paused: s.paused, floor: s.floor, floorRatios: floor.ratios.map((r) => round(r, 4)), ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), pausedRatios: pratios.map((r) => round(r, 4)), cpuPer10kSeconds: round(per10k, 4), telemetry: tel, loggedLost: logged },
+    data: { recursionMisses: misses, with: s.with, without: s.without, paused: s.paused, floor: s.floor, floorRatios: floor.ratios.map((r) => round(r, 4)), model: s.model, modelRatios: model.ratios.map((r) => round(r, 4)), ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), pausedRatios: pratios.map((r) => round(r, 4)), cpuPer10kSeconds: round(per10k, 4), telemetry: tel, loggedLost: logged },
   };
 }

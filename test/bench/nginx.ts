@@ -2,7 +2,7 @@
 // keep-alive off (a new connection per request), 32 clients, with the
 // collector running vs not. A probe of the alternated rounds (lib/rounds.ts).
 import { ab, startNginx, type AbResult, type WebServer } from './lib/nginx';
-import { floorRow, ratioRow, type AbProbe, type RoundSamples } from './lib/rounds';
+import { floorRow, modelRow, ratioRow, type AbProbe, type RoundSamples } from './lib/rounds';
 import { info, type Row, type ScenarioResult } from './lib/types';
 import { round } from './lib/util';
 
@@ -15,6 +15,7 @@ export function nginxProbe(): AbProbe<AbResult> {
     name: 'nginx',
     warmUp: true,
     floor: true,
+    model: true,
     async setup(ctx) {
       server = await startNginx(ctx.hosts.b, ctx.hosts.ipB, NGINX_PORT);
     },
@@ -36,7 +37,9 @@ export function summarizeNginx(s: RoundSamples<AbResult>): ScenarioResult {
   rows.push(row);
   const floor = floorRow('nginx.floor', s.floor.map((x) => x.requestsPerSecond), wo, ' req/s');
   rows.push(...floor.rows);
+  const model = modelRow('nginx.model', s.model.map((x) => x.requestsPerSecond), wo, ' req/s');
+  rows.push(...model.rows);
   const failed = [...s.with, ...s.without].reduce((a, x) => a + x.failed, 0);
   if (failed > 0) rows.push(info('nginx.failed', 'ab failed requests', String(failed)));
-  return { name: 'nginx', rows, data: { with: s.with, without: s.without, floor: s.floor, ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), floorRatios: floor.ratios.map((r) => round(r, 4)) } };
+  return { name: 'nginx', rows, data: { with: s.with, without: s.without, floor: s.floor, ratios: ratios.map((r) => round(r, 4)), medianRatio: round(ratio, 4), floorRatios: floor.ratios.map((r) => round(r, 4)), model: s.model, modelRatios: model.ratios.map((r) => round(r, 4)) } };
 }

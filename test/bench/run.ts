@@ -40,7 +40,8 @@ const ROUND_PROBES = ['throughput', 'churn', 'nginx', 'dns'] as const;
 
 /** Issue 10's table, in its order: these rows come first, the rest are details. */
 const TARGET_ROWS: { key: string; scenario: ScenarioName; what: string }[] = [
-  { key: 'churn.ratio', scenario: 'churn', what: 'short-connection churn, with / without (tcpgen)' },
+  { key: 'churn.ratio', scenario: 'churn', what: 'short-connection churn, with / without (tcpgen), --interval 1s' },
+  { key: 'churn60.ratio', scenario: 'churn', what: "short-connection churn, with / without (tcpgen), --interval 60s (DataKit's default)" },
   { key: 'nginx.ratio', scenario: 'nginx', what: 'short-connection churn, with / without (nginx + ab)' },
   { key: 'churn.paused', scenario: 'churn', what: 'the same with the daemon and loaders stopped (SIGSTOP)' },
   { key: 'throughput.veth', scenario: 'throughput', what: 'bulk throughput over veth, with / without' },
@@ -344,6 +345,13 @@ async function main(): Promise<number> {
           info('rounds.collector', `collector sessions in the rounds (--interval ${config.intervalSec}s)`, `${out.collectorExitCodes.length} started, ${bad} unclean exits, ${out.loaderRestarts} loader restarts`, out.collectorProblems.length ? `warnings: ${out.collectorProblems.slice(0, 3).join(' / ')}` : undefined),
         );
         return res;
+      });
+    }
+    // Churn again at DataKit's default interval: what most hosts run.
+    if (only.has('churn')) {
+      await timed('churn60', async () => {
+        const out = await runRounds({ ...ctx, config: { ...config, intervalSec: 60 } }, [churnProbe('churn60', true) as AbProbe<unknown>]);
+        return summarizeChurn(out.samples.churn60 as RoundSamples<ChurnSample>, 60, 'churn60');
       });
     }
     if (only.has('bpf-cost')) await timed('bpf-cost', () => runBpfCost(ctx));

@@ -3,8 +3,11 @@
 // running any program on those hooks; the rest of our cost is our code.
 // The data model's floor (model.bpf.c) is loaded the same way: on the same
 // hooks, only what per-socket state and per-flow counters cannot do without.
+// Both run in the root memory cgroup: the model's socket-local storage is then
+// charged to no cgroup, as the collector's is (native/loader/root_memcg.h).
 import fs from 'node:fs';
 import path from 'node:path';
+import { inCgroup, memcgRoot } from '../../helpers/memcg';
 import { spawnJson, type JsonProc } from './spawn';
 import { repoRoot } from './util';
 
@@ -23,7 +26,10 @@ function cgroup2Root(): string {
 
 export async function startFloor(object: 'floor' | 'model' = 'floor'): Promise<Floor> {
   const dir = path.join(repoRoot(), 'dist/bench');
-  const p: JsonProc = spawnJson(path.join(dir, 'floor'), [path.join(dir, `${object}.bpf.o`), cgroup2Root()]);
+  const command = [path.join(dir, 'floor'), path.join(dir, `${object}.bpf.o`), cgroup2Root()];
+  const memcg = memcgRoot();
+  const [cmd, ...args] = memcg ? inCgroup(memcg.dir, command) : command;
+  const p: JsonProc = spawnJson(cmd!, args);
   const line = await p.next(10_000);
   if (typeof line.error === 'string' || !Array.isArray(line.ids)) {
     p.kill('SIGKILL');

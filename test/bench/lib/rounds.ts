@@ -5,8 +5,9 @@
 // SIGSTOPped (programs attached, user space frozen: the kernel side alone);
 // that comes last in the collector's session, so catching up afterwards
 // cannot touch the 'with' measurements. A probe may also measure with only
-// the floor attached (empty programs on our hooks, lib/floor.ts), right after
-// its 'without' measurement. A probe may warm the collector up first: one
+// the floor attached (empty programs on our hooks, lib/floor.ts), and then
+// with the data model's floor (lib/floor.ts), right after its 'without'
+// measurement. A probe may warm the collector up first: one
 // unmeasured run of its traffic right after the collector starts, then an
 // interval, because V8 compiles the daemon's paths for a kind of traffic the
 // first time it sees it (for DNS ~0.3 s of CPU in the first seconds, then
@@ -18,7 +19,7 @@ import { startFloor } from './floor';
 import { check, info, type BenchContext, type Row } from './types';
 import { median, progress, sleep } from './util';
 
-export type CollectorState = 'with' | 'without' | 'paused' | 'floor' | 'warmup';
+export type CollectorState = 'with' | 'without' | 'paused' | 'floor' | 'model' | 'warmup';
 
 export interface AbProbe<S> {
   name: string;
@@ -30,6 +31,8 @@ export interface AbProbe<S> {
   paused?: boolean;
   /** Whether to measure also with the floor programs alone attached. */
   floor?: boolean;
+  /** Whether to measure also with the data model's programs alone attached (TCP probes: it has no UDP or DNS). */
+  model?: boolean;
   /**
    * Whether to run once, unmeasured ('warmup'), before the collector's
    * measurements; that run's sample joins the session's samples given to
@@ -49,6 +52,7 @@ export interface RoundSamples<S> {
   without: S[];
   paused: S[];
   floor: S[];
+  model: S[];
 }
 
 export interface RoundsOutcome {
@@ -60,7 +64,7 @@ export interface RoundsOutcome {
 
 export async function runRounds(ctx: BenchContext, probes: AbProbe<unknown>[]): Promise<RoundsOutcome> {
   const samples: Record<string, RoundSamples<unknown>> = {};
-  for (const p of probes) samples[p.name] = { with: [], without: [], paused: [], floor: [] };
+  for (const p of probes) samples[p.name] = { with: [], without: [], paused: [], floor: [], model: [] };
   const collectorExitCodes: (number | null)[] = [];
   const collectorProblems = new Set<string>();
   let loaderRestarts = 0;
@@ -72,14 +76,15 @@ export async function runRounds(ctx: BenchContext, probes: AbProbe<unknown>[]): 
         progress(`round ${round + 1}/${ctx.config.rounds}, collector ${state === 'with' ? 'running' : 'not running'}`);
         if (state === 'without') {
           for (const p of probes) samples[p.name]!.without.push(await p.measure(ctx, undefined, round, 'without'));
-          const floored = probes.filter((p) => p.floor);
-          if (floored.length) {
-            progress(`round ${round + 1}/${ctx.config.rounds}, floor programs alone`);
-            const floor = await startFloor();
+          for (const state of ['floor', 'model'] as const) {
+            const alone = probes.filter((p) => p[state]);
+            if (!alone.length) continue;
+            progress(`round ${round + 1}/${ctx.config.rounds}, ${state === 'floor' ? 'floor programs' : "the data model's programs"} alone`);
+            const programs = await startFloor(state);
             try {
-              for (const p of floored) samples[p.name]!.floor.push(await p.measure(ctx, undefined, round, 'floor'));
+              for (const p of alone) samples[p.name]![state].push(await p.measure(ctx, undefined, round, state));
             } finally {
-              await floor.stop();
+              await programs.stop();
             }
           }
           continue;
@@ -161,8 +166,17 @@ export function ratioRow(key: string, metric: string, goal: number, withVals: re
  * round), or no row when it did not; the ratios go to the result's data.
  */
 export function floorRow(key: string, floor: readonly number[], without: readonly number[], unit: string, note = ''): { rows: Row[]; ratios: number[] } {
-  const ratios = pairedRatios(floor, without);
-  if (!floor.length) return { rows: [], ratios };
-  const how = `${note}median ${Math.round(median(floor))}${unit}, ${Math.round(median(without))}${unit} without${spreadText(ratios)}`;
-  return { rows: [info(key, 'the floor: empty programs on the same hooks, no collector', median(ratios).toFixed(3), how, median(ratios))], ratios };
+  return ratioInfo(key, 'the floor: empty programs on the same hooks, no collector', floor, without, unit, note);
+}
+
+/** The data model's floor (test/bench/floor/model.bpf.c) the same way: what any collector built as ours is pays. */
+export function modelRow(key: string, model: readonly number[], without: readonly number[], unit: string): { rows: Row[]; ratios: number[] } {
+  return ratioInfo(key, "the data model's floor: socket-local state and per-flow counters only, no collector", model, without, unit, '');
+}
+
+function ratioInfo(key: string, metric: string, vals: readonly number[], without: readonly number[], unit: string, note: string): { rows: Row[]; ratios: number[] } {
+  const ratios = pairedRatios(vals, without);
+  if (!vals.length) return { rows: [], ratios };
+  const how = `${note}median ${Math.round(median(vals))}${unit}, ${Math.round(median(without))}${unit} without${spreadText(ratios)}`;
+  return { rows: [info(key, metric, median(ratios).toFixed(3), how, median(ratios))], ratios };
 }
