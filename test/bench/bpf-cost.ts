@@ -8,7 +8,7 @@
 // reported, as they make every other number noisier. Then the same bulk,
 // churn and DNS with only the floor attached (empty programs on the same
 // hooks, lib/floor.ts): the part of the cost that is the kernel's price for
-// running a program there; and churn and bulk with the data model's floor
+// running a program there; and churn, bulk and 1 KiB writes with the data model's floor
 // (test/bench/floor/model.bpf.c: socket-local state and per-flow counters,
 // nothing else), what any collector built this way pays per connection.
 import { foreignCollectorPrograms, progStats, withBpfStats, type ProgStat } from './lib/bpf';
@@ -43,7 +43,7 @@ export interface BpfCostData {
   nsPerMiB1k: number;
   nsPerLookup: number;
   floor: { rounds: PhaseCost[][]; perProgram: BpfCostData['perProgram']; nsPerConnection: number; nsPerMiBBulk: number; nsPerLookup: number };
-  model: { rounds: PhaseCost[][]; perProgram: BpfCostData['perProgram']; nsPerConnection: number; nsPerMiBBulk: number };
+  model: { rounds: PhaseCost[][]; perProgram: BpfCostData['perProgram']; nsPerConnection: number; nsPerMiBBulk: number; nsPerMiB1k: number };
   foreignCollectorPrograms: number;
   exitCode: number | null;
 }
@@ -134,7 +134,7 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
         await sleep(500);
         for (let r = 0; r < config.statsRounds; r++) {
           progress(`bpf cost: data model round ${r + 1}/${config.statsRounds}`);
-          modelRounds.push(await measureRound(model.progIds, false, false));
+          modelRounds.push(await measureRound(model.progIds, true, false));
         }
       } finally {
         await model.stop();
@@ -156,9 +156,10 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   const floorPerConnection = perUnit(floorRounds, PHASES.churn);
   const floorPerMiB = perUnit(floorRounds, PHASES.bulk);
   const floorPerLookup = perUnit(floorRounds, PHASES.dns);
-  const modelPerProgram = medianPerProgram(modelRounds, [PHASES.bulk, PHASES.churn]);
+  const modelPerProgram = medianPerProgram(modelRounds, [PHASES.bulk, PHASES.churn, PHASES.small]);
   const modelPerConnection = perUnit(modelRounds, PHASES.churn);
   const modelPerMiB = perUnit(modelRounds, PHASES.bulk);
+  const modelPerMiB1k = perUnit(modelRounds, PHASES.small);
 
   const us = (v: number): string => `${(v / 1000).toFixed(2)} µs`;
   const rows: Row[] = [];
@@ -167,7 +168,7 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
   rows.push(info('bpf.perMiB1k', 'BPF time per MiB over veth, 1 KiB writes', us(nsPerMiB1k), undefined, nsPerMiB1k));
   rows.push(info('bpf.floor.perConnection', 'the floor: empty programs on the same hooks, BPF time per short connection', us(floorPerConnection), "the kernel's price for running any program there, no collector", floorPerConnection));
   rows.push(info('bpf.floor.perMiB', 'the floor: empty programs on the same hooks, BPF time per MiB of bulk veth traffic', us(floorPerMiB), undefined, floorPerMiB));
-  rows.push(info('bpf.model.perConnection', "the data model's floor: socket-local state and per-flow counters only, BPF time per short connection", us(modelPerConnection), `test/bench/floor/model.bpf.c on the same hooks: state made at connect() and ESTABLISHED, a flow add at every send, receive and close; no rtt, retransmits, listeners, recovery, liveness, UDP or DNS; per MiB of bulk veth traffic ${us(modelPerMiB)}`, modelPerConnection));
+  rows.push(info('bpf.model.perConnection', "the data model's floor: socket-local state and per-flow counters only, BPF time per short connection", us(modelPerConnection), `test/bench/floor/model.bpf.c on the same hooks: state made at connect() and ESTABLISHED, a flow add at every send, receive and close; no rtt, retransmits, listeners, recovery, liveness, UDP or DNS; per MiB of bulk veth traffic ${us(modelPerMiB)}, of 1 KiB writes ${us(modelPerMiB1k)}`, modelPerConnection));
   rows.push(info('bpf.perLookup', 'BPF time per DNS lookup, both ends on this host (bpf_stats)', us(nsPerLookup), `dnsgen a -> dnsmasq b, ${BENCH_DNS.inflight} in flight: four packets and their syscalls; the floor there: ${us(floorPerLookup)}`, nsPerLookup));
   const runs = (v: { runsPerUnit: number; nsPerRun: number } | undefined, per: string, digits: number): string =>
     v ? `${v.runsPerUnit.toFixed(digits)} runs per ${per} x ${Number.isFinite(v.nsPerRun) ? v.nsPerRun.toFixed(0) : '-'} ns` : '-';
@@ -189,7 +190,7 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
     );
   }
   if (foreign > 0) rows.push(info('bpf.foreign', "other collectors' dke_* programs loaded", String(foreign), 'they run on the same hooks and add to every "without" measurement'));
-  const data: BpfCostData = { rounds, perProgram, nsPerConnection: round(nsPerConnection, 1), nsPerMiBBulk: round(nsPerMiBBulk, 1), nsPerMiB1k: round(nsPerMiB1k, 1), nsPerLookup: round(nsPerLookup, 1), floor: { rounds: floorRounds, perProgram: floorPerProgram, nsPerConnection: round(floorPerConnection, 1), nsPerMiBBulk: round(floorPerMiB, 1), nsPerLookup: round(floorPerLookup, 1) }, model: { rounds: modelRounds, perProgram: modelPerProgram, nsPerConnection: round(modelPerConnection, 1), nsPerMiBBulk: round(modelPerMiB, 1) }, foreignCollectorPrograms: foreign, exitCode };
+  const data: BpfCostData = { rounds, perProgram, nsPerConnection: round(nsPerConnection, 1), nsPerMiBBulk: round(nsPerMiBBulk, 1), nsPerMiB1k: round(nsPerMiB1k, 1), nsPerLookup: round(nsPerLookup, 1), floor: { rounds: floorRounds, perProgram: floorPerProgram, nsPerConnection: round(floorPerConnection, 1), nsPerMiBBulk: round(floorPerMiB, 1), nsPerLookup: round(floorPerLookup, 1) }, model: { rounds: modelRounds, perProgram: modelPerProgram, nsPerConnection: round(modelPerConnection, 1), nsPerMiBBulk: round(modelPerMiB, 1), nsPerMiB1k: round(modelPerMiB1k, 1) }, foreignCollectorPrograms: foreign, exitCode };
   return { name: 'bpf-cost', rows, data };
 }
 
