@@ -7,10 +7,10 @@
  * has a small socket-local state (struct dke_sock_state, freed with the
  * socket) that says which flow key its counts go to; every hook adds what it
  * saw straight into that flow's counters (flow_stats). A closed connection is
- * counted into its flow at close() (what came after, at tcp_destroy_sock) and
- * leaves nothing behind, so the map's size is the number of distinct flow
- * keys, not of connections, and user space reads O(flow keys) per interval
- * whatever the connection rate. */
+ * counted into its flow at its release (close() of its last descriptor; what
+ * came after, at tcp_destroy_sock) and leaves nothing behind, so the map's
+ * size is the number of distinct flow keys, not of connections, and user
+ * space reads O(flow keys) per interval whatever the connection rate. */
 #ifndef DKE_NETFLOW_H
 #define DKE_NETFLOW_H
 
@@ -86,7 +86,7 @@ enum dke_sock_flags {
 	DKE_SOCK_EST_PENDING = 2, /* ESTABLISHED; tcp_established is added at its first syscall (which names an accepted socket's owner) or at close */
 	DKE_SOCK_UDP = 4,         /* a UDP socket whose direction is set (by its first datagram) */
 	DKE_SOCK_OWNED = 8,       /* pid, comm and netns are set (UDP: at socket(), first send or first syscall) */
-	DKE_SOCK_CLOSED = 16,     /* TCP: its close is counted (at close()); destroy adds only what came after */
+	DKE_SOCK_CLOSED = 16,     /* TCP: its close is counted (at release); destroy adds only what came after */
 };
 
 /* Value of sock_state (socket-local storage): where this socket's counts go. */

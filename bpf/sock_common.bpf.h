@@ -14,10 +14,8 @@
 #define DKE_TCP_ESTABLISHED 1
 #define DKE_TCP_SYN_SENT 2
 #define DKE_TCP_SYN_RECV 3
-#define DKE_TCP_FIN_WAIT1 4
 #define DKE_TCP_CLOSE 7
 #define DKE_TCP_CLOSE_WAIT 8
-#define DKE_TCP_LAST_ACK 9
 #define DKE_TCP_LISTEN 10
 
 /* The addresses of a socket or a connection request (both begin with a

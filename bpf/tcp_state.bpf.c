@@ -1,9 +1,8 @@
 /* TCP connection lifecycle from tracepoints (no kprobes: they do not exist on
  * every kernel we run on). inet_sock_set_state tells us when a connection is
- * opened and by which side and when it is closed, tcp_destroy_sock when it
- * is gone (what came after its close is folded into its flow there and
- * nothing of it stays), tcp_retransmit_skb counts retransmits as they
- * happen. */
+ * opened and by which side, tcp_destroy_sock when it is gone (its counts are
+ * folded into its flow there and nothing of it stays), tcp_retransmit_skb
+ * counts retransmits as they happen. */
 #include "sock_common.bpf.h"
 
 
@@ -25,53 +24,6 @@ static __always_inline void dke_note_listener(struct sock *sk, int listening)
 		dke_count(DKE_TEL_LISTEN_MAP_FULL);
 }
 
-/* A connection is closed when its owner calls close() (or shutdown() for
- * writing) and ends when its socket is destroyed: an active closer reaches
- * CLOSE (via TIME_WAIT) in softirq while the application may still have the
- * peer's last bytes to read, a passive closer retransmits its FIN after
- * close(). The close is counted at the transition close() makes, in the
- * closing process's context, where the kernel always runs the program (it
- * skips only a run nested in another on the same CPU, which a syscall's run
- * never is); a softirq can go without its tracing programs (such a skipped
- * run, and on this VM every event handled on top of its init process's
- * thread: the exact bench lost one close in ~10,000 that way). A reset
- * closes in whichever context it arrives. Destroy adds what happened after
- * close (the last retransmits, the rtt sample of an interval that had none
- * yet), and closes a connection whose close went unseen (a reset in a
- * skipped softirq run, a listener's child that moved data but was never
- * accepted). A short connection has taken its sample at its first syscall
- * and made no retransmit: its destroy leaves without visiting the flow.
- * (Counted here, where the program runs anyway, the close needs no cgroup
- * sock_release program, which ran for every socket of every protocol.) */
-static __always_inline int dke_is_close(int oldstate, int newstate)
-{
-	/* close() or shutdown(SHUT_WR) from ESTABLISHED (or a Fast Open
-	 * child's SYN_RECV), close() after the peer's FIN, or a reset:
-	 * close() with unread data, SO_LINGER 0, or the peer's RST. */
-	return newstate == DKE_TCP_FIN_WAIT1 || newstate == DKE_TCP_LAST_ACK ||
-	       (newstate == DKE_TCP_CLOSE && (oldstate == DKE_TCP_ESTABLISHED || oldstate == DKE_TCP_CLOSE_WAIT));
-}
-
-static __always_inline void dke_count_close(struct dke_sock_state *st, struct dke_flow_stats *fs)
-{
-	if (st->flags & DKE_SOCK_EST_PENDING)
-		__sync_fetch_and_add(&fs->established, 1);
-	__sync_fetch_and_add(&fs->closed, 1);
-	st->flags = (st->flags & ~DKE_SOCK_EST_PENDING) | DKE_SOCK_CLOSED;
-}
-
-static __always_inline void dke_on_close(struct sock *sk)
-{
-	struct dke_sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
-	struct dke_flow_stats *fs;
-
-	if (!st || (st->flags & (DKE_SOCK_COUNTED | DKE_SOCK_CLOSED)) != DKE_SOCK_COUNTED)
-		return;
-	fs = dke_flow(&st->key);
-	if (fs)
-		dke_count_close(st, fs);
-}
-
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int newstate)
 {
@@ -80,12 +32,12 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 	struct dke_listen_key lk = {};
 	struct dke_owner *owner;
 
-	/* A connection passes ~10 transitions; these matter: connect(),
-	 * ESTABLISHED, its close, listen() and a listener's close. (LISTEN ->
-	 * SYN_RECV is a request socket born from a listener, not the listener
-	 * leaving.) Leave before any memory is read for the others. */
+	/* A connection passes ~10 transitions; four matter: connect(),
+	 * ESTABLISHED, listen() and a listener's close. (LISTEN -> SYN_RECV is a
+	 * request socket born from a listener, not the listener leaving.) Leave
+	 * before any memory is read for the others. */
 	if (newstate != DKE_TCP_ESTABLISHED && newstate != DKE_TCP_SYN_SENT && newstate != DKE_TCP_LISTEN &&
-	    !dke_is_close(oldstate, newstate) && !(oldstate == DKE_TCP_LISTEN && newstate == DKE_TCP_CLOSE))
+	    !(oldstate == DKE_TCP_LISTEN && newstate == DKE_TCP_CLOSE))
 		return 0;
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
@@ -95,10 +47,6 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 
 	if (newstate == DKE_TCP_LISTEN || oldstate == DKE_TCP_LISTEN) {
 		dke_note_listener(sk, newstate == DKE_TCP_LISTEN);
-		return 0;
-	}
-	if (newstate != DKE_TCP_ESTABLISHED && newstate != DKE_TCP_SYN_SENT) {
-		dke_on_close(sk);
 		return 0;
 	}
 
@@ -120,7 +68,7 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 
 	/* ESTABLISHED, in softirq for both sides (the SYN-ACK or the ACK
 	 * arrived): the tuple is final. The connection is counted by its
-	 * first syscall or its close (DKE_SOCK_EST_PENDING), in the same
+	 * first syscall or its release (DKE_SOCK_EST_PENDING), in the same
 	 * visit to the flow as its bytes or its close, and there an accepted
 	 * socket learns its owner; until then it belongs to whoever listens
 	 * on the port. */
@@ -148,6 +96,28 @@ int BPF_PROG(dke_tcp_set_state, struct sock *sk, const int oldstate, const int n
 	dke_collapse(&st->key, ctl);
 	st->flags = DKE_SOCK_COUNTED | DKE_SOCK_EST_PENDING;
 	return 0;
+}
+
+/* A connection is closed when its owner releases it (close() of its last
+ * descriptor: dke_sock_release) and ends when its socket is destroyed: an
+ * active closer reaches CLOSE (via TIME_WAIT) in softirq while the
+ * application may still have the peer's last bytes to read, a passive closer
+ * retransmits its FIN after close(). The close is counted at release, in the
+ * closing process's context, where the kernel always runs the program; a
+ * softirq can go without its tracing programs (a run skipped because it
+ * interrupted the same program, and on this VM every event handled on top of
+ * its init process's thread: the exact bench lost one close in ~10,000 that
+ * way). Destroy adds what happened after release (the last retransmits, the
+ * rtt sample of an interval that had none yet), and closes a connection no
+ * process released (a listener's child that moved data but was never
+ * accepted). A short connection has taken its sample at its first syscall
+ * and made no retransmit: its destroy leaves without visiting the flow. */
+static __always_inline void dke_count_close(struct dke_sock_state *st, struct dke_flow_stats *fs)
+{
+	if (st->flags & DKE_SOCK_EST_PENDING)
+		__sync_fetch_and_add(&fs->established, 1);
+	__sync_fetch_and_add(&fs->closed, 1);
+	st->flags = (st->flags & ~DKE_SOCK_EST_PENDING) | DKE_SOCK_CLOSED;
 }
 
 SEC("tp_btf/tcp_destroy_sock")
@@ -182,6 +152,25 @@ int BPF_PROG(dke_tcp_destroy, struct sock *sk)
 	/* Nothing more is counted for it (a second destroy event: there is none today). */
 	st->flags = 0;
 	return 0;
+}
+
+/* close() of a socket's last descriptor (inet_release), in the closing
+ * process's context. cgroup hook on the root cgroup, like dke_sock_create. */
+SEC("cgroup/sock_release")
+int dke_sock_release(struct bpf_sock *ctx)
+{
+	struct dke_sock_state *st;
+	struct dke_flow_stats *fs;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 1;
+	st = bpf_sk_storage_get(&sock_state, ctx, 0, 0);
+	if (!st || (st->flags & (DKE_SOCK_COUNTED | DKE_SOCK_CLOSED)) != DKE_SOCK_COUNTED || !dke_control_live())
+		return 1;
+	fs = dke_flow(&st->key);
+	if (fs)
+		dke_count_close(st, fs);
+	return 1;
 }
 
 /* A SYN-ACK retransmitted for a connection request (the listener's, or a

@@ -49,15 +49,16 @@ const std::map<std::string, std::string> kOptionalLoss = {
     {"dke_skb_ingress", "no UDP flows and no dnsflow"},
     {"dke_sock_create", "a UDP server is named at its first syscall, not its first datagram"},
     {"dke_process_exec", "a process whose name was cut at 15 characters and exited at once keeps the cut name"},
+    {"dke_sock_release", "connections are closed when their socket is destroyed: a close handled in a softirq the kernel ran no program for is lost"},
 };
 
-// Programs whose skipped runs lose nothing: the kernel skips only a nested run,
-// in a softirq, and what such a run does is done again later. An ESTABLISHED
-// that went unseen is completed by dke_recover_tcp at the socket's next
-// syscall, or at its destroy (bpf/sock_common.bpf.h); a close seen in no run (a
-// reset handled in a skipped softirq run) is counted at destroy; a retransmit
-// is taken from total_retrans at the next retransmit or at destroy. Their
-// skipped runs are counted apart (skipped_runs_redone), not as losses.
+// Programs whose skipped runs lose nothing: the kernel skips only a nested
+// run, in a softirq, and what such a run does is done again later. An
+// ESTABLISHED that went unseen is completed by dke_recover_tcp at the
+// socket's next syscall, or at its destroy (bpf/sock_common.bpf.h); a
+// retransmit is taken from total_retrans at the next retransmit or at
+// destroy. Their skipped runs are counted apart (skipped_runs_redone), not
+// as losses.
 const std::set<std::string> kRedoneWhenSkipped = {"dke_tcp_set_state", "dke_tcp_retransmit"};
 
 // The id of the program a link holds, or 0.
@@ -265,7 +266,8 @@ bool NetLoader::Open() {
     bpf_program__set_autoload(skel_->progs.dke_skb_egress, false);
     bpf_program__set_autoload(skel_->progs.dke_skb_ingress, false);
     bpf_program__set_autoload(skel_->progs.dke_sock_create, false);
-    degraded.push_back("no cgroup v2 mount found: no UDP flows and no dnsflow");
+    bpf_program__set_autoload(skel_->progs.dke_sock_release, false);
+    degraded.push_back("no cgroup v2 mount found: no UDP flows and no dnsflow; TCP closes are counted at socket destruction");
   }
   // One DNS ring per CPU (bpf/netflow_maps.bpf.h, dns_rings): 1 MiB each up
   // to 4 CPUs, then smaller, 4 MiB in all and 256 KiB at least. A ring's

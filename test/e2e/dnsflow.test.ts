@@ -256,6 +256,7 @@ describe('DNS capture that cannot start', () => {
       expect(loader.first.type).toBe(DKE_FRAME_READY);
       const hookSet = loader.first.body.hookSet as { attached: { section: string; ok: boolean }[]; degraded: string[] };
       expect(hookSet.attached.filter((a) => a.section.startsWith('cgroup')).map((a) => [a.section, a.ok])).toEqual([
+        ['cgroup/sock_release', false],
         ['cgroup_skb/egress', false],
         ['cgroup_skb/ingress', false],
         ['cgroup/sock_create', false],

@@ -214,10 +214,11 @@ describe('netflow over TCP', () => {
   });
 
   it('counts connections ended by a reset once each, whichever end resets (SO_LINGER 0; close() with unread data)', async () => {
-    // The close is counted at the transition close() makes; a reset makes
-    // ESTABLISHED -> CLOSE at once, in the closer's syscall on one end and in
-    // a softirq on the other. Even connections: the client aborts (SO_LINGER
-    // 0). Odd ones: the server closes with the client's last byte unread.
+    // A reset ends a connection at once (ESTABLISHED -> CLOSE), in the
+    // closer's syscall on one end and in a softirq on the other, where the
+    // application still holds the socket. Even connections: the client
+    // aborts (SO_LINGER 0). Odd ones: the server closes with the client's
+    // last byte unread. Each is closed once, on both ends.
     const port = 18086;
     const conns = 6;
     const n = 3000;

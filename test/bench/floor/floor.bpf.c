@@ -33,4 +33,7 @@ int dkf_skb_ingress(struct __sk_buff *skb) { return 1; }
 SEC("cgroup/sock_create")
 int dkf_sock_create(struct bpf_sock *ctx) { return 1; }
 
+SEC("cgroup/sock_release")
+int dkf_sock_release(struct bpf_sock *ctx) { return 1; }
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -2,7 +2,8 @@
  * design the collector follows cannot do without for a TCP connection. A
  * socket-local state made at connect() (with its owner) and at ESTABLISHED
  * (with its tuple), and a flow counter, keyed by the same 64-byte flow key as
- * ours, added to at every send, receive and close. No rtt, no retransmits,
+ * ours, added to at every send, receive and release (close() of the last
+ * descriptor, where ours counts the close). No rtt, no retransmits,
  * no listeners, no recovery of skipped runs, no liveness check, no UDP or
  * DNS: what our programs cost beyond this is the price of those. Loaded by
  * floor.c like the floor; named dkm_*, never dke_*. */
@@ -53,7 +54,6 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(dkm_tcp_set_state, struct sock *sk, const int oldstate, const int newstate)
 {
 	struct dke_sock_state *st;
-	struct dke_flow_stats *fs;
 	struct sock_common *c = &sk->__sk_common;
 
 	if (newstate == 2 /* SYN_SENT */) {
@@ -84,16 +84,25 @@ int BPF_PROG(dkm_tcp_set_state, struct sock *sk, const int oldstate, const int n
 		st->flags = DKE_SOCK_COUNTED;
 		return 0;
 	}
-	if (newstate == 4 /* FIN_WAIT1 */ || newstate == 9 /* LAST_ACK */) {
-		st = bpf_sk_storage_get(&dkm_sock, sk, 0, 0);
-		if (!st || st->flags != DKE_SOCK_COUNTED)
-			return 0;
-		fs = dkm_flow(&st->key);
-		if (fs)
-			__sync_fetch_and_add(&fs->closed, 1);
-		st->flags = DKE_SOCK_CLOSED;
-	}
 	return 0;
+}
+
+SEC("cgroup/sock_release")
+int dkm_sock_release(struct bpf_sock *ctx)
+{
+	struct dke_sock_state *st;
+	struct dke_flow_stats *fs;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 1;
+	st = bpf_sk_storage_get(&dkm_sock, ctx, 0, 0);
+	if (!st || st->flags != DKE_SOCK_COUNTED)
+		return 1;
+	fs = dkm_flow(&st->key);
+	if (fs)
+		__sync_fetch_and_add(&fs->closed, 1);
+	st->flags = DKE_SOCK_CLOSED;
+	return 1;
 }
 
 static __always_inline int dkm_bytes(struct sock *sk, int ret, int sending)
