@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import { Collector } from './lib/collector';
-import { startEventWitness, type EventWitness } from './lib/ftrace';
+import { initText, startEventWitness, type EventWitness } from './lib/ftrace';
 import { sumFlows, type FlowSums } from './lib/flows';
 import { snmp } from '../helpers/netns';
 import { churn, startTcpServer, type ChurnResult, type ServerCounts } from './lib/tcpgen';
@@ -160,12 +160,6 @@ async function runOne(ctx: BenchContext, intervalSec: number, seconds: number): 
     await rrServer.stop();
     await bulkServer.stop();
   }
-}
-
-function initText(m: Record<string, number> | null): string {
-  if (!m) return 'not traced (no tracefs)';
-  const e = Object.entries(m);
-  return e.length ? e.map(([k, v]) => `${k} ${v}`).join(', ') : 'none';
 }
 
 export async function runExact(ctx: BenchContext): Promise<ScenarioResult> {

@@ -11,6 +11,7 @@
 import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import { Collector, rssText, type Role } from './lib/collector';
 import { sumFlows, type FlowSums } from './lib/flows';
+import { initText, startEventWitness } from './lib/ftrace';
 import { churn, startTcpServer, type ChurnResult, type ServerCounts } from './lib/tcpgen';
 import { info, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
 import { progress, round, sleep } from './lib/util';
@@ -46,6 +47,8 @@ export interface SustainedRun {
   flat: boolean;
   cpuSeconds: Record<Role, number>;
   counted: Part;
+  /** The counted part's server-side events handled on top of pid 1's threads (lib/ftrace.ts), null when not traced. */
+  onInitThreads: Record<string, number> | null;
   rest?: Part;
   telemetry?: Telemetry;
   loggedLost: Record<string, number>;
@@ -79,6 +82,7 @@ async function runOne(ctx: BenchContext, intervalSec: number): Promise<Sustained
   });
   const samples: RssSample[] = [];
   let exitCode: number | null = null;
+  let onInitThreads: Record<string, number> | null = null;
   try {
     await sleep(1000);
     ctx.receiver.clear();
@@ -94,7 +98,14 @@ async function runOne(ctx: BenchContext, intervalSec: number): Promise<Sustained
     })();
     progress(`sustained churn: ${rate}/s for ${seconds} s at --interval ${intervalSec}s (the first ${countSeconds} s counted)`);
     const gen = { ns: ctx.hosts.a, ip: ctx.hosts.ipB, nports: NPORTS, rate, concurrency: 128 };
-    const first = await churn({ ...gen, port: COUNT_PORT, seconds: countSeconds });
+    const witness = startEventWitness(`dke-bench-sustained-${intervalSec}`, COUNT_PORT, COUNT_PORT + NPORTS - 1);
+    let first: ChurnResult;
+    try {
+      first = await churn({ ...gen, port: COUNT_PORT, seconds: countSeconds });
+      await sleep(1000); // the counted part's last closes
+    } finally {
+      onInitThreads = witness ? witness.stop() : null;
+    }
     const rest = seconds > countSeconds ? await churn({ ...gen, port: REST_PORT, seconds: seconds - countSeconds }) : undefined;
     running = false;
     await sampler;
@@ -125,6 +136,7 @@ async function runOne(ctx: BenchContext, intervalSec: number): Promise<Sustained
       flat: g.flat,
       cpuSeconds: Object.fromEntries(Object.keys(cpu1).map((k) => [k, round(cpu1[k]! - (cpu0[k] ?? 0), 3)])),
       counted: { seconds: countSeconds, generator: first, server: countCounts, counted: sumFlows(ctx.receiver, 'tcp', ctx.hosts.ipB, COUNT_PORT, NPORTS) },
+      onInitThreads,
       rest: rest && { seconds: seconds - countSeconds, generator: rest, server: restCounts, counted: sumFlows(ctx.receiver, 'tcp', ctx.hosts.ipB, REST_PORT, NPORTS) },
       telemetry: tel0 && tel1 ? telemetryDelta(tel1, tel0) : undefined,
       loggedLost: collector.loggedLost(),
@@ -185,7 +197,7 @@ export async function runSustained(ctx: BenchContext): Promise<ScenarioResult> {
     const p = r.counted;
     const metric = `connections counted at ${(r.rate / 1000).toFixed(0)}k short connections/s for ${p.seconds} s, --interval ${r.intervalSec}s`;
     const value = partText(p);
-    const note = `counted at the receiver / made by tcpgen and its server, after a SIGTERM flush; kernel losses ${Object.keys(lost).length ? JSON.stringify(lost) : 'none'}; daemon logged ${Object.keys(r.loggedLost).length ? JSON.stringify(r.loggedLost) : 'none'}; BPF runs the kernel skipped (recursion_misses) ${missesText(r.recursionMisses)}; loader restarts ${r.restarts}${restNote}`;
+    const note = `counted at the receiver / made by tcpgen and its server, after a SIGTERM flush; kernel losses ${Object.keys(lost).length ? JSON.stringify(lost) : 'none'}; daemon logged ${Object.keys(r.loggedLost).length ? JSON.stringify(r.loggedLost) : 'none'}; BPF runs the kernel skipped (recursion_misses) ${missesText(r.recursionMisses)}; loader restarts ${r.restarts}; the server's events handled on top of pid 1's threads, where the kernel runs none of our tracing programs on this VM: ${initText(r.onInitThreads)}${restNote}`;
     const missing = p.generator.made - p.counted.client.tcp_established + (p.server.accepted - p.counted.server.tcp_established) + (p.generator.made - p.counted.client.tcp_closed) + (p.server.closed - p.counted.server.tcp_closed);
     rows.push(r.intervalSec === 60 ? judged('count.60s', metric, exact, value, 'every one', note, missing) : { ...info(`count.${r.intervalSec}s`, metric, value, note, missing), value: `${value}${exact ? ' (exact)' : ' (NOT exact)'}` });
   }

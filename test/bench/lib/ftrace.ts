@@ -15,7 +15,12 @@ export interface EventWitness {
   stop(): Record<string, number>;
 }
 
-/** Traces EVENTS of sockets whose local port is in [firstPort, lastPort]; null when tracefs is not there. */
+/**
+ * Traces EVENTS of sockets whose local port is in [firstPort, lastPort],
+ * handled on top of pid 1's threads as they are at the start (the filter
+ * keeps the buffer to those: a churn of millions of connections would
+ * overwrite it many times over); null when tracefs is not there.
+ */
 export function startEventWitness(name: string, firstPort: number, lastPort: number): EventWitness | null {
   const dir = path.join(TRACING, 'instances', name);
   try {
@@ -32,8 +37,9 @@ export function startEventWitness(name: string, firstPort: number, lastPort: num
   };
   try {
     fs.writeFileSync(path.join(dir, 'buffer_size_kb'), '16384');
+    const onInit = fs.readdirSync('/proc/1/task').map((t) => `common_pid == ${t}`).join(' || ');
     for (const e of EVENTS) {
-      fs.writeFileSync(path.join(dir, 'events', e, 'filter'), `sport >= ${firstPort} && sport <= ${lastPort}`);
+      fs.writeFileSync(path.join(dir, 'events', e, 'filter'), `sport >= ${firstPort} && sport <= ${lastPort} && (${onInit})`);
       fs.writeFileSync(path.join(dir, 'events', e, 'enable'), '1');
     }
     fs.writeFileSync(path.join(dir, 'tracing_on'), '1');
@@ -62,4 +68,11 @@ export function startEventWitness(name: string, firstPort: number, lastPort: num
       return out;
     },
   };
+}
+
+/** A witness's counts as a row's text. */
+export function initText(m: Record<string, number> | null): string {
+  if (!m) return 'not traced (no tracefs)';
+  const e = Object.entries(m);
+  return e.length ? e.map(([k, v]) => `${k} ${v}`).join(', ') : 'none';
 }
