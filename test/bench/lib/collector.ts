@@ -115,8 +115,9 @@ export class Collector {
 
   /**
    * SIGKILL every collector process still running (daemons and their
-   * loaders, which are in process groups of their own and may be stopped):
-   * for an interrupted run. Their pins go with the runner's cleanup.
+   * loaders, which are in process groups of their own and may be stopped),
+   * then remove their memory cgroups: for an interrupted run. Their pins go
+   * with the runner's cleanup.
    */
   static killAll(): void {
     for (const c of live) {
@@ -125,6 +126,17 @@ export class Collector {
           process.kill(p, 'SIGKILL');
         } catch {
           /* gone */
+        }
+      }
+    }
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (const c of live) {
+      // The killed processes leave the cgroup within moments.
+      for (let tries = 0; c.cgroup && fs.existsSync(c.cgroup) && tries < 50; tries++) {
+        try {
+          fs.rmdirSync(c.cgroup);
+        } catch {
+          Atomics.wait(pause, 0, 0, 100);
         }
       }
     }
