@@ -9,6 +9,7 @@
 import { losses, missesText, telemetryDelta, type Telemetry } from './lib/bpf';
 import type { Collector } from './lib/collector';
 import { sumFlows, type FlowSums } from './lib/flows';
+import { initText, startEventWitness, type EventWitness } from './lib/ftrace';
 import { floorRow, modelRow, pairedRatios, ratioRow, spreadText, type AbProbe, type CollectorState, type RoundSamples } from './lib/rounds';
 import { churn, startTcpServer, type ChurnResult, type TcpServer } from './lib/tcpgen';
 import { info, judged, type BenchContext, type Row, type ScenarioResult } from './lib/types';
@@ -26,7 +27,17 @@ export interface ChurnSample extends ChurnResult {
   collectorCpuSeconds?: number;
   telemetry?: Telemetry;
   /** Set on the session's first sample once the collector stopped: what the receiver got for the whole session. */
-  session?: { made: number; accepted: number; serverClosed: number; counted: FlowSums; loggedLost: Record<string, number>; recursionMisses: Record<string, number>; unmatched?: unknown[] };
+  session?: {
+    made: number;
+    accepted: number;
+    serverClosed: number;
+    counted: FlowSums;
+    loggedLost: Record<string, number>;
+    recursionMisses: Record<string, number>;
+    /** The server's events handled on top of pid 1's threads during the session (lib/ftrace.ts); null when not traced. */
+    onInitThreads: Record<string, number> | null;
+    unmatched?: unknown[];
+  };
 }
 
 /**
@@ -37,6 +48,8 @@ export interface ChurnSample extends ChurnResult {
 export function churnProbe(name = 'churn', alone = false): AbProbe<ChurnSample> {
   let server: TcpServer | undefined;
   let sessionCollector: Collector | undefined;
+  /** The session's witness; undefined until its first measurement with the collector. */
+  let witness: EventWitness | null | undefined;
   return {
     name,
     warmUp: !alone,
@@ -52,6 +65,7 @@ export function churnProbe(name = 'churn', alone = false): AbProbe<ChurnSample> 
     },
     async measure(ctx: BenchContext, collector: Collector | undefined, _round: number, state: CollectorState): Promise<ChurnSample> {
       sessionCollector = collector;
+      if (collector && witness === undefined) witness = startEventWitness(`dke-bench-${name}`, CHURN_PORT, CHURN_PORT + CHURN_PORTS - 1);
       const before = await server!.counts();
       const running = state === 'with' ? collector : undefined;
       const cpu0 = running?.cpuSeconds();
@@ -71,6 +85,8 @@ export function churnProbe(name = 'churn', alone = false): AbProbe<ChurnSample> 
       return sample;
     },
     async afterStop(ctx, samples) {
+      const onInitThreads = witness ? witness.stop() : null;
+      witness = undefined;
       const first = samples[0];
       if (!first) return;
       first.session = {
@@ -80,6 +96,7 @@ export function churnProbe(name = 'churn', alone = false): AbProbe<ChurnSample> 
         counted: sumFlows(ctx.receiver, 'tcp', ctx.hosts.ipB, CHURN_PORT, CHURN_PORTS),
         loggedLost: sessionCollector?.loggedLost() ?? {},
         recursionMisses: sessionCollector?.missesAtStop ?? {},
+        onInitThreads,
       };
       const c = first.session.counted;
       const s = first.session;
@@ -120,6 +137,9 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
   const sum = (f: (x: (typeof sessions)[number]) => number): number => sessions.reduce((a, x) => a + f(x), 0);
   const misses: Record<string, number> = {};
   for (const x of sessions) for (const [k, v] of Object.entries(x.recursionMisses)) misses[k] = (misses[k] ?? 0) + v;
+  const onInit: Record<string, number> = {};
+  for (const x of sessions) for (const [k, v] of Object.entries(x.onInitThreads ?? {})) onInit[k] = (onInit[k] ?? 0) + v;
+  const traced = sessions.length > 0 && sessions.every((x) => x.onInitThreads);
   rows.push(
     judged(
       `${name}.counted`,
@@ -127,7 +147,7 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
       exact,
       `client opens ${sum((x) => x.counted.client.tcp_established)}/${sum((x) => x.made)}, closes ${sum((x) => x.counted.client.tcp_closed)}/${sum((x) => x.made)}; server opens ${sum((x) => x.counted.server.tcp_established)}/${sum((x) => x.accepted)}, closes ${sum((x) => x.counted.server.tcp_closed)}/${sum((x) => x.serverClosed)}`,
       'every one',
-      `tcp_established/tcp_closed at the receiver vs connections made, accepted and closed; counted after a SIGTERM flush; BPF runs the kernel skipped (recursion_misses) ${missesText(misses)}`,
+      `tcp_established/tcp_closed at the receiver vs connections made, accepted and closed; counted after a SIGTERM flush; BPF runs the kernel skipped (recursion_misses) ${missesText(misses)}; the server's events handled on top of pid 1's threads, where the kernel runs none of our tracing programs on this VM: ${initText(traced ? onInit : null)}`,
     ),
   );
 
