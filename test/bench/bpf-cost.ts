@@ -119,26 +119,21 @@ export async function runBpfCost(ctx: BenchContext): Promise<ScenarioResult> {
       } finally {
         exitCode = await collector.stop();
       }
-      const floor = await startFloor();
-      try {
-        await sleep(500);
-        for (let r = 0; r < config.statsRounds; r++) {
-          progress(`bpf cost: floor round ${r + 1}/${config.statsRounds}`);
-          floorRounds.push(await measureRound(floor.progIds, false));
+      // The same rounds with only the floor's or the data model's programs attached.
+      const alone = async (object: 'floor' | 'model', into: PhaseCost[][], small: boolean, dns: boolean): Promise<void> => {
+        const programs = await startFloor(object);
+        try {
+          await sleep(500);
+          for (let r = 0; r < config.statsRounds; r++) {
+            progress(`bpf cost: ${object === 'floor' ? 'floor' : 'data model'} round ${r + 1}/${config.statsRounds}`);
+            into.push(await measureRound(programs.progIds, small, dns));
+          }
+        } finally {
+          await programs.stop();
         }
-      } finally {
-        await floor.stop();
-      }
-      const model = await startFloor('model');
-      try {
-        await sleep(500);
-        for (let r = 0; r < config.statsRounds; r++) {
-          progress(`bpf cost: data model round ${r + 1}/${config.statsRounds}`);
-          modelRounds.push(await measureRound(model.progIds, true, false));
-        }
-      } finally {
-        await model.stop();
-      }
+      };
+      await alone('floor', floorRounds, false, true);
+      await alone('model', modelRounds, true, false);
     });
   } finally {
     await resolver.stop();

@@ -147,7 +147,7 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
       exact,
       `client opens ${sum((x) => x.counted.client.tcp_established)}/${sum((x) => x.made)}, closes ${sum((x) => x.counted.client.tcp_closed)}/${sum((x) => x.made)}; server opens ${sum((x) => x.counted.server.tcp_established)}/${sum((x) => x.accepted)}, closes ${sum((x) => x.counted.server.tcp_closed)}/${sum((x) => x.serverClosed)}`,
       'every one',
-      `tcp_established/tcp_closed at the receiver vs connections made, accepted and closed; counted after a SIGTERM flush; BPF runs the kernel skipped (recursion_misses) ${missesText(misses)}; the server's events handled on top of pid 1's threads, where the kernel runs none of our tracing programs on this VM: ${initText(traced ? onInit : null)}`,
+      `tcp_established/tcp_closed at the receiver vs connections made, accepted and closed; counted after a SIGTERM flush; BPF runs the kernel skipped (recursion_misses) ${missesText(misses)}; ${initText(traced ? onInit : null, "the server's events")}`,
     ),
   );
 

@@ -191,7 +191,7 @@ export async function runExact(ctx: BenchContext): Promise<ScenarioResult> {
         off.length === 0 && failed === 0,
         off.length === 0 ? `exact (${t.made.toLocaleString('en')} connections, ${(t.clientSent / 1048576).toFixed(0)} MiB, ${t.clientRetrans + t.serverRetrans} retransmits)` : off.map(([n, got, want]) => `${n} ${got}/${want}`).join(', '),
         'exact',
-        `${r.seconds} s, ${Number(DROP) * 100} % packet loss${r.stillOpen ? `; ${r.stillOpen} connections still open or closing when counted` : ''}; counted/truth: ${pairs.map(([n, got, want]) => `${n} ${got}/${want}`).join(', ')}; generator failures ${failed}; kernel losses ${Object.keys(lost).length ? JSON.stringify(lost) : 'none'}; daemon logged ${Object.keys(r.loggedLost).length ? JSON.stringify(r.loggedLost) : 'none'}; BPF runs the kernel skipped (recursion_misses) ${missesText(r.recursionMisses)}; events of these sockets handled on top of pid 1's threads, where the kernel runs none of our tracing programs on this VM: ${initText(r.onInitThreads)}`,
+        `${r.seconds} s, ${Number(DROP) * 100} % packet loss${r.stillOpen ? `; ${r.stillOpen} connections still open or closing when counted` : ''}; counted/truth: ${pairs.map(([n, got, want]) => `${n} ${got}/${want}`).join(', ')}; generator failures ${failed}; kernel losses ${Object.keys(lost).length ? JSON.stringify(lost) : 'none'}; daemon logged ${Object.keys(r.loggedLost).length ? JSON.stringify(r.loggedLost) : 'none'}; BPF runs the kernel skipped (recursion_misses) ${missesText(r.recursionMisses)}; ${initText(r.onInitThreads, 'events of these sockets')}`,
         off.length,
       ),
     );

@@ -197,7 +197,7 @@ export async function runSustained(ctx: BenchContext): Promise<ScenarioResult> {
     const p = r.counted;
     const metric = `connections counted at ${(r.rate / 1000).toFixed(0)}k short connections/s for ${p.seconds} s, --interval ${r.intervalSec}s`;
     const value = partText(p);
-    const note = `counted at the receiver / made by tcpgen and its server, after a SIGTERM flush; kernel losses ${Object.keys(lost).length ? JSON.stringify(lost) : 'none'}; daemon logged ${Object.keys(r.loggedLost).length ? JSON.stringify(r.loggedLost) : 'none'}; BPF runs the kernel skipped (recursion_misses) ${missesText(r.recursionMisses)}; loader restarts ${r.restarts}; the server's events handled on top of pid 1's threads, where the kernel runs none of our tracing programs on this VM: ${initText(r.onInitThreads)}${restNote}`;
+    const note = `counted at the receiver / made by tcpgen and its server, after a SIGTERM flush; kernel losses ${Object.keys(lost).length ? JSON.stringify(lost) : 'none'}; daemon logged ${Object.keys(r.loggedLost).length ? JSON.stringify(r.loggedLost) : 'none'}; BPF runs the kernel skipped (recursion_misses) ${missesText(r.recursionMisses)}; loader restarts ${r.restarts}; ${initText(r.onInitThreads, "the server's events")}${restNote}`;
     const missing = p.generator.made - p.counted.client.tcp_established + (p.server.accepted - p.counted.server.tcp_established) + (p.generator.made - p.counted.client.tcp_closed) + (p.server.closed - p.counted.server.tcp_closed);
     rows.push(r.intervalSec === 60 ? judged('count.60s', metric, exact, value, 'every one', note, missing) : { ...info(`count.${r.intervalSec}s`, metric, value, note, missing), value: `${value}${exact ? ' (exact)' : ' (NOT exact)'}` });
   }

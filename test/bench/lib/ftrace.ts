@@ -70,9 +70,9 @@ export function startEventWitness(name: string, firstPort: number, lastPort: num
   };
 }
 
-/** A witness's counts as a row's text. */
-export function initText(m: Record<string, number> | null): string {
-  if (!m) return 'not traced (no tracefs)';
-  const e = Object.entries(m);
-  return e.length ? e.map(([k, v]) => `${k} ${v}`).join(', ') : 'none';
+/** A witness's counts as a row's clause; `whose`: whose events were traced. */
+export function initText(m: Record<string, number> | null, whose: string): string {
+  const e = Object.entries(m ?? {});
+  const counts = !m ? 'not traced (no tracefs)' : e.length ? e.map(([k, v]) => `${k} ${v}`).join(', ') : 'none';
+  return `${whose} handled on top of pid 1's threads, where the kernel runs none of our tracing programs on this VM: ${counts}`;
 }
