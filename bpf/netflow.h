@@ -190,6 +190,7 @@ enum dke_telemetry {
 	DKE_TEL_DNS_PACKETS = 4,      /* DNS packets captured */
 	DKE_TEL_DNS_TRUNCATED = 5,    /* DNS payloads cut at DKE_DNS_PAYLOAD_MAX */
 	DKE_TEL_ORPHAN_SKIPPED = 6,   /* program runs that did nothing: no reader for --orphan-timeout */
+	DKE_TEL_FLOW_CREATE_FAILED = 7, /* a flow could not be created with room left (no memory, a busy bucket): its counts are lost */
 	DKE_TEL_MAX = 8,
 };
 

@@ -228,11 +228,18 @@ static __always_inline struct dke_flow_stats *dke_flow(const struct dke_flow_key
 	static const struct dke_flow_lanes zero;
 
 	if (!fl) {
-		if (bpf_map_update_elem(&flow_stats, key, &zero, BPF_NOEXIST) == -DKE_E2BIG)
+		long err = bpf_map_update_elem(&flow_stats, key, &zero, BPF_NOEXIST);
+
+		if (err == -DKE_E2BIG)
 			dke_count(DKE_TEL_FLOW_MAP_FULL);
 		fl = bpf_map_lookup_elem(&flow_stats, key);
-		if (!fl)
+		if (!fl) {
+			/* Not for want of room (no memory, a bucket busy on this
+			 * CPU, or removed again at once): a loss all the same. */
+			if (err != -DKE_E2BIG)
+				dke_count(DKE_TEL_FLOW_CREATE_FAILED);
 			return 0;
+		}
 	}
 	return &fl->lane[bpf_get_smp_processor_id() & (DKE_FLOW_LANES - 1)].stats;
 }

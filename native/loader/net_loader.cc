@@ -34,7 +34,7 @@ constexpr long kBpfFsMagic = 0xcafe4a11;
 
 const char* const kTelemetryNames[DKE_TEL_MAX] = {
     "flow_map_full", "socket_state_failed", "listen_map_full", "dns_ringbuf_full",
-    "dns_packets",   "dns_truncated",       "orphan_skipped",  "",
+    "dns_packets",   "dns_truncated",       "orphan_skipped",  "flow_create_failed",
 };
 
 // Without these there is no netflow at all (whichever byte hooks were chosen).

@@ -28,7 +28,7 @@ const NETFLOW_INPUT = 'ebpf-net/netflow';
 /** Pins live under here by default; `datakit-ebpf cleanup` removes it. */
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/datakit-ebpf';
 /** Counters of loss or skipped work (the rest of the telemetry is informational). */
-const LOSS_COUNTERS = new Set(['flow_map_full', 'socket_state_failed', 'listen_map_full', 'dns_ringbuf_full', 'dns_pending_shed', 'dns_groups_shed', 'dns_tcp_streams_shed', 'dns_tcp_stream_gaps', 'orphan_skipped', 'skipped_runs']);
+const LOSS_COUNTERS = new Set(['flow_map_full', 'flow_create_failed', 'socket_state_failed', 'listen_map_full', 'dns_ringbuf_full', 'dns_pending_shed', 'dns_groups_shed', 'dns_tcp_streams_shed', 'dns_tcp_stream_gaps', 'orphan_skipped', 'skipped_runs']);
 /** Runs the kernel skipped whose work another program does later (native/loader/net_loader.cc, kRedoneWhenSkipped): not a loss. */
 const REDONE_COUNTERS = new Set(['skipped_runs_redone']);
 /** pid -> process name entries kept (names of pids seen lately). */
