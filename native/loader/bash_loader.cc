@@ -595,7 +595,15 @@ int BashLoader::OnLine(void* ctx, void* data, size_t size) {
   if (size != sizeof(dke_bash_line)) return 0;
   const auto* line = static_cast<const dke_bash_line*>(data);
   auto it = self->procs_.find(line->pid);
-  if (it != self->procs_.end() && (!it->second.origin_sent || it->second.origin_uid != line->uid)) self->SendOrigin(it->second, line->pid, line->uid);
+  if (it != self->procs_.end()) {
+    Proc& proc = it->second;
+    if (line->flags & DKE_BASH_LATE) {
+      if (proc.returned_line) return 0;  // sent already, by the uretprobe
+    } else {
+      proc.returned_line = true;
+    }
+    if (!proc.origin_sent || proc.origin_uid != line->uid) self->SendOrigin(proc, line->pid, line->uid);
+  }
   const auto* p = static_cast<const uint8_t*>(data);
   self->batch_.insert(self->batch_.end(), p, p + size);
   self->batched_++;

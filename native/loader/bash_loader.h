@@ -67,6 +67,12 @@ class BashLoader : public LoaderPlugin {
     bool origin_sent = false;  // an origin (or the decision that none is needed) for origin_uid
     bool origin_said = false;  // a non-empty origin went to the daemon: end it at exit
     uint32_t origin_uid = 0;
+    // A line came through the uretprobe: readline was entered after the
+    // probes were in place, so a catch-up line (DKE_BASH_LATE) from now on
+    // repeats that line. (The shell can enter readline between the attach
+    // and the moment we mark it for catch-up; the next call's entry then
+    // reads back the line the uretprobe already sent.)
+    bool returned_line = false;
   };
   struct Root {
     int fd = -1;
