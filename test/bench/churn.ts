@@ -113,10 +113,20 @@ export function churnProbe(name = 'churn', alone = false): AbProbe<ChurnSample> 
   };
 }
 
+/** Counted minus truth for the session's opens and closes, both sides. */
+function countGaps(x: NonNullable<ChurnSample['session']>): [string, number][] {
+  const c = x.counted;
+  return [
+    ['client opens', c.client.tcp_established - x.made],
+    ['client closes', c.client.tcp_closed - x.made],
+    ['server opens', c.server.tcp_established - x.accepted],
+    ['server closes', c.server.tcp_closed - x.serverClosed],
+  ];
+}
+
 /** Whether the receiver got every open and close of the session, both sides. */
 function countedExactly(x: NonNullable<ChurnSample['session']>): boolean {
-  const c = x.counted;
-  return c.client.tcp_established === x.made && c.client.tcp_closed === x.made && c.server.tcp_established === x.accepted && c.server.tcp_closed === x.serverClosed;
+  return countGaps(x).every(([, gap]) => gap === 0);
 }
 
 export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number, name = 'churn'): ScenarioResult {
@@ -152,7 +162,10 @@ export function summarizeChurn(s: RoundSamples<ChurnSample>, intervalSec: number
   const missedText = exact
     ? ''
     : `; sessions that missed: ${sessions
-        .map((x, i) => (countedExactly(x) ? '' : `#${i + 1} (server closes ${x.counted.server.tcp_closed - x.serverClosed}, opens ${x.counted.server.tcp_established - x.accepted}, server retransmits ${x.counted.server.retransmits})`))
+        .map((x, i) => {
+          const gaps = countGaps(x).filter(([, gap]) => gap !== 0);
+          return gaps.length ? `#${i + 1} (${gaps.map(([what, gap]) => `${what} ${gap}`).join(', ')}; server retransmits ${x.counted.server.retransmits})` : '';
+        })
         .filter(Boolean)
         .join(', ')}; sessions whose server retransmitted: ${retransmitted} of ${sessions.length}`;
   rows.push(
