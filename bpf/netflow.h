@@ -6,11 +6,12 @@
  * The design in one paragraph: the kernel aggregates. Every TCP/UDP socket
  * has a small socket-local state (struct dke_sock_state, freed with the
  * socket) that says which flow key its counts go to; every hook adds what it
- * saw straight into that flow's counters (flow_stats). A closed connection is
- * counted into its flow at its release (close() of its last descriptor; what
- * came after, at tcp_destroy_sock) and leaves nothing behind, so the map's
- * size is the number of distinct flow keys, not of connections, and user
- * space reads O(flow keys) per interval whatever the connection rate. */
+ * saw straight into that flow's counters (the current generation in
+ * flow_gen). A closed connection is counted into its flow at its release
+ * (close() of its last descriptor; what came after, at tcp_destroy_sock) and
+ * leaves nothing behind, so a generation's size is the number of flow keys
+ * that moved in its interval, not of connections, and user space reads
+ * O(flow keys that changed) per interval whatever the connection rate. */
 #ifndef DKE_NETFLOW_H
 #define DKE_NETFLOW_H
 
@@ -26,7 +27,7 @@ enum dke_direction {
 	DKE_DIR_INCOMING = 2,
 };
 
-/* Key of flow_stats: netflow's aggregation key as the kernel can build it.
+/* Key of a flow generation (flow_gen): netflow's aggregation key as the kernel can build it.
  * Addresses are in network byte order, IPv4 in the first 4 bytes; ports in
  * host order. "local" is this host's side. The client's port is 0 when it
  * collapses (>= --ephemeral-port); with DKE_DIR_UNKNOWN both ports are kept
@@ -44,9 +45,8 @@ struct dke_flow_key {
 	char comm[DKE_COMM_LEN]; /* the owner's thread group leader's comm */
 };
 
-/* A flow's counters: cumulative since its flow_stats entry was created.
- * User space reports differences against what it already reported
- * (flow_marks). */
+/* A flow's counters: what it moved in one generation (one collect interval,
+ * or more when a collect's points could not be made durable). */
 struct dke_flow_stats {
 	__u64 bytes_sent;     /* payload accepted by send syscalls (TCP), or UDP payload sent */
 	__u64 bytes_received; /* payload returned by recv syscalls (TCP), or UDP payload received */
@@ -58,7 +58,7 @@ struct dke_flow_stats {
 	__u64 rtt_count;      /* samples */
 };
 
-/* Value of flow_stats: a flow's counters in lanes, one per group of CPUs
+/* Value of a flow generation: a flow's counters in lanes, one per group of CPUs
  * (cpu % DKE_FLOW_LANES), summed by the loader. Every connection of a busy
  * flow (one client host's connections to a server port, a resolver's
  * lookups) adds to the same flow from every CPU: with one copy each add
@@ -168,17 +168,6 @@ enum dke_control_flags {
 	 * retransmit, so an accepted connection starts from the retransmits it
 	 * was born with (its request's) instead of counting them. */
 	DKE_CTL_SYNACK_COUNTED = 1,
-};
-
-/* Value of flow_marks (user space only, pinned): what was reported of a flow.
- * `pending` is what the collect `pending_seq` is reporting; it becomes
- * `reported` once the daemon says that collect is durable. */
-struct dke_flow_mark {
-	struct dke_flow_stats reported;
-	struct dke_flow_stats pending;
-	__u64 pending_seq; /* 0: nothing pending */
-	__u32 idle_collects; /* collects in a row without change: removed after a few */
-	__u32 _pad;
 };
 
 /* Indexes of the telemetry array: every place the kernel side loses or skips data. */

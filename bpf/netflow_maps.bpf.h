@@ -34,28 +34,30 @@ DKE_MAP struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_state SEC(".maps");
 
-/* struct dke_flow_key -> struct dke_flow_lanes: cumulative counters per flow
- * key. Its size is the number of distinct flow keys that moved data since
- * user space last removed idle ones (it does after a few quiet collects). */
-DKE_MAP struct {
+/* One generation of per-flow counters: struct dke_flow_key -> struct
+ * dke_flow_lanes, what each flow key moved since the generation began. The
+ * programs add to the current one, flow_gen[0]; at each collect the loader
+ * puts an empty one there and reads the old one whole. The kernel returns
+ * from that update only once no program can still be running with the old
+ * one (map-in-map updates wait for an RCU grace period), so the read is
+ * exact and nothing is ever removed from under a program: a flow exists in
+ * a generation only if it moved in that interval, and the loader's work per
+ * collect is the flows that changed. */
+struct dke_flow_generation {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct dke_flow_key);
 	__type(value, struct dke_flow_lanes);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} flow_stats SEC(".maps");
+};
 
-/* struct dke_flow_key -> struct dke_flow_mark: what user space reported of
- * each flow (never touched by programs; pinned so a restart resumes exactly). */
 DKE_MAP struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct dke_flow_key);
-	__type(value, struct dke_flow_mark);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} flow_marks SEC(".maps");
+	__array(values, struct dke_flow_generation);
+} flow_gen SEC(".maps");
 
 /* struct dke_listen_key -> struct dke_owner: who called listen() on a port. */
 DKE_MAP struct {
@@ -219,23 +221,32 @@ static __always_inline struct dke_control *dke_control_live(void)
 	return dke_live(dke_control());
 }
 
-/* This CPU's lane of the flow's counters, the flow created on first use.
- * Adds stay atomic: the lane is shared with other CPUs of its group, and a
- * softirq can interrupt a program adding to it. */
+/* This CPU's lane of the flow's counters in the current generation, the
+ * flow created there on first use. Adds stay atomic: the lane is shared with
+ * other CPUs of its group, and a softirq can interrupt a program adding to it. */
 static __always_inline struct dke_flow_stats *dke_flow(const struct dke_flow_key *key)
 {
-	struct dke_flow_lanes *fl = bpf_map_lookup_elem(&flow_stats, key);
 	static const struct dke_flow_lanes zero;
+	struct dke_flow_lanes *fl;
+	__u32 current = 0;
+	void *gen = bpf_map_lookup_elem(&flow_gen, &current);
 
+	if (!gen) {
+		/* The loader puts a generation there before it attaches and
+		 * swaps one for another: never empty while programs run. */
+		dke_count(DKE_TEL_FLOW_CREATE_FAILED);
+		return 0;
+	}
+	fl = bpf_map_lookup_elem(gen, key);
 	if (!fl) {
-		long err = bpf_map_update_elem(&flow_stats, key, &zero, BPF_NOEXIST);
+		long err = bpf_map_update_elem(gen, key, &zero, BPF_NOEXIST);
 
 		if (err == -DKE_E2BIG)
 			dke_count(DKE_TEL_FLOW_MAP_FULL);
-		fl = bpf_map_lookup_elem(&flow_stats, key);
+		fl = bpf_map_lookup_elem(gen, key);
 		if (!fl) {
 			/* Not for want of room (no memory, a bucket busy on this
-			 * CPU, or removed again at once): a loss all the same. */
+			 * CPU): a loss all the same. */
 			if (err != -DKE_E2BIG)
 				dke_count(DKE_TEL_FLOW_CREATE_FAILED);
 			return 0;

@@ -12,12 +12,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "dns.h"
 #include "dns/dns_collector.h"
@@ -236,7 +238,7 @@ bool NetLoader::PreparePinDir(std::vector<std::string>* degraded) {
   if (mkdir(pin_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     return Fatal("EBPF_LOAD", "creating the pin directory " + pin_dir_ + " failed: " + strerror(errno));
   }
-  maps_reused_ = Exists(pin_dir_ + "/flow_stats");
+  maps_reused_ = Exists(pin_dir_ + "/flow_gen");
   return true;
 }
 
@@ -300,6 +302,17 @@ bool NetLoader::Open() {
     }
     if (!why.empty()) out_->Log("debug", SocketStateMapCharged(why));
   }
+  // flow_gen's generations: the template's shape, and the first one made
+  // here to be the template. libbpf would make the template with the
+  // object's BTF, and kernels before 6.2 take a map made without BTF (as
+  // every later generation is) for another kind of map (EINVAL).
+  if (const bpf_map* tpl = bpf_map__inner_map(skel_->maps.flow_gen)) {
+    flow_gen_shape_ = {static_cast<uint32_t>(bpf_map__type(tpl)), bpf_map__key_size(tpl), bpf_map__value_size(tpl),
+                       bpf_map__max_entries(tpl), bpf_map__map_flags(tpl)};
+  }
+  flow_gen_fd_ = NewFlowGeneration();
+  if (flow_gen_fd_ < 0 || bpf_map__set_inner_map_fd(skel_->maps.flow_gen, flow_gen_fd_) != 0)
+    return Fatal("EBPF_LOAD", "creating the flow counters failed: " + std::string(strerror(errno)));
   int err = netflow__load(skel_);
   if (err) {
     std::string prog = LibbpfFailedProgram();
@@ -331,18 +344,9 @@ bool NetLoader::Open() {
   epoch_ = ctl.epoch;
   WriteControl(false);
 
-  if (maps_reused_) {
-    // What earlier daemons reported: deltas continue from there.
-    const int fd = bpf_map__fd(skel_->maps.flow_marks);
-    dke_flow_key key, next;
-    bool first = true;
-    while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
-      dke_flow_mark m;
-      if (bpf_map_lookup_elem(fd, &next, &m) == 0) marks_.Restore(next, m);
-      key = next;
-      first = false;
-    }
-  }
+  // A generation for the programs to add to, before they run.
+  std::string gen_failed;
+  if (!OpenFlowGenerations(&gen_failed)) return Fatal("EBPF_LOAD", "opening the flow counters failed: " + gen_failed);
 
   // The DNS rings before the programs: a packet captured with no ring for
   // its CPU would be lost.
@@ -557,10 +561,10 @@ void NetLoader::Drain() {
   });
 }
 
-void NetLoader::Resume(uint64_t last_durable_seq) {
-  if (!skel_) return;
-  const int fd = bpf_map__fd(skel_->maps.flow_marks);
-  for (const auto& k : marks_.Resume(last_durable_seq)) bpf_map_update_elem(fd, &k, &marks_.marks().at(k), BPF_ANY);
+void NetLoader::Resume(uint64_t last_durable_seq) { Commit(last_durable_seq); }
+
+void NetLoader::Commit(uint64_t seq) {
+  for (const auto& g : generations_.TakeDurable(seq)) LetGo(g, true);
 }
 
 void NetLoader::Collect(uint64_t seq, uint32_t what) {
@@ -589,60 +593,145 @@ void NetLoader::Collect(uint64_t seq, uint32_t what) {
   out_->Records(DKE_FRAME_COLLECTED, &done, sizeof(done), 1);
 }
 
-// O(flow keys that exist), which is O(flows that changed recently): idle
-// flows leave the map after a few quiet collects.
-void NetLoader::CollectFlows(uint64_t seq) {
-  const int stats_fd = bpf_map__fd(skel_->maps.flow_stats);
-  const int marks_fd = bpf_map__fd(skel_->maps.flow_marks);
-  std::vector<dke_flow_key> keys;
-  std::vector<dke_flow_stats> vals;
-  {
-    const uint32_t chunk = 4096;
-    std::vector<dke_flow_key> kb(chunk);
-    std::vector<dke_flow_lanes> vb(chunk);
-    dke_flow_key in_batch{}, out_batch{};
-    bool first = true;
-    for (;;) {
-      uint32_t count = chunk;
-      LIBBPF_OPTS(bpf_map_batch_opts, o);
-      int err = bpf_map_lookup_batch(stats_fd, first ? nullptr : &in_batch, &out_batch, kb.data(), vb.data(), &count, &o);
-      int e = err ? errno : 0;
-      keys.insert(keys.end(), kb.begin(), kb.begin() + count);
-      for (uint32_t i = 0; i < count; i++) vals.push_back(SumLanes(vb[i]));
-      if (err) {
-        if (e != ENOENT) out_->Log("warn", std::string("reading flow_stats failed: ") + strerror(e));
-        break;
+// The generations (bpf/netflow_maps.bpf.h, flow_gen): the current one from
+// an earlier loader, or a new one; and those an earlier loader read whose
+// collect the daemon had not yet made durable (pinned as flow_gen_<seq>).
+bool NetLoader::OpenFlowGenerations(std::string* why) {
+  const int outer = bpf_map__fd(skel_->maps.flow_gen);
+  uint32_t current = 0, id = 0;
+  // An earlier loader's current generation, which its programs (still
+  // attached) add to; or the one made for loading (Open).
+  int earlier = -1;
+  if (maps_reused_ && bpf_map_lookup_elem(outer, &current, &id) == 0 && id) earlier = bpf_map_get_fd_by_id(id);
+  if (earlier >= 0) {
+    close(flow_gen_fd_);
+    flow_gen_fd_ = earlier;
+  } else {
+    if (bpf_map_update_elem(outer, &current, &flow_gen_fd_, BPF_ANY) != 0) {
+      *why = std::string("putting a generation in flow_gen: ") + strerror(errno);
+      return false;
+    }
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(flow_gen_fd_, &info, &len) == 0) id = info.id;
+  }
+  if (pin_dir_.empty()) return true;
+  if (DIR* d = opendir(pin_dir_.c_str())) {
+    const std::string prefix = "flow_gen_";
+    while (dirent* e = readdir(d)) {
+      const std::string name = e->d_name;
+      if (name.rfind(prefix, 0) != 0) continue;
+      const std::string path = pin_dir_ + "/" + name;
+      const int fd = maps_reused_ ? bpf_obj_get(path.c_str()) : -1;
+      bpf_map_info info{};
+      uint32_t len = sizeof(info);
+      // Pinned just before a swap that never happened: still the current one.
+      if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.id == id) {
+        if (fd >= 0) close(fd);
+        unlink(path.c_str());
+        continue;
       }
-      in_batch = out_batch;
-      first = false;
+      generations_.Keep(strtoull(name.c_str() + prefix.size(), nullptr, 10), fd);
     }
+    closedir(d);
   }
+  return true;
+}
 
-  FlowMarks::Step step = marks_.Collect(seq, keys, vals);
-  // Quiet for a while: remove. A socket that speaks again re-creates its
-  // flow from zero; what was added since our read is in the removed value.
-  for (const auto& k : step.to_remove) {
-    dke_flow_lanes last;
-    dke_flow_delta residual;
-    if (bpf_map_lookup_and_delete_elem(stats_fd, &k, &last) == 0 && marks_.Removed(k, SumLanes(last), &residual))
-      step.deltas.push_back(residual);
-    bpf_map_delete_elem(marks_fd, &k);
-  }
-  for (const auto& k : step.forgotten) bpf_map_delete_elem(marks_fd, &k);
-  if (!step.changed.empty()) {
-    std::vector<dke_flow_mark> vals_out;
-    vals_out.reserve(step.changed.size());
-    for (const auto& k : step.changed) vals_out.push_back(marks_.marks().at(k));
-    uint32_t n = static_cast<uint32_t>(step.changed.size());
+// An empty generation, made as the object's template says (the outer map
+// accepts no other).
+int NetLoader::NewFlowGeneration() {
+  const FlowGenerationShape& g = flow_gen_shape_;
+  LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = g.flags);
+  return bpf_map_create(static_cast<bpf_map_type>(g.type), "dke_flow_gen", g.key_size, g.value_size, g.max_entries, &o);
+}
+
+std::string NetLoader::GenerationPin(uint64_t seq) const {
+  return pin_dir_.empty() ? "" : pin_dir_ + "/flow_gen_" + std::to_string(seq);
+}
+
+void NetLoader::LetGo(const FlowGenerations::Generation& g, bool unpin) {
+  if (unpin && !pin_dir_.empty()) unlink(GenerationPin(g.seq).c_str());
+  close(g.fd);
+}
+
+// Adds a generation's flows to *sums; returns how many it holds.
+size_t NetLoader::ReadFlowGeneration(int fd, FlowSums* sums) {
+  const uint32_t chunk = 4096;
+  std::vector<dke_flow_key> kb(chunk);
+  std::vector<dke_flow_lanes> vb(chunk);
+  dke_flow_key in_batch{}, out_batch{};
+  size_t total = 0;
+  for (bool first = true;; first = false) {
+    uint32_t count = chunk;
     LIBBPF_OPTS(bpf_map_batch_opts, o);
-    if (bpf_map_update_batch(marks_fd, step.changed.data(), vals_out.data(), &n, &o) != 0) {
-      for (size_t i = 0; i < step.changed.size(); i++) bpf_map_update_elem(marks_fd, &step.changed[i], &vals_out[i], BPF_ANY);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, kb.data(), vb.data(), &count, &o);
+    int e = err ? errno : 0;
+    for (uint32_t i = 0; i < count; i++) sums->Add(kb[i], vb[i]);
+    total += count;
+    if (err) {
+      if (e != ENOENT)
+        out_->Log("warn", std::string("reading a flow generation failed (") + strerror(e) + "): the flows not read are lost");
+      return total;
     }
+    in_batch = out_batch;
   }
+}
+
+// O(flows that moved since the last durable collect): the programs' current
+// generation is swapped for an empty one and read whole.
+void NetLoader::CollectFlows(uint64_t seq) {
+  const int outer = bpf_map__fd(skel_->maps.flow_gen);
+  const int fresh = NewFlowGeneration();
+  if (fresh < 0) {
+    out_->Log("warn", std::string("creating a flow generation failed (") + strerror(errno) +
+                          "): this interval's flows come with the next collect");
+    return;
+  }
+  // Pinned before the swap: a loader killed after it finds it at start.
+  const std::string pin = GenerationPin(seq);
+  if (!pin.empty() && bpf_obj_pin(flow_gen_fd_, pin.c_str()) != 0)
+    out_->Log("debug", std::string("pinning a read flow generation failed: ") + strerror(errno));
+  // The kernel returns from this only once no program can still be adding
+  // to the old generation (a map-in-map update waits for an RCU grace
+  // period): its read is exact. That wait is ~10 ms where grace periods are
+  // not expedited; meanwhile the DNS rings are drained here, not left to fill.
+  int swap_err = 0;
+  std::atomic<bool> swapped{false};
+  std::thread swapper([&] {
+    uint32_t current = 0;
+    swap_err = bpf_map_update_elem(outer, &current, &fresh, BPF_ANY) != 0 ? errno : 0;
+    swapped.store(true, std::memory_order_release);
+  });
+  while (!swapped.load(std::memory_order_acquire)) {
+    if (dns_rb_)
+      ring_buffer__poll(dns_rb_, 1);
+    else
+      usleep(200);
+  }
+  swapper.join();
+  if (dns_rb_) Drain();
+  if (swap_err) {
+    out_->Log("warn", std::string("swapping the flow generation failed (") + strerror(swap_err) +
+                          "): this interval's flows come with the next collect");
+    if (!pin.empty()) unlink(pin.c_str());
+    close(fresh);
+    return;
+  }
+  const FlowGenerations::Generation read{seq, flow_gen_fd_};
+  flow_gen_fd_ = fresh;
+  FlowSums sums;
+  // With every earlier one whose collect is not durable yet: those points never reached the spool.
+  for (const auto& g : generations_.kept()) ReadFlowGeneration(g.fd, &sums);
+  if (ReadFlowGeneration(read.fd, &sums) > 0)
+    generations_.Keep(read.seq, read.fd);
+  else
+    LetGo(read, true);  // nothing in it to make durable
+  std::vector<dke_flow_delta> deltas = sums.Take();
 
   std::vector<uint32_t> new_pids;
   std::vector<std::string> new_comms;
-  for (const auto& d : step.deltas) {
+  for (const auto& d : deltas) {
     if (!d.key.pid) continue;
     auto [it, added] = named_pids_.try_emplace(d.key.pid, collects_);
     it->second = collects_;
@@ -652,7 +741,7 @@ void NetLoader::CollectFlows(uint64_t seq) {
     }
   }
   if (!new_pids.empty()) SendProcNames(new_pids, new_comms);
-  if (!step.deltas.empty()) out_->Records(DKE_FRAME_FLOWS, step.deltas.data(), sizeof(step.deltas[0]), step.deltas.size());
+  if (!deltas.empty()) out_->Records(DKE_FRAME_FLOWS, deltas.data(), sizeof(deltas[0]), deltas.size());
   // Forget pids not seen for a long while (they are named again if they return).
   if (named_pids_.size() > 65536) {
     for (auto it = named_pids_.begin(); it != named_pids_.end();)
@@ -744,6 +833,9 @@ void NetLoader::Close(bool unpin) {
     close(cgroup_fd_);
     cgroup_fd_ = -1;
   }
+  for (const auto& g : generations_.TakeDurable(UINT64_MAX)) LetGo(g, unpin);
+  if (flow_gen_fd_ >= 0) close(flow_gen_fd_);
+  flow_gen_fd_ = -1;
   if (skel_) {
     if (unpin && !pin_dir_.empty()) {
       bpf_program* prog;

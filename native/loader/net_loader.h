@@ -1,8 +1,9 @@
 // The ebpf-net loader: the netflow + DNS BPF object, end to end. Opens it
 // against the pin directory (so counting survives us), attaches, and per
-// collect turns the kernel's per-flow counters into what changed since the
-// last durable collect (struct dke_flow_delta), with the reported marks kept
-// in a pinned map, so a SIGKILL anywhere neither loses nor repeats a byte.
+// collect swaps the kernel's generation of per-flow counters for an empty one
+// and reports what every generation not yet durable holds (struct
+// dke_flow_delta); read generations stay pinned until the daemon says their
+// collect is durable, so a SIGKILL anywhere neither loses nor repeats a byte.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -10,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "flow_marks.h"
+#include "flow_generations.h"
 #include "frame_io.h"
 #include "time_order.h"
 #include "netflow.h"
@@ -51,7 +52,7 @@ class NetLoader : public LoaderPlugin {
   int PollFd() const override;
   void Drain() override;
   void Collect(uint64_t seq, uint32_t what) override;
-  void Commit(uint64_t seq) override { marks_.Commit(seq); }
+  void Commit(uint64_t seq) override;
   void Resume(uint64_t last_durable_seq) override;
   // Detaches; with unpin also removes every pin (a clean stop).
   void Close(bool unpin) override;
@@ -62,6 +63,11 @@ class NetLoader : public LoaderPlugin {
   bool ChooseHooks(std::vector<std::string>* degraded);
   bool Attach(std::string* attached_json, std::vector<std::string>* degraded);
   void WriteControl(bool bump_epoch);
+  bool OpenFlowGenerations(std::string* why);
+  int NewFlowGeneration();
+  std::string GenerationPin(uint64_t seq) const;
+  void LetGo(const FlowGenerations::Generation& g, bool unpin);
+  size_t ReadFlowGeneration(int fd, FlowSums* sums);
   void CollectFlows(uint64_t seq);
   void SendTelemetry();
   struct SkippedRunCounts {
@@ -97,7 +103,13 @@ class NetLoader : public LoaderPlugin {
   TimeOrderedStage dns_staged_;      // one drain's records of all rings
   std::unique_ptr<DnsCollector> dns_;
   uint32_t epoch_ = 0;
-  FlowMarks marks_;
+  struct FlowGenerationShape {  // flow_gen's template (bpf/netflow_maps.bpf.h)
+    uint32_t type = 0;  // enum bpf_map_type
+    uint32_t key_size = 0, value_size = 0, max_entries = 0, flags = 0;
+  };
+  FlowGenerationShape flow_gen_shape_;
+  int flow_gen_fd_ = -1;         // the generation the programs add to (flow_gen[0])
+  FlowGenerations generations_;  // read, not yet durable
   // pid -> the collect it was last named in; names are sent once per pid.
   std::unordered_map<uint32_t, uint64_t> named_pids_;
   uint64_t collects_ = 0;

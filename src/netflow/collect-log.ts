@@ -1,6 +1,7 @@
 // Which netflow collect is durable, across daemon restarts. The loader keeps
-// per-flow marks "reported up to collect N" in a pinned map; the daemon must
-// tell it, after a SIGKILL, which collects' points actually reached the spool.
+// each generation of kernel counters a collect read (pinned) until it hears
+// that collect is durable; the daemon must tell it, after a SIGKILL, which
+// collects' points actually reached the spool.
 // Commit protocol for collect S whose points become spool records up to Q:
 //   1. write {committed: C, pending: S, pendingSpoolSeq: Q}   (fsync)
 //   2. append the points to the spool                          <- commit point

@@ -142,7 +142,8 @@ export class NetPlugin implements CollectorPlugin {
       this.ctx.metrics.add('flows_folded', folded, { input: NETFLOW_INPUT });
       this.log.warn({ folded, maxFlows: this.ctx.config.maxFlows }, `${folded} netflow flow(s) beyond --max-flows folded into one point per direction and transport (tags '*')`);
     }
-    if (points.length > 0 && (await this.commit(seq, points))) this.loader.commit(seq);
+    // Nothing to keep: the loader may let the collect's generation go at once.
+    if (points.length === 0 || (await this.commit(seq, points))) this.loader.commit(seq);
   }
 
   /** Hands the points to the spool together with the collect id that produced them. */

@@ -7,7 +7,7 @@ import { PROJECT_ROOT } from '../../src/paths';
 
 describe('dke-loader native units', () => {
   it.each([
-    ['flow marks: a collect reports exactly what is not yet durable', 'test_flow_marks'],
+    ['flow generations: a collect reports exactly what is not yet durable', 'test_flow_generations'],
     ['time order: per-CPU DNS rings merged so a query comes before its answer', 'test_time_order'],
     ["bash origins: container ids from cgroup paths, user names from a container's passwd", 'test_bash_origin'],
   ])('%s (%s)', (_what, binary) => {
