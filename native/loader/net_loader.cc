@@ -70,6 +70,13 @@ uint32_t LinkProgId(bpf_link* link) {
   return bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 ? info.prog_id : 0;
 }
 
+// The id of the map behind fd, or 0.
+uint32_t MapId(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
 // Parameters of a kernel function in BTF, or -1 when it is not there.
 int FuncParams(const btf* b, const char* fn) {
   int id = b ? btf__find_by_name_kind(b, fn, BTF_KIND_FUNC) : -1;
@@ -611,9 +618,7 @@ bool NetLoader::OpenFlowGenerations(std::string* why) {
       *why = std::string("putting a generation in flow_gen: ") + strerror(errno);
       return false;
     }
-    bpf_map_info info{};
-    uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(flow_gen_fd_, &info, &len) == 0) id = info.id;
+    id = MapId(flow_gen_fd_);
   }
   if (pin_dir_.empty()) return true;
   if (DIR* d = opendir(pin_dir_.c_str())) {
@@ -623,10 +628,9 @@ bool NetLoader::OpenFlowGenerations(std::string* why) {
       if (name.rfind(prefix, 0) != 0) continue;
       const std::string path = pin_dir_ + "/" + name;
       const int fd = maps_reused_ ? bpf_obj_get(path.c_str()) : -1;
-      bpf_map_info info{};
-      uint32_t len = sizeof(info);
+      const uint32_t pinned = fd >= 0 ? MapId(fd) : 0;
       // Pinned just before a swap that never happened: still the current one.
-      if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.id == id) {
+      if (!pinned || pinned == id) {
         if (fd >= 0) close(fd);
         unlink(path.c_str());
         continue;
@@ -697,20 +701,22 @@ void NetLoader::CollectFlows(uint64_t seq) {
   // period): its read is exact. That wait is ~10 ms where grace periods are
   // not expedited; meanwhile the DNS rings are drained here, not left to fill.
   int swap_err = 0;
-  std::atomic<bool> swapped{false};
-  std::thread swapper([&] {
+  auto swap = [&] {
     uint32_t current = 0;
     swap_err = bpf_map_update_elem(outer, &current, &fresh, BPF_ANY) != 0 ? errno : 0;
-    swapped.store(true, std::memory_order_release);
-  });
-  while (!swapped.load(std::memory_order_acquire)) {
-    if (dns_rb_)
-      ring_buffer__poll(dns_rb_, 1);
-    else
-      usleep(200);
+  };
+  if (!dns_rb_) {
+    swap();
+  } else {
+    std::atomic<bool> swapped{false};
+    std::thread swapper([&] {
+      swap();
+      swapped.store(true, std::memory_order_release);
+    });
+    while (!swapped.load(std::memory_order_acquire)) ring_buffer__poll(dns_rb_, 1);
+    swapper.join();
+    Drain();
   }
-  swapper.join();
-  if (dns_rb_) Drain();
   if (swap_err) {
     out_->Log("warn", std::string("swapping the flow generation failed (") + strerror(swap_err) +
                           "): this interval's flows come with the next collect");
