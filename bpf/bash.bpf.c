@@ -80,11 +80,13 @@ struct {
 	__type(value, struct dke_bash_iter_cfg);
 } bash_iter_cfg SEC(".maps");
 
+/* Atomic: a preemptible kernel can run another bash's program on this CPU
+ * between a load and its store. */
 static __always_inline void dke_bash_count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&bash_telemetry, &idx);
 	if (v)
-		*v += 1;
+		__sync_fetch_and_add(v, 1);
 }
 
 /* Sends `line` (user memory) as a struct dke_bash_line. */

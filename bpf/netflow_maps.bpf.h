@@ -137,11 +137,15 @@ DKE_MAP struct {
 	__array(values, struct dke_dns_ring);
 } dns_rings SEC(".maps");
 
+/* Atomic although the slot is this CPU's: programs run with migration, not
+ * preemption, disabled, and a softirq's program can interrupt a process-context
+ * one between its load and its store; the loss being counted would then go
+ * uncounted. */
 static __always_inline void dke_count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&telemetry, &idx);
 	if (v)
-		*v += 1;
+		__sync_fetch_and_add(v, 1);
 }
 
 static __always_inline struct dke_control *dke_control(void)

@@ -510,12 +510,12 @@ export const OPTIONS = {
     parse: (text, c) => parseNonEmpty(text, c.subject, 'file path'),
     cliOnly: true,
   }),
-  /** Spool of undelivered batches and persisted counter read-marks. */
+  /** Spool of undelivered batches and the log of which netflow collect is durable. */
   stateDir: option<string>({
     flag: '--state-dir',
     arg: '<dir>',
     group: 'process',
-    help: 'spool of undelivered points and counter read-marks',
+    help: 'spool of undelivered points and the record of which collect reached it',
     defaultText: installedDefault({}, 'datakit-ebpf.state'),
     default: (c) => installedDefault(c.env, 'datakit-ebpf.state'),
     parse: (text, c) => parseNonEmpty(text, c.subject, 'directory'),

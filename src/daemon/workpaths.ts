@@ -1,5 +1,5 @@
 // The paths the daemon uses after it dropped root: the log file (reopened on
-// SIGHUP), the state directory (spool, read-marks) and the pin root. As root,
+// SIGHUP), the state directory (spool, collect log) and the pin root. As root,
 // before the drop, they are created with parents every user can traverse and
 // the collector's own directories are given to the daemon's user; after the
 // drop, before any eBPF program is attached, they are checked as that user by
@@ -290,7 +290,7 @@ export function checkPaths(config: CollectorConfig, user: string): void {
   const keepRoot = user === 'root' ? '' : ', or --user root';
   const stateFix = `pass --state-dir with a directory ${user} can write (e.g. /var/lib/datakit-ebpf)${keepRoot}`;
   if (config.dryRun) {
-    // A dry run writes no spool, but the netflow read-marks are cleared in the state directory.
+    // A dry run writes no spool, but a clean stop removes the netflow collect log from the state directory.
     const blocked = unsearchableAncestor(config.stateDir);
     if (blocked) throw unusable('state directory', config.stateDir, user, Object.assign(new Error('EACCES'), { code: 'EACCES' }), stateFix);
   } else {
@@ -301,7 +301,7 @@ export function checkPaths(config: CollectorConfig, user: string): void {
       step = path.join(config.stateDir, 'spool');
       makeDirs(step, 0o750);
       probeWrite(step);
-      // Spool segments and read-marks of an earlier run are appended to or replaced.
+      // Spool segments and the collect log of an earlier run are appended to or replaced.
       for (const dir of [config.stateDir, path.join(config.stateDir, 'spool')]) {
         for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
           if (!e.isFile()) continue;

@@ -160,7 +160,7 @@ describe('start-up on a host without DataKit', () => {
     await waitUntil('3 closed connections delivered', () => totals(receiver, port).tcp_closed >= 3, 20_000);
     await server.stop();
     expect(totals(receiver, port)).toEqual({ bytes_written: 3000, bytes_read: 1500, tcp_established: 3, tcp_closed: 3 });
-    // The spool and the read-marks are in use.
+    // The spool is in use.
     expect(fs.readdirSync(path.join(state, 'spool')).length).toBeGreaterThan(0);
 
     const progs = pinnedProgramIds(pins);
@@ -322,7 +322,7 @@ describe('one collector per pin root', () => {
     await started(b);
     expect(runs(loaderPid)).toBe(false);
     // It resumed the killed one's pinned maps rather than starting over.
-    expect(b.logs().some((l) => /^(resuming counters from the pinned maps|pinned maps found without read-marks)/.test(String(l.msg)))).toBe(true);
+    expect(b.logs().some((l) => /^resuming counters from the pinned maps/.test(String(l.msg)))).toBe(true);
     b.proc.kill('SIGTERM');
     expect(await exitOf(b)).toBe(0);
   });

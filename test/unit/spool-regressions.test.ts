@@ -38,8 +38,8 @@ describe('spool.ts', () => {
   // although its records are queued and will be delivered: the drop is neither
   // counted (stats.droppedPoints/droppedRecords) nor logged, refreshStats() is
   // skipped, and Delivery.write() rejects, so the caller believes the points
-  // were not queued (net.ts then abandons its read-marks and re-collects them:
-  // duplicates). Spool.ack() already tolerates the same failure.
+  // were not queued (net.ts then leaves the collect uncommitted and the loader
+  // reports its generations again: duplicates). Spool.ack() already tolerates the same failure.
   // Fix: in enforceBound(), guard writeAcked() like ack() does (log once,
   // carry on; the in-memory pointer is authoritative).
   it('append() past the bound does not fail when the acked pointer cannot be written', () => {
