@@ -117,7 +117,10 @@ describe('flow generations', () => {
       });
       command(second, DKE_CMD_COMMIT, 11n);
       expect(await collect(second, 12n)).toEqual(totals(0, 0));
-      expect(fs.readdirSync(`${pin}/${pinDir}`).filter((n) => n.startsWith('flow_gen_'))).toEqual([]);
+      // Committed generations are let go; collect 12's stays pinned only if
+      // something else on the host moved (its flows are not this test's).
+      const kept = fs.readdirSync(`${pin}/${pinDir}`).filter((n) => n.startsWith('flow_gen_'));
+      expect(kept.filter((n) => Number(n.slice('flow_gen_'.length)) <= 11)).toEqual([]);
 
       // Collect 13 is durable (the daemon spooled it) but the loader dies before the commit.
       await connections(1, 700);
