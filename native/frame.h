@@ -35,7 +35,6 @@ enum dke_frame_type {
 	DKE_FRAME_DNS_NAMES = 7,  /* struct dke_dns_name records: address -> domain learnt */
 	DKE_FRAME_BASH_LINES = 8, /* struct dke_bash_line records (bpf/bash.h), trimmed: see there */
 	DKE_FRAME_COLLECTED = 9,  /* struct dke_collect_cmd: the collect of that seq is complete */
-	DKE_FRAME_COMMITTED = 10, /* struct dke_collect_cmd: marks of that seq are promoted */
 	DKE_FRAME_PROCS = 11,     /* struct dke_proc_name records: pid -> process name */
 	DKE_FRAME_BASH_ORIGINS = 12, /* struct dke_bash_origin records (bpf/bash.h): before the lines of a shell in a container */
 

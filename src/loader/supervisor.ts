@@ -15,7 +15,8 @@ import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { CollectorError, type ErrorCode } from '../errors';
-import { encodeCollectCmd, encodeFrame, encodeStopCmd, FrameReader, type Frame } from './frames';
+import { CollectQueue } from './collect-queue';
+import { encodeCollectCmd, encodeFrame, encodeStopCmd, FrameReader, readBigField, type Frame } from './frames';
 import {
   DKE_CMD_COLLECT,
   DKE_CMD_COMMIT,
@@ -25,6 +26,7 @@ import {
   DKE_FRAME_FATAL,
   DKE_FRAME_LOG,
   DKE_FRAME_READY,
+  dke_collect_cmd,
 } from './layout.generated';
 
 /** What to run: an executable and its arguments (the plugin name is for logs). */
@@ -53,8 +55,12 @@ export interface LoaderReady {
 
 export interface SupervisorEvents {
   ready: [LoaderReady];
-  /** A data frame (not READY/FATAL/LOG/COLLECTED), in the order the loader sent it. */
-  frame: [Frame, number];
+  /**
+   * A data frame (not READY/FATAL/LOG/COLLECTED), in the order the loader
+   * sent it, with the loader's generation and whether it answers a collect
+   * the daemon stopped waiting for (late).
+   */
+  frame: [Frame, number, boolean];
   exit: [{ code: number | null; signal: NodeJS.Signals | null; generation: number }];
 }
 
@@ -64,11 +70,6 @@ const BACKOFF_MAX_MS = 30_000;
 /** A loader that stayed up this long resets the backoff. */
 const STABLE_MS = 60_000;
 
-interface PendingCollect {
-  resolve: () => void;
-  reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
-}
 
 export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
   /** Set once the daemon stops: a loader that exits from then on is not restarted. */
@@ -82,7 +83,7 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
   private child?: ChildProcess;
   private ready = false;
   private closing = false;
-  private collects: PendingCollect[] = [];
+  private collects = new CollectQueue();
   private backoffMs = BACKOFF_INITIAL_MS;
   private restartTimer?: NodeJS.Timeout;
   private startedAt = 0;
@@ -177,15 +178,19 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
         break;
       }
       case DKE_FRAME_COLLECTED: {
-        const p = this.collects.shift();
-        if (p) {
-          clearTimeout(p.timer);
-          p.resolve();
+        const { waiter, unanswered } = this.collects.done(readBigField(f.payload, 0, dke_collect_cmd.fields.seq));
+        for (const w of unanswered) {
+          clearTimeout(w.timer);
+          w.reject(new Error(`the ${this.spec.plugin} eBPF loader skipped a collect`));
+        }
+        if (waiter) {
+          clearTimeout(waiter.timer);
+          waiter.resolve();
         }
         break;
       }
       default:
-        this.emit('frame', f, generation);
+        this.emit('frame', f, generation, this.collects.answeringAbandoned);
     }
   }
 
@@ -193,7 +198,7 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     if (generation !== this.generation) return;
     this.ready = false;
     this.child = undefined;
-    for (const p of this.collects.splice(0)) {
+    for (const p of this.collects.clear()) {
       clearTimeout(p.timer);
       p.reject(new CollectorError('LOADER_EXITED', `the ${this.spec.plugin} eBPF loader exited`));
     }
@@ -240,15 +245,15 @@ export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
     }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        const i = this.collects.findIndex((p) => p.timer === timer);
-        if (i >= 0) this.collects.splice(i, 1);
+        // Its answer may still come: the queue keeps its place so that it is known as late.
+        this.collects.abandon(seq);
         reject(new Error(`the ${this.spec.plugin} eBPF loader did not answer a collect within ${COLLECT_TIMEOUT_MS} ms`));
       }, COLLECT_TIMEOUT_MS);
-      this.collects.push({ resolve, reject, timer });
+      this.collects.sent(seq, { resolve, reject, timer });
     });
   }
 
-  /** The points of collect `seq` are durable: the loader may promote its marks. */
+  /** The points of collect `seq` are durable: the loader may let go of the generations it read up to it. */
   commit(seq: bigint): void {
     this.send(DKE_CMD_COMMIT, encodeCollectCmd(seq, 0));
   }

@@ -3,8 +3,9 @@
 // dnsflow riding along (src/dnsflow/service.ts). Each interval is one
 // collect: the loader reports what changed since the last durable collect;
 // the points go to the spool with the collect's id (src/netflow/collect-log.ts)
-// and only then does the loader promote its marks. A SIGKILL anywhere in
-// between neither loses nor repeats a byte.
+// and only then does the loader let go of the kernel counters it read
+// (native/loader/flow_generations.h). A SIGKILL anywhere in between neither
+// loses nor repeats a byte.
 import type { Logger } from 'pino';
 import { DnsflowService } from '../dnsflow/service';
 import type { Point } from '../lineproto/point';
@@ -72,14 +73,17 @@ export class NetPlugin implements CollectorPlugin {
       ...(dns ? { domainOf: (ip: string) => dns.domainOf(ip) } : {}),
     });
     this.collects = new CollectLog(config.stateDir);
-    this.loader.on('frame', (f) => this.onFrame(f));
+    this.loader.on('frame', (f, _generation, late) => this.onFrame(f, late));
     this.loader.on('ready', (r) => this.onReady(r));
   }
 
-  private onFrame(f: Frame): void {
+  private onFrame(f: Frame, late: boolean): void {
     try {
-      if (f.type === DKE_FRAME_FLOWS) this.netflow.ingest(f);
-      else if (f.type === DKE_FRAME_PROCS) this.learnProcNames(f);
+      // A late collect's flows were dropped with its interval and were never
+      // committed: the loader reports its generations again with the next one.
+      if (f.type === DKE_FRAME_FLOWS) {
+        if (!late) this.netflow.ingest(f);
+      } else if (f.type === DKE_FRAME_PROCS) this.learnProcNames(f);
       else if (f.type === DKE_FRAME_TELEMETRY) this.reportTelemetry(f);
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'dropping an undecodable frame from the loader');

@@ -112,6 +112,37 @@ describe('supervision', () => {
     }
   });
 
+  it('counts once what a loader answered after the daemon stopped waiting (SIGSTOPped past the collect timeout)', async () => {
+    receiver.clear();
+    const daemon = await startDaemon(`127.0.0.1:${receiver.port}`, ['--enabled', 'ebpf-net']);
+    const loaderPid = Number(daemon.logs.find((l) => String(l.msg).startsWith('datakit-ebpf started'))!.loaderPid);
+    let stopped = false;
+    try {
+      const port = 19290;
+      const { server } = await exchange(port, 3, 1000, 500);
+      expect(await waitFor(() => flowTotals(port, 'outgoing').tcp_closed >= 3 || undefined, 20_000)).toBe(true);
+      // The loader stops between two collects: the next one waits in its pipe
+      // until the daemon gives up on it; the kernel goes on counting.
+      process.kill(loaderPid, 'SIGSTOP');
+      stopped = true;
+      await runPeer(hosts.a, ['tcp-client', hosts.ipB, String(port), '2', '400']);
+      const gaveUp = await waitFor(() => daemon.logs.find((l) => String(l.err ?? '').includes('did not answer a collect within')), 20_000);
+      expect(gaveUp).toBeDefined();
+      // Now it answers that collect (late), then the next ones.
+      process.kill(loaderPid, 'SIGCONT');
+      stopped = false;
+      expect(await waitFor(() => flowTotals(port, 'outgoing').tcp_closed >= 5 || undefined, 20_000)).toBe(true);
+      // A late answer counted as well as the collect that reports it again
+      // would show within a few intervals.
+      await new Promise((r) => setTimeout(r, 4000));
+      await server.stop();
+      expect(flowTotals(port, 'outgoing')).toMatchObject({ bytes_written: 3800, bytes_read: 2500, tcp_established: 5, tcp_closed: 5 });
+    } finally {
+      if (stopped) process.kill(loaderPid, 'SIGCONT');
+      expect(await daemon.stop()).toBe(0);
+    }
+  });
+
   it('takes its loader child down with it when SIGKILLed (no orphan keeps probes attached)', async () => {
     const daemon = await startDaemon(`127.0.0.1:${receiver.port}`);
     const loaderPid = Number(daemon.logs.find((l) => String(l.msg).startsWith('datakit-ebpf started'))!.loaderPid);

@@ -1,7 +1,6 @@
 // ebpf-bash without the kernel: the DKE_FRAME_BASH_LINES decoder (records
 // built by the layout generated from bpf/bash.h), user names, redaction, and
 // the points upstream's consumers expect.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
