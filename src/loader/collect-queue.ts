@@ -25,12 +25,10 @@ export class CollectQueue {
     this.entries.push({ seq, waiter });
   }
 
-  /** The daemon gives up waiting for `seq`; returns its waiter (to reject) if it still had one. */
-  abandon(seq: bigint): CollectWaiter | undefined {
+  /** The daemon gives up waiting for `seq` (and rejects its waiter itself). */
+  abandon(seq: bigint): void {
     const e = this.entries.find((x) => x.seq === seq);
-    const w = e?.waiter;
     if (e) e.waiter = undefined;
-    return w;
   }
 
   /** The frames arriving now answer a collect nobody waits for any more. */

@@ -70,7 +70,6 @@ const BACKOFF_MAX_MS = 30_000;
 /** A loader that stayed up this long resets the backoff. */
 const STABLE_MS = 60_000;
 
-
 export class LoaderSupervisor extends EventEmitter<SupervisorEvents> {
   /** Set once the daemon stops: a loader that exits from then on is not restarted. */
   private static restartsHeld = false;

@@ -21,8 +21,10 @@ describe('CollectQueue', () => {
   it('knows the frames of a collect it gave up on as late, and does not give its COLLECTED to the next one', () => {
     const log: string[] = [];
     const q = new CollectQueue();
-    q.sent(1n, waiter(log, 'c1'));
-    q.abandon(1n)?.reject(new Error('timeout'));
+    const c1 = waiter(log, 'c1');
+    q.sent(1n, c1);
+    q.abandon(1n);
+    c1.reject(new Error('timeout')); // as the supervisor's timer does
     q.sent(2n, waiter(log, 'c2'));
     // Collect 1's frames, then its COLLECTED, arrive after the timeout.
     expect(q.answeringAbandoned).toBe(true);
