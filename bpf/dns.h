@@ -19,6 +19,9 @@ enum dke_dns_flags {
 	/* Which local side: set when the local port is the DNS port (a resolver on
 	 * this host answering), clear when the remote one is (a local client). */
 	DKE_DNS_LOCAL_SERVER = 2,
+	/* Came through a CPU's stage: the ring record is a batch of struct
+	 * dke_dns_staged, this one first. */
+	DKE_DNS_STAGED = 4,
 };
 
 /* Ring-buffer reservations have a constant size, so a payload goes in the
@@ -45,6 +48,29 @@ struct dke_dns_event {
 	__u32 cap_len;    /* bytes of payload[] that are the packet's (<= DKE_DNS_PAYLOAD_MAX); the rest is unused */
 	__u32 netns;      /* inode of the local socket's network namespace (0: unknown) */
 	__u8 payload[];
+};
+
+/* Tiny records (the common query and answer) wait in their CPU's stage and
+ * reach the CPU's ring DKE_DNS_STAGE_RECORDS at a time, as one ring record:
+ * a ring reservation and commit cost as much as everything else a DNS packet
+ * does (bpf/skb.bpf.c). The loader empties every stage before it reads the
+ * rings (dke_dns_flush). */
+#define DKE_DNS_STAGE_RECORDS 16
+
+/* One staged record: the header, then DKE_DNS_PAYLOAD_TINY payload bytes. */
+struct dke_dns_staged {
+	__u8 bytes[sizeof(struct dke_dns_event) + DKE_DNS_PAYLOAD_TINY];
+};
+
+/* dns_stage's value, one per CPU. */
+struct dke_dns_stage {
+	/* DNS packets on this CPU between their clock read and their record's
+	 * being visible (staged or in the ring); the one whose increment found
+	 * 0 owns the stage until its decrement. */
+	__u64 inflight;
+	__u32 count; /* records in rec[] */
+	__u32 _pad;
+	struct dke_dns_staged rec[DKE_DNS_STAGE_RECORDS];
 };
 
 #endif

@@ -137,15 +137,31 @@ DKE_MAP struct {
 	__array(values, struct dke_dns_ring);
 } dns_rings SEC(".maps");
 
+/* 0 -> this CPU's struct dke_dns_stage (bpf/dns.h): tiny DNS records waiting
+ * to reach the CPU's ring as one batch. Pinned with the rings, so what waits
+ * survives a loader's restart. */
+DKE_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dke_dns_stage);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dns_stage SEC(".maps");
+
 /* Atomic although the slot is this CPU's: programs run with migration, not
  * preemption, disabled, and a softirq's program can interrupt a process-context
  * one between its load and its store; the loss being counted would then go
  * uncounted. */
-static __always_inline void dke_count(__u32 idx)
+static __always_inline void dke_count_n(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&telemetry, &idx);
 	if (v)
-		__sync_fetch_and_add(v, 1);
+		__sync_fetch_and_add(v, n);
+}
+
+static __always_inline void dke_count(__u32 idx)
+{
+	dke_count_n(idx, 1);
 }
 
 static __always_inline struct dke_control *dke_control(void)

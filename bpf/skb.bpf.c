@@ -117,15 +117,41 @@ static __always_inline int dke_parse(struct __sk_buff *skb, struct dke_pkt *p)
 	return 1;
 }
 
+/* Set by the loader before loading: 1 where the kernel has atomic fetch
+ * operations (Linux 5.12) and runs a raw_tp program on a chosen CPU (5.10),
+ * which staging needs. Else the verifier never walks the staging code (it
+ * prunes branches on read-only constants) and every record goes straight
+ * to the ring. In .rodata, not in control: an earlier loader's programs on
+ * the same kernel were loaded with the same answer. */
+const volatile __u8 dke_dns_staging = 0;
+
+/* Whether the record of `size` bytes about to go into the ring should wake
+ * the loader: when it takes what waits there across a multiple of a part of
+ * the ring, not whenever that much waits (while the loader is on its way,
+ * every packet would send another wake-up). */
+static __always_inline __u64 dke_dns_wakeup(void *ring, __u64 size)
+{
+	__u64 avail = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) + size;
+	__u64 part = bpf_ringbuf_query(ring, BPF_RB_RING_SIZE) / DKE_DNS_WAKEUP_PARTS;
+
+	return part && avail / part != (avail - size) / part ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void *dke_dns_ring(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+
+	return bpf_map_lookup_elem(&dns_rings, &cpu);
+}
+
 /* Copies the payload straight into ring-buffer memory. `room` is a constant
  * power of two after inlining, as reservations and the verifier need. */
 static __always_inline void dke_emit_dns(struct __sk_buff *skb, struct dke_dns_event *hdr, __u32 payload_off, __u32 n,
 					 const __u32 room)
 {
 	struct dke_dns_event *rec;
-	__u64 avail, size, wakeup, part;
-	__u32 cpu = bpf_get_smp_processor_id();
-	void *ring = bpf_map_lookup_elem(&dns_rings, &cpu);
+	void *ring = dke_dns_ring();
+	__u64 wakeup = ring ? dke_dns_wakeup(ring, sizeof(*hdr) + room) : 0;
 
 	rec = ring ? bpf_ringbuf_reserve(ring, sizeof(*hdr) + room, 0) : 0;
 	if (!rec) {
@@ -141,23 +167,89 @@ static __always_inline void dke_emit_dns(struct __sk_buff *skb, struct dke_dns_e
 	}
 	hdr->cap_len = n;
 	__builtin_memcpy(rec, hdr, sizeof(*hdr));
-	/* Wake when this record takes what waits across a multiple of a part
-	 * of the ring, not whenever that much waits: while the loader is on
-	 * its way, every packet would send another wake-up. */
-	avail = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
-	part = bpf_ringbuf_query(ring, BPF_RB_RING_SIZE) / DKE_DNS_WAKEUP_PARTS;
-	size = sizeof(*hdr) + room;
-	wakeup = part && avail / part != (avail - size) / part ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(rec, wakeup);
 	dke_count(DKE_TEL_DNS_PACKETS);
+}
+
+/* A CPU's stage (bpf/dns.h) is touched only by the one whose increment of its
+ * `inflight` found 0: a softirq's program that interrupts a process-context
+ * one, a task that preempts another's program, or the loader's flush in the
+ * middle of either finds it taken and goes straight to the ring (or, the
+ * flush, reports busy). `inflight` is raised before a packet's clock read
+ * and lowered once its record is visible, staged or in the ring, so a flush
+ * that finds it 0 leaves in the ring every record of a clock read before it.
+ * Returns the stage when this caller owns it. */
+static __always_inline struct dke_dns_stage *dke_dns_enter(struct dke_dns_stage **stage)
+{
+	__u32 zero = 0;
+	struct dke_dns_stage *s;
+
+	*stage = 0;
+	if (!dke_dns_staging)
+		return 0;
+	s = bpf_map_lookup_elem(&dns_stage, &zero);
+	if (!s)
+		return 0;
+	*stage = s;
+	return __sync_fetch_and_add(&s->inflight, 1) == 0 ? s : 0;
+}
+
+static __always_inline void dke_dns_leave(struct dke_dns_stage *stage)
+{
+	if (stage)
+		__sync_fetch_and_sub(&stage->inflight, 1);
+}
+
+/* The stage's records into the CPU's ring, as one record. Owner only. */
+static __always_inline void dke_dns_flush_stage(struct dke_dns_stage *s)
+{
+	__u32 n = s->count;
+	__u64 size;
+	void *ring;
+
+	if (!n)
+		return;
+	if (n > DKE_DNS_STAGE_RECORDS)
+		n = DKE_DNS_STAGE_RECORDS;
+	size = n * sizeof(struct dke_dns_staged);
+	ring = dke_dns_ring();
+	if (!ring || bpf_ringbuf_output(ring, s->rec, size, dke_dns_wakeup(ring, size)))
+		dke_count_n(DKE_TEL_DNS_RINGBUF_FULL, n);
+	s->count = 0;
+}
+
+/* A tiny record into the owned stage; a full stage goes to the ring. */
+static __always_inline void dke_stage_dns(struct dke_dns_stage *s, struct __sk_buff *skb, struct dke_dns_event *hdr,
+					  __u32 payload_off, __u32 n)
+{
+	struct dke_dns_staged *rec;
+	__u32 i = s->count;
+
+	if (i >= DKE_DNS_STAGE_RECORDS) {
+		dke_dns_flush_stage(s);
+		i = 0;
+	}
+	rec = &s->rec[i];
+	asm volatile("" : "+r"(n));
+	n = ((n - 1) & (DKE_DNS_PAYLOAD_TINY - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, payload_off, rec->bytes + sizeof(*hdr), n))
+		return;
+	hdr->cap_len = n;
+	hdr->flags |= DKE_DNS_STAGED;
+	__builtin_memcpy(rec->bytes, hdr, sizeof(*hdr));
+	s->count = i + 1;
+	dke_count(DKE_TEL_DNS_PACKETS);
+	if (i + 1 == DKE_DNS_STAGE_RECORDS)
+		dke_dns_flush_stage(s);
 }
 
 /* A DNS message to or from a DNS port, either side of it local: a client
  * here asking, or a resolver here answering. */
 static __always_inline void dke_capture_dns(struct __sk_buff *skb, const struct dke_pkt *p, __u32 netns,
-					    const struct dke_control *ctl, int egress, __u64 now)
+					    const struct dke_control *ctl, int egress)
 {
 	struct dke_dns_event hdr = {};
+	struct dke_dns_stage *stage, *owned;
 	__u32 payload_off, wire_len, n;
 
 	if (p->proto == IPPROTO_TCP) {
@@ -196,22 +288,25 @@ static __always_inline void dke_capture_dns(struct __sk_buff *skb, const struct 
 	hdr.family = p->family;
 	hdr.proto = p->proto;
 	hdr.netns = netns;
-	hdr.ktime_ns = now;
 	hdr.wire_len = wire_len;
+	owned = dke_dns_enter(&stage);
+	hdr.ktime_ns = bpf_ktime_get_ns(); /* the packet's time: the only clock read of a packet */
 	if (wire_len <= DKE_DNS_PAYLOAD_TINY) {
-		dke_emit_dns(skb, &hdr, payload_off, wire_len, DKE_DNS_PAYLOAD_TINY);
-		return;
-	}
-	if (wire_len <= DKE_DNS_PAYLOAD_SMALL) {
+		if (owned)
+			dke_stage_dns(owned, skb, &hdr, payload_off, wire_len);
+		else
+			dke_emit_dns(skb, &hdr, payload_off, wire_len, DKE_DNS_PAYLOAD_TINY);
+	} else if (wire_len <= DKE_DNS_PAYLOAD_SMALL) {
 		dke_emit_dns(skb, &hdr, payload_off, wire_len, DKE_DNS_PAYLOAD_SMALL);
-		return;
+	} else {
+		n = wire_len;
+		if (n > DKE_DNS_PAYLOAD_MAX) {
+			n = DKE_DNS_PAYLOAD_MAX;
+			dke_count(DKE_TEL_DNS_TRUNCATED);
+		}
+		dke_emit_dns(skb, &hdr, payload_off, n, DKE_DNS_PAYLOAD_MAX);
 	}
-	n = wire_len;
-	if (n > DKE_DNS_PAYLOAD_MAX) {
-		n = DKE_DNS_PAYLOAD_MAX;
-		dke_count(DKE_TEL_DNS_TRUNCATED);
-	}
-	dke_emit_dns(skb, &hdr, payload_off, n, DKE_DNS_PAYLOAD_MAX);
+	dke_dns_leave(stage);
 }
 
 /* UDP payload bytes into the flow of (socket owner, local, peer). A socket's
@@ -288,7 +383,6 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 	struct dke_sock_state *st;
 	struct dke_pkt p = {};
 	__u32 netns;
-	__u64 now;
 
 	ctl = dke_control();
 	if (!ctl || dke_plain_tcp(skb, ctl))
@@ -314,8 +408,7 @@ static __always_inline int dke_on_skb(struct __sk_buff *skb, int egress)
 		/* The socket's namespace, or 0 until it is known (an older socket
 		 * that has only received so far; the loader pairs across that). */
 		netns = st ? st->key.netns : 0;
-		now = bpf_ktime_get_ns(); /* the packet's time: the only clock read of a packet */
-		dke_capture_dns(skb, &p, netns, ctl, egress, now);
+		dke_capture_dns(skb, &p, netns, ctl, egress);
 	}
 	if (st && p.proto == IPPROTO_UDP)
 		dke_count_udp(&p, st, ctl, egress);
@@ -332,6 +425,23 @@ SEC("cgroup_skb/ingress")
 int dke_skb_ingress(struct __sk_buff *skb)
 {
 	return dke_on_skb(skb, 0);
+}
+
+/* Run by the loader on each CPU (BPF_PROG_TEST_RUN with
+ * BPF_F_TEST_RUN_ON_CPU) before it reads the rings: what waits in this CPU's
+ * stage goes to its ring. Returns 1 when a DNS packet on this CPU is between
+ * its clock read and its record (this run interrupted it, or it is
+ * preempted): the loader cannot know then that the rings hold everything
+ * from before it began reading, and asks again. */
+SEC("raw_tp")
+int dke_dns_flush(void *ctx)
+{
+	struct dke_dns_stage *stage, *owned = dke_dns_enter(&stage);
+
+	if (owned)
+		dke_dns_flush_stage(owned);
+	dke_dns_leave(stage);
+	return stage && !owned;
 }
 
 /* A UDP socket's owner from the moment it exists (socket() runs in the

@@ -96,6 +96,43 @@ bool Exists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
+// Whether DNS records can be staged per CPU (bpf/skb.bpf.c,
+// dke_dns_staging): the kernel must take atomic fetch operations (Linux 5.12)
+// and run a raw_tp program on a chosen CPU (5.10). Tried with a program of
+// six instructions that does both.
+bool CanStageDns() {
+  const bpf_insn insns[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, 1, 0, 0, 0},                              // r1 = 0
+      {BPF_STX | BPF_MEM | BPF_DW, 10, 1, -8, 0},                             // *(u64 *)(r10 - 8) = r1
+      {BPF_ALU64 | BPF_MOV | BPF_K, 1, 0, 0, 1},                              // r1 = 1
+      {BPF_STX | BPF_ATOMIC | BPF_DW, 10, 1, -8, BPF_ADD | BPF_FETCH},        // r1 = atomic_fetch_add(r10 - 8, r1)
+      {BPF_ALU64 | BPF_MOV | BPF_X, 0, 1, 0, 0},                              // r0 = r1 (0)
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  const int fd = bpf_prog_load(BPF_PROG_TYPE_RAW_TRACEPOINT, "dke_probe", "GPL", insns, sizeof(insns) / sizeof(insns[0]),
+                               nullptr);
+  if (fd < 0) return false;
+  LIBBPF_OPTS(bpf_test_run_opts, run, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = 0);
+  const bool ok = bpf_prog_test_run_opts(fd, &run) == 0 && run.retval == 0;
+  close(fd);
+  return ok;
+}
+
+// A ring record into the drain's stage: a batch of staged records
+// (DKE_DNS_STAGED) one by one, anything else whole.
+int StageRingRecord(void* ctx, void* data, size_t size) {
+  auto* stage = static_cast<TimeOrderedStage*>(ctx);
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  dke_dns_event first;
+  if (size >= sizeof(dke_dns_staged) && (memcpy(&first, bytes, sizeof(first)), first.flags & DKE_DNS_STAGED)) {
+    for (size_t off = 0; off + sizeof(dke_dns_staged) <= size; off += sizeof(dke_dns_staged))
+      stage->Add(bytes + off, sizeof(dke_dns_staged));
+    return 0;
+  }
+  stage->Add(data, size);
+  return 0;
+}
+
 // FNV-1a over the embedded BPF object: the pin directory's version, so a
 // different build never picks up maps of another layout.
 std::string ObjectHash() {
@@ -293,6 +330,7 @@ bool NetLoader::Open() {
   dns_ring_first_ = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "dke_dns_ring", 0, 0, dns_ring_bytes_, nullptr);
   if (dns_ring_first_ < 0) return Fatal("EBPF_LOAD", "creating a DNS ring buffer failed: " + std::string(strerror(errno)));
   bpf_map__set_max_entries(skel_->maps.dns_rings, static_cast<uint32_t>(ncpus_));
+  skel_->rodata->dke_dns_staging = !opts_.dns_ports.empty() && CanStageDns();
   bpf_map__set_inner_map_fd(skel_->maps.dns_rings, dns_ring_first_);
   // Socket-local storage is allocated at every TCP socket's birth and freed
   // at its death. Created from the collector's memory cgroup, each of those
@@ -393,7 +431,7 @@ bool NetLoader::Open() {
   std::vector<std::string> ports;
   for (int p : ListeningPorts()) ports.push_back(std::to_string(p));
   std::string name = hook_set_ + " + cgroup_skb";
-  if (dns) name += " + DNS packets (cgroup_skb)";
+  if (dns) name += skel_->rodata->dke_dns_staging ? " + DNS packets (cgroup_skb, batched per CPU)" : " + DNS packets (cgroup_skb)";
   char quiet[64];
   snprintf(quiet, sizeof(quiet), "%.1f", quiet_s);
   std::string ready = std::string("{\"kernel\":") + JsonString(u.release) + ",\"hookSet\":{\"name\":" + JsonString(name) +
@@ -450,7 +488,9 @@ bool NetLoader::Attach(std::string* attached_json, std::vector<std::string>* deg
   std::vector<std::string> failed_required;
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
-    if (!bpf_program__autoload(prog) || prog == skel_->progs.dke_seed_listeners) continue;
+    // Not attached: run once (the iterator) or on demand (the flush).
+    if (!bpf_program__autoload(prog) || prog == skel_->progs.dke_seed_listeners || prog == skel_->progs.dke_dns_flush)
+      continue;
     const std::string name = bpf_program__name(prog);
     const std::string section = bpf_program__section_name(prog);
     const std::string pin = pin_dir_.empty() ? "" : pin_dir_ + "/link_" + name;
@@ -523,10 +563,6 @@ static_assert(offsetof(struct dke_dns_event, ktime_ns) == 0, "TimeOrderedStage r
 
 bool NetLoader::OpenDnsRings(std::string* why) {
   const int outer = bpf_map__fd(skel_->maps.dns_rings);
-  auto stage = [](void* ctx, void* data, size_t size) -> int {
-    static_cast<TimeOrderedStage*>(ctx)->Add(data, size);
-    return 0;
-  };
   for (uint32_t cpu = 0; cpu < static_cast<uint32_t>(ncpus_); cpu++) {
     auto failed = [&] {
       *why = std::string("ring of CPU ") + std::to_string(cpu) + ": " + strerror(errno);
@@ -547,9 +583,9 @@ bool NetLoader::OpenDnsRings(std::string* why) {
     dns_ring_fds_.push_back(fd);
     int err = 0;
     if (dns_rb_)
-      err = ring_buffer__add(dns_rb_, fd, stage, &dns_staged_);
+      err = ring_buffer__add(dns_rb_, fd, StageRingRecord, &dns_staged_);
     else
-      dns_rb_ = ring_buffer__new(fd, stage, &dns_staged_, nullptr);
+      dns_rb_ = ring_buffer__new(fd, StageRingRecord, &dns_staged_, nullptr);
     if (!dns_rb_ || err) return failed();
   }
   return true;
@@ -557,12 +593,50 @@ bool NetLoader::OpenDnsRings(std::string* why) {
 
 int NetLoader::PollFd() const { return dns_rb_ ? ring_buffer__epoll_fd(dns_rb_) : -1; }
 
-void NetLoader::Drain() {
+// Every CPU's DNS stage into its ring (dke_dns_flush). False when one stays
+// busy: a DNS packet there is between its clock read and its record (the
+// flush interrupted it, or it is preempted), and asking again a few times
+// did not see it through.
+bool NetLoader::FlushDnsStages() {
+  if (!skel_ || !skel_->rodata->dke_dns_staging) return true;
+  const int fd = bpf_program__fd(skel_->progs.dke_dns_flush);
+  bool complete = true;
+  for (int cpu = 0; cpu < ncpus_; cpu++) {
+    bool flushed = false;
+    for (int attempt = 0; attempt < 8 && !flushed; attempt++) {
+      if (attempt >= 2) sched_yield();  // a preempted packet's task gets to finish
+      LIBBPF_OPTS(bpf_test_run_opts, run, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = static_cast<uint32_t>(cpu));
+      // An offline CPU (ENXIO) stages nothing new; what it held waits for it to come back.
+      flushed = bpf_prog_test_run_opts(fd, &run) != 0 || run.retval == 0;
+    }
+    complete = complete && flushed;
+  }
+  if (!complete) dns_drains_held_++;
+  return complete;
+}
+
+void NetLoader::Drain() { DrainDns(false); }
+
+// Records are handed on in time order across the rings, up to when the
+// drain began (native/loader/time_order.h; bpf_ktime_get_ns() is
+// CLOCK_MONOTONIC). That needs the stages emptied first, so that the rings
+// hold every record from before then: a run of dke_dns_flush on every CPU,
+// an interrupt to each other CPU. A ring's wake-up (every eighth of it, a few
+// hundred times a second on a DNS-heavy host) only needs room made, so
+// between hand-ons a drain just reads the rings into dns_staged_; what it
+// reads is all from after the last hand-on's start.
+void NetLoader::DrainDns(bool hand_on) {
   if (!dns_rb_) return;
-  // In time order across the rings, up to when the drain began
-  // (native/loader/time_order.h): bpf_ktime_get_ns() is CLOCK_MONOTONIC.
   const uint64_t began = MonotonicNs();
+  if (!hand_on && began - dns_handed_on_ns_ < kDnsHandOnEveryNs) {
+    ring_buffer__consume(dns_rb_);
+    return;
+  }
+  // When a stage could not be emptied, what was read waits for the next drain.
+  const bool complete = FlushDnsStages();
   ring_buffer__consume(dns_rb_);
+  if (!complete) return;
+  dns_handed_on_ns_ = began;
   dns_staged_.Drain(began, [this](const void* rec, size_t len) {
     if (dns_) dns_->OnEvent(rec, len);
   });
@@ -579,7 +653,7 @@ void NetLoader::Collect(uint64_t seq, uint32_t what) {
   collects_++;
   // Names first: the daemon tags the flows of this collect with them.
   if (dns_) {
-    Drain();
+    DrainDns(true);
     std::vector<dke_dns_name> names;
     dns_->TakeNames(&names);
     if (!names.empty()) out_->Records(DKE_FRAME_DNS_NAMES, names.data(), sizeof(names[0]), names.size());
@@ -814,6 +888,7 @@ void NetLoader::SendTelemetry() {
         {"dns_malformed", s.malformed},          {"dns_pending_shed", s.pending_shed},
         {"dns_groups_shed", s.groups_shed},      {"dns_tcp_streams_shed", s.tcp_streams_shed},
         {"dns_tcp_stream_gaps", s.tcp_stream_gaps},
+        {"dns_drains_held", dns_drains_held_},
     };
     for (auto& [n, v] : more) t.Add(n, v);
   }

@@ -78,6 +78,8 @@ class NetLoader : public LoaderPlugin {
   void SeedListeners();
   void SendProcNames(const std::vector<uint32_t>& pids, const std::vector<std::string>& comms);
   bool OpenDnsRings(std::string* why);
+  bool FlushDnsStages();
+  void DrainDns(bool hand_on);
 
   NetOptions opts_;
   FrameWriter* out_;
@@ -101,6 +103,10 @@ class NetLoader : public LoaderPlugin {
   std::vector<int> dns_ring_fds_;    // the rings in dns_rings, by CPU
   ring_buffer* dns_rb_ = nullptr;    // polls and drains all of them
   TimeOrderedStage dns_staged_;      // one drain's records of all rings
+  uint64_t dns_drains_held_ = 0;     // drains that handed nothing on (FlushDnsStages)
+  // Drains hand on what they read at most this often (DrainDns), and at every collect.
+  static constexpr uint64_t kDnsHandOnEveryNs = 20'000'000;
+  uint64_t dns_handed_on_ns_ = 0;  // MonotonicNs() when the last hand-on began
   std::unique_ptr<DnsCollector> dns_;
   uint32_t epoch_ = 0;
   struct FlowGenerationShape {  // flow_gen's template (bpf/netflow_maps.bpf.h)

@@ -5,6 +5,8 @@
 // did and reported. Filters use this file's addresses (10.201.3.x,
 // fd00:dea:3::x): other daemons and tests may run at the same time.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -173,6 +175,32 @@ describe('dnsflow', () => {
     expect(srv.count).toBe(N);
     expect(srv.latencyMax).toBeLessThanOrEqual(s.latencyMax); // the resolver's time is inside the client's
     expect(dnsPoints(resolverSide)[0]!.tags).toMatchObject({ direction: 'incoming', dst_port: '*', client_ip: hosts.ipA, client_port: '*', server_ip: hosts.ipB, server_port: '53' });
+  });
+
+  it('counts every lookup of a burst that fills the per-CPU stages many times over', async () => {
+    // 600 lookups are 2,400 packets, both ends being on this host: a CPU's
+    // stage holds 16 records, so most reach the ring as full batches and the
+    // rest through the loader's flush before each read of the rings.
+    const started = daemon.logs.find((l) => String(l.msg).startsWith('datakit-ebpf started'));
+    expect(String(started?.hookSet)).toContain('DNS packets (cgroup_skb, batched per CPU)');
+    const N = 600;
+    const client = fromClient({ transport: 'udp', dst_ip: hosts.ipB, dst_port: '53', rcode_name: 'NOERROR' });
+    const resolverSide = (t: Record<string, string>) => t.conn_side === 'server' && t.src_ip === hosts.ipB && t.src_port === '53' && t.dst_ip === hosts.ipA && t.transport === 'udp' && t.rcode_name === 'NOERROR';
+    const before = { client: summarize(dnsPoints(client)).count, resolver: summarize(dnsPoints(resolverSide)).count };
+    const batch = path.join(os.tmpdir(), `dke-dns-burst-${process.pid}.txt`);
+    fs.writeFileSync(batch, `@${hosts.ipB} web.dke.test +tries=1 +timeout=1 +nocookie\n`.repeat(N));
+    let out: string;
+    try {
+      out = inNs(hosts.a, 'dig', ['-f', batch]);
+    } finally {
+      fs.rmSync(batch, { force: true });
+    }
+    expect((out.match(/status: NOERROR/g) ?? []).length).toBe(N);
+    const c = await waitForCount(client, before.client + N);
+    const r = await waitForCount(resolverSide, before.resolver + N);
+    console.info(`burst of ${N}: client side counted ${c.count - before.client}, resolver side ${r.count - before.resolver}`);
+    expect(c.count - before.client).toBe(N);
+    expect(r.count - before.resolver).toBe(N);
   });
 
   it('reports NXDOMAIN as rcode 3 apart from the successful lookups', async () => {

@@ -186,10 +186,12 @@ describe('Debian 12 kernel 6.1 under QEMU (TCG)', () => {
       console.log([`collector on ${onGuest.kernel}: ${onGuest.started?.hookSet}`, `collector on ${onHost.kernel}: ${onHost.started?.hookSet}`, ...rows].join('\n'));
     }, 300_000);
 
-    it('starts on 6.1 with the fexit hook set, and on this machine with the syscall tracepoints', () => {
+    it('starts on 6.1 with the fexit hook set, and on this machine with the syscall tracepoints; DNS batched on both', () => {
       expect(onGuest.fatal).toBeUndefined();
       expect(onGuest.started?.hookSet).toMatch(/^ebpf-net: tracepoints \(tp_btf\) \+ fexit on tcp_sendmsg\/tcp_recvmsg \+ cgroup_skb/);
       expect(onHost.started?.hookSet).toMatch(/^ebpf-net: tracepoints \(tp_btf\) \+ cgroup_skb/);
+      // Both have what staging DNS records per CPU needs (atomic fetch, raw_tp run on a CPU).
+      for (const r of [onGuest, onHost]) expect(r.started?.hookSet).toMatch(/\+ DNS packets \(cgroup_skb, batched per CPU\)(;|$)/);
     });
 
     for (const name of ['tcp', 'udp', 'dns', 'bash', 'sigkill', 'orphan', 'stop']) {
