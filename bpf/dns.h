@@ -19,8 +19,8 @@ enum dke_dns_flags {
 	/* Which local side: set when the local port is the DNS port (a resolver on
 	 * this host answering), clear when the remote one is (a local client). */
 	DKE_DNS_LOCAL_SERVER = 2,
-	/* Came through a CPU's stage: the ring record is a batch of struct
-	 * dke_dns_staged, this one first. */
+	/* Came through a CPU's stage: the ring record is a batch of records,
+	 * this one first, each DKE_DNS_STAGED_LEN(cap_len) bytes long. */
 	DKE_DNS_STAGED = 4,
 };
 
@@ -50,17 +50,17 @@ struct dke_dns_event {
 	__u8 payload[];
 };
 
-/* Tiny records (the common query and answer) wait in their CPU's stage and
- * reach the CPU's ring DKE_DNS_STAGE_RECORDS at a time, as one ring record:
- * a ring reservation and commit cost as much as everything else a DNS packet
- * does (bpf/skb.bpf.c). The loader empties every stage before it reads the
- * rings (dke_dns_flush). */
-#define DKE_DNS_STAGE_RECORDS 16
+/* Tiny records (the common query and answer) wait in their CPU's stage,
+ * each taking only the bytes its packet has, and reach the CPU's ring
+ * together, as one ring record, when the stage has no room for another: a
+ * ring reservation and commit cost as much as everything else a DNS packet
+ * does, and a query of some 40 bytes takes 104 bytes of ring instead of 200
+ * (bpf/skb.bpf.c). The loader empties every stage before it hands records on
+ * (dke_dns_flush). */
+#define DKE_DNS_STAGE_BYTES 3072
 
-/* One staged record: the header, then DKE_DNS_PAYLOAD_TINY payload bytes. */
-struct dke_dns_staged {
-	__u8 bytes[sizeof(struct dke_dns_event) + DKE_DNS_PAYLOAD_TINY];
-};
+/* Bytes a staged record takes: its header, then its payload padded to 8. */
+#define DKE_DNS_STAGED_LEN(cap_len) (sizeof(struct dke_dns_event) + (((cap_len) + 7) & ~7u))
 
 /* dns_stage's value, one per CPU. */
 struct dke_dns_stage {
@@ -68,9 +68,9 @@ struct dke_dns_stage {
 	 * being visible (staged or in the ring); the one whose increment found
 	 * 0 owns the stage until its decrement. */
 	__u64 inflight;
-	__u32 count; /* records in rec[] */
-	__u32 _pad;
-	struct dke_dns_staged rec[DKE_DNS_STAGE_RECORDS];
+	__u32 used;  /* bytes of bytes[] the staged records take */
+	__u32 count; /* staged records */
+	__u8 bytes[DKE_DNS_STAGE_BYTES];
 };
 
 #endif

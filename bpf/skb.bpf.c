@@ -203,43 +203,51 @@ static __always_inline void dke_dns_leave(struct dke_dns_stage *stage)
 /* The stage's records into the CPU's ring, as one record. Owner only. */
 static __always_inline void dke_dns_flush_stage(struct dke_dns_stage *s)
 {
-	__u32 n = s->count;
-	__u64 size;
+	__u64 size = s->used;
 	void *ring;
 
-	if (!n)
+	if (!size)
 		return;
-	if (n > DKE_DNS_STAGE_RECORDS)
-		n = DKE_DNS_STAGE_RECORDS;
-	size = n * sizeof(struct dke_dns_staged);
+	if (size > DKE_DNS_STAGE_BYTES)
+		size = DKE_DNS_STAGE_BYTES;
 	ring = dke_dns_ring();
-	if (!ring || bpf_ringbuf_output(ring, s->rec, size, dke_dns_wakeup(ring, size)))
-		dke_count_n(DKE_TEL_DNS_RINGBUF_FULL, n);
+	/* Counted here, one telemetry add per batch instead of one per packet. */
+	if (ring && !bpf_ringbuf_output(ring, s->bytes, size, dke_dns_wakeup(ring, size)))
+		dke_count_n(DKE_TEL_DNS_PACKETS, s->count);
+	else
+		dke_count_n(DKE_TEL_DNS_RINGBUF_FULL, s->count);
+	s->used = 0;
 	s->count = 0;
 }
 
-/* A tiny record into the owned stage; a full stage goes to the ring. */
+/* A tiny record into the owned stage, which goes to the ring once it has no
+ * room for another. */
 static __always_inline void dke_stage_dns(struct dke_dns_stage *s, struct __sk_buff *skb, struct dke_dns_event *hdr,
 					  __u32 payload_off, __u32 n)
 {
-	struct dke_dns_staged *rec;
-	__u32 i = s->count;
+	/* The last offset where a record of any tiny size fits. */
+	const __u32 last = DKE_DNS_STAGE_BYTES - DKE_DNS_STAGED_LEN(DKE_DNS_PAYLOAD_TINY);
+	__u32 off = s->used;
 
-	if (i >= DKE_DNS_STAGE_RECORDS) {
+	if (off > last) {
 		dke_dns_flush_stage(s);
-		i = 0;
+		off = 0;
 	}
-	rec = &s->rec[i];
+	/* The verifier must see off <= last and 1 <= n <= the tiny payload. */
+	asm volatile("" : "+r"(off));
+	if (off > last)
+		return;
 	asm volatile("" : "+r"(n));
 	n = ((n - 1) & (DKE_DNS_PAYLOAD_TINY - 1)) + 1;
-	if (bpf_skb_load_bytes(skb, payload_off, rec->bytes + sizeof(*hdr), n))
+	if (bpf_skb_load_bytes(skb, payload_off, s->bytes + off + sizeof(*hdr), n))
 		return;
 	hdr->cap_len = n;
 	hdr->flags |= DKE_DNS_STAGED;
-	__builtin_memcpy(rec->bytes, hdr, sizeof(*hdr));
-	s->count = i + 1;
-	dke_count(DKE_TEL_DNS_PACKETS);
-	if (i + 1 == DKE_DNS_STAGE_RECORDS)
+	__builtin_memcpy(s->bytes + off, hdr, sizeof(*hdr));
+	off += DKE_DNS_STAGED_LEN(n);
+	s->used = off;
+	s->count++;
+	if (off > last)
 		dke_dns_flush_stage(s);
 }
 

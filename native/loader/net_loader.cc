@@ -123,13 +123,18 @@ bool CanStageDns() {
 int StageRingRecord(void* ctx, void* data, size_t size) {
   auto* stage = static_cast<TimeOrderedStage*>(ctx);
   const auto* bytes = static_cast<const uint8_t*>(data);
-  dke_dns_event first;
-  if (size >= sizeof(dke_dns_staged) && (memcpy(&first, bytes, sizeof(first)), first.flags & DKE_DNS_STAGED)) {
-    for (size_t off = 0; off + sizeof(dke_dns_staged) <= size; off += sizeof(dke_dns_staged))
-      stage->Add(bytes + off, sizeof(dke_dns_staged));
+  dke_dns_event ev;
+  if (size < sizeof(ev) || (memcpy(&ev, bytes, sizeof(ev)), !(ev.flags & DKE_DNS_STAGED))) {
+    stage->Add(data, size);
     return 0;
   }
-  stage->Add(data, size);
+  for (size_t off = 0; off + sizeof(ev) <= size;) {
+    memcpy(&ev, bytes + off, sizeof(ev));
+    const size_t len = DKE_DNS_STAGED_LEN(ev.cap_len);
+    if (ev.cap_len > DKE_DNS_PAYLOAD_TINY || len > size - off) break;  // not a batch the programs wrote
+    stage->Add(bytes + off, sizeof(ev) + ev.cap_len);
+    off += len;
+  }
   return 0;
 }
 
