@@ -189,7 +189,9 @@ int CreateSockStateMap() {
   bpf_map* m;
   bpf_object__for_each_map(m, s->obj) {
     bpf_map__set_pin_path(m, nullptr);
-    bpf_map__set_autocreate(m, m == s->maps.sock_state);
+    // .rodata too: libbpf (1.1) maps every internal map of a skeleton after
+    // loading, made or not, and fails the load on one it did not make.
+    bpf_map__set_autocreate(m, m == s->maps.sock_state || bpf_map__is_internal(m));
   }
   bpf_program* p;
   bpf_object__for_each_program(p, s->obj) bpf_program__set_autoload(p, false);
