@@ -137,14 +137,17 @@ DKE_MAP struct {
 	__array(values, struct dke_dns_ring);
 } dns_rings SEC(".maps");
 
-/* 0 -> this CPU's struct dke_dns_stage (bpf/dns.h): tiny DNS records waiting
- * to reach the CPU's ring as one batch. Pinned with the rings, so what waits
- * survives a loader's restart. */
+/* CPU -> its struct dke_dns_stage (bpf/dns.h): tiny DNS records waiting to
+ * reach the CPU's ring as one batch. Not a per-CPU map: the loader maps it
+ * and looks before it asks a CPU to flush, so an idle CPU is not
+ * interrupted (the loader sets max_entries to the possible CPUs). Pinned with
+ * the rings, so what waits survives a loader's restart. */
 DKE_MAP struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct dke_dns_stage);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dns_stage SEC(".maps");
 

@@ -181,13 +181,13 @@ static __always_inline void dke_emit_dns(struct __sk_buff *skb, struct dke_dns_e
  * Returns the stage when this caller owns it. */
 static __always_inline struct dke_dns_stage *dke_dns_enter(struct dke_dns_stage **stage)
 {
-	__u32 zero = 0;
+	__u32 cpu = bpf_get_smp_processor_id();
 	struct dke_dns_stage *s;
 
 	*stage = 0;
 	if (!dke_dns_staging)
 		return 0;
-	s = bpf_map_lookup_elem(&dns_stage, &zero);
+	s = bpf_map_lookup_elem(&dns_stage, &cpu);
 	if (!s)
 		return 0;
 	*stage = s;

@@ -5,6 +5,7 @@
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -338,6 +339,7 @@ bool NetLoader::Open() {
   if (dns_ring_first_ < 0) return Fatal("EBPF_LOAD", "creating a DNS ring buffer failed: " + std::string(strerror(errno)));
   bpf_map__set_max_entries(skel_->maps.dns_rings, static_cast<uint32_t>(ncpus_));
   skel_->rodata->dke_dns_staging = !opts_.dns_ports.empty() && CanStageDns();
+  bpf_map__set_max_entries(skel_->maps.dns_stage, static_cast<uint32_t>(ncpus_));
   bpf_map__set_inner_map_fd(skel_->maps.dns_rings, dns_ring_first_);
   // Socket-local storage is allocated at every TCP socket's birth and freed
   // at its death. Created from the collector's memory cgroup, each of those
@@ -405,6 +407,15 @@ bool NetLoader::Open() {
   std::string rings_failed;
   if (!opts_.dns_ports.empty() && !OpenDnsRings(&rings_failed))
     degraded.push_back("opening the DNS ring buffers failed (" + rings_failed + "): no dnsflow");
+  if (skel_->rodata->dke_dns_staging) {
+    // Read-only: whether a CPU's stage holds anything (FlushDnsStages).
+    const size_t len = kDnsStageStride * static_cast<size_t>(ncpus_);
+    void* m = mmap(nullptr, len, PROT_READ, MAP_SHARED, bpf_map__fd(skel_->maps.dns_stage), 0);
+    if (m != MAP_FAILED) {
+      dns_stages_ = static_cast<const uint8_t*>(m);
+      dns_stages_len_ = len;
+    }
+  }
   // The ring made for loading is CPU 0's by now, unless dnsflow is off or
   // an earlier loader's rings were found: then nothing needs it.
   if (dns_ring_first_ >= 0) {
@@ -608,7 +619,18 @@ bool NetLoader::FlushDnsStages() {
   if (!skel_ || !skel_->rodata->dke_dns_staging) return true;
   const int fd = bpf_program__fd(skel_->progs.dke_dns_flush);
   bool complete = true;
+  // A CPU with nothing staged and no DNS packet under way is not asked (an
+  // interrupt to an idle vCPU is a wake-up through the hypervisor): a
+  // packet whose clock read was before this drain began has raised inflight
+  // by now, and one that is done has its record in the ring or counted in
+  // used before it lowered inflight again.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   for (int cpu = 0; cpu < ncpus_; cpu++) {
+    if (dns_stages_) {
+      const auto* st = reinterpret_cast<const dke_dns_stage*>(dns_stages_ + kDnsStageStride * static_cast<size_t>(cpu));
+      if (__atomic_load_n(&st->inflight, __ATOMIC_ACQUIRE) == 0 && __atomic_load_n(&st->used, __ATOMIC_ACQUIRE) == 0)
+        continue;
+    }
     bool flushed = false;
     for (int attempt = 0; attempt < 8 && !flushed; attempt++) {
       if (attempt >= 2) sched_yield();  // a preempted packet's task gets to finish
@@ -909,6 +931,8 @@ void NetLoader::Close(bool unpin) {
   }
   for (int fd : dns_ring_fds_) close(fd);
   dns_ring_fds_.clear();
+  if (dns_stages_) munmap(const_cast<uint8_t*>(dns_stages_), dns_stages_len_);
+  dns_stages_ = nullptr;
   if (dns_ring_first_ >= 0) close(dns_ring_first_);
   dns_ring_first_ = -1;
   for (bpf_link* l : links_) {

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dns.h"
 #include "flow_generations.h"
 #include "frame_io.h"
 #include "time_order.h"
@@ -104,6 +105,10 @@ class NetLoader : public LoaderPlugin {
   ring_buffer* dns_rb_ = nullptr;    // polls and drains all of them
   TimeOrderedStage dns_staged_;      // one drain's records of all rings
   uint64_t dns_drains_held_ = 0;     // drains that handed nothing on (FlushDnsStages)
+  // dns_stage, mapped: one struct dke_dns_stage per CPU, 8-aligned (an array map's element).
+  static constexpr size_t kDnsStageStride = (sizeof(dke_dns_stage) + 7) & ~size_t{7};
+  const uint8_t* dns_stages_ = nullptr;
+  size_t dns_stages_len_ = 0;
   // Drains hand on what they read at most this often (DrainDns), and at every collect.
   static constexpr uint64_t kDnsHandOnEveryNs = 20'000'000;
   uint64_t dns_handed_on_ns_ = 0;  // MonotonicNs() when the last hand-on began
