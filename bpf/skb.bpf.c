@@ -229,11 +229,8 @@ static __always_inline void dke_stage_dns(struct dke_dns_stage *s, struct __sk_b
 	const __u32 last = DKE_DNS_STAGE_BYTES - DKE_DNS_STAGED_LEN(DKE_DNS_PAYLOAD_TINY);
 	__u32 off = s->used;
 
-	if (off > last) {
-		dke_dns_flush_stage(s);
-		off = 0;
-	}
-	/* The verifier must see off <= last and 1 <= n <= the tiny payload. */
+	/* Never past last (a stage goes to the ring as soon as it is), but the
+	 * verifier must see off <= last and 1 <= n <= the tiny payload. */
 	asm volatile("" : "+r"(off));
 	if (off > last)
 		return;

@@ -649,8 +649,8 @@ void NetLoader::Drain() { DrainDns(false); }
 // Records are handed on in time order across the rings, up to when the
 // drain began (native/loader/time_order.h; bpf_ktime_get_ns() is
 // CLOCK_MONOTONIC). That needs the stages emptied first, so that the rings
-// hold every record from before then: a run of dke_dns_flush on every CPU,
-// an interrupt to each other CPU. A ring's wake-up (every eighth of it, a few
+// hold every record from before then: a run of dke_dns_flush on each CPU
+// whose stage holds something, an interrupt to it. A ring's wake-up (every eighth of it, a few
 // hundred times a second on a DNS-heavy host) only needs room made, so
 // between hand-ons a drain just reads the rings into dns_staged_; what it
 // reads is all from after the last hand-on's start.
