@@ -86,6 +86,14 @@ int FuncParams(const btf* b, const char* fn) {
   return proto ? btf_vlen(proto) : -1;
 }
 
+// Whether the running kernel's BTF has function fn.
+bool KernelHasFunc(const char* fn) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  const bool has = FuncParams(vmlinux, fn) >= 0;
+  if (vmlinux) btf__free(vmlinux);
+  return has;
+}
+
 uint64_t MonotonicNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -383,6 +391,13 @@ bool NetLoader::Open() {
       return Fatal("KERNEL_UNSUPPORTED", std::string("kernel ") + u.release +
                                              " lacks the tracepoints netflow needs: sock:sock_send_length, "
                                              "sock:sock_recv_length (Linux >= 6.4); upgrade the kernel");
+    // So does one whose tracing programs cannot keep socket-local storage
+    // (before 5.11). Asked only after a failed load: a kernel whose BTF
+    // lacks the function for another reason loads all the same.
+    if (!KernelHasFunc("bpf_sk_storage_get_tracing"))
+      return Fatal("KERNEL_UNSUPPORTED", std::string("kernel ") + u.release +
+                                             " does not let tracing programs keep socket-local storage (Linux >= "
+                                             "5.11), which netflow needs; upgrade the kernel");
     return Fatal("EBPF_LOAD", what + ": " + strerror(-err) + " [libbpf: " + tail + "]");
   }
 
@@ -487,7 +502,7 @@ bool NetLoader::ChooseHooks(std::vector<std::string>* degraded) {
   if (!missing.empty() || (!syscall_tps && !fexit)) {
     if (!syscall_tps && !fexit) missing += std::string(missing.empty() ? "" : ", ") + "sock:sock_send_length/sock_recv_length (Linux >= 6.4) or fexit on tcp_sendmsg/tcp_recvmsg";
     return Fatal("KERNEL_UNSUPPORTED", std::string("kernel ") + u.release + " lacks what netflow needs: " + missing +
-                                           "; the collector needs Linux >= 5.8 with BTF");
+                                           "; the collector needs Linux >= 5.11 with BTF");
   }
   // Syscall tracepoints where they exist (no trampolines needed, and the
   // only choice on kernels that disable them); fexit before 6.4.
