@@ -71,6 +71,10 @@ struct dke_dns_stage {
 	__u32 used;  /* bytes of bytes[] the staged records take */
 	__u32 count; /* staged records */
 	__u8 bytes[DKE_DNS_STAGE_BYTES];
+	/* To a whole number of cache lines (the map's values lie back to back
+	 * on a page of their own): without it the next CPU's inflight and used
+	 * shared a line with the end of this CPU's bytes. */
+	__u8 _pad[48];
 };
 
 #endif

@@ -107,6 +107,7 @@ class NetLoader : public LoaderPlugin {
   uint64_t dns_drains_held_ = 0;     // drains that handed nothing on (FlushDnsStages)
   // dns_stage, mapped: one struct dke_dns_stage per CPU, 8-aligned (an array map's element).
   static constexpr size_t kDnsStageStride = (sizeof(dke_dns_stage) + 7) & ~size_t{7};
+  static_assert(kDnsStageStride % 64 == 0, "each CPU's DNS stage on cache lines of its own (bpf/dns.h)");
   const uint8_t* dns_stages_ = nullptr;
   size_t dns_stages_len_ = 0;
   // Drains hand on what they read at most this often (DrainDns), and at every collect.
